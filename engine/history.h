@@ -1,0 +1,118 @@
+// history.h: the ledger's recent history, a ring of 40-byte entries.
+//
+// Every change to a wallet appends one entry.  Entries of one wallet are
+// chained backwards (prev_distance), so a wallet's page walks only its own
+// entries.  Texts (reference, actor) are rare on the metered path, so they
+// live in a side map keyed by entry index, only for entries that have them.
+// When the ring is full the oldest entry is overwritten (its text dropped):
+// RAM holds a window, the log holds everything (docs/ENGINE.md).
+#ifndef TALLY_ENGINE_HISTORY_H_
+#define TALLY_ENGINE_HISTORY_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "tally/assert.h"
+#include "tally/limits.h"
+#include "tally/query.h"
+
+namespace tally::engine {
+
+// HistoryEntry is one change to one wallet.  `meta` packs, low bits first:
+// time in ms since the epoch (44 bits, to the year 2527), kind (5), out (1),
+// held (1), has_text (1), asset index (12).
+struct HistoryEntry {
+  uint64_t meta;
+  int64_t amount;
+  int64_t balance_after;
+  uint64_t related_id;
+  uint32_t wallet_slot;
+  uint32_t prev_distance;  // to the wallet's previous entry; 0 none, max: out of reach
+
+  static constexpr uint64_t time_bits = 44;
+  static uint64_t Pack(int64_t time_us, HistoryKind kind, bool out, bool held, bool has_text,
+                       uint16_t asset) {
+    uint64_t ms = static_cast<uint64_t>(time_us / 1000) & ((uint64_t{1} << time_bits) - 1);
+    return ms | (uint64_t{static_cast<uint8_t>(kind)} << 44) | (uint64_t{out} << 49) |
+           (uint64_t{held} << 50) | (uint64_t{has_text} << 51) | (uint64_t{asset} << 52);
+  }
+  int64_t time_us() const {
+    return static_cast<int64_t>(meta & ((uint64_t{1} << time_bits) - 1)) * 1000;
+  }
+  HistoryKind kind() const { return static_cast<HistoryKind>((meta >> 44) & 0x1f); }
+  bool out() const { return ((meta >> 49) & 1) != 0; }
+  bool held() const { return ((meta >> 50) & 1) != 0; }
+  bool has_text() const { return ((meta >> 51) & 1) != 0; }
+  uint16_t asset() const { return static_cast<uint16_t>(meta >> 52); }
+};
+static_assert(sizeof(HistoryEntry) == 40, "the issue's budget is 40 bytes per entry");
+static_assert(history_kind_max < 32, "kind has 5 bits");
+
+struct HistoryTexts {
+  std::string reference;
+  std::string actor;
+};
+
+// HistoryRing keeps the newest `capacity` entries, indexes counted from 0
+// since the ledger began.
+class HistoryRing {
+ public:
+  explicit HistoryRing(uint64_t entries_max) {
+    capacity_ = history_chunk_entries;
+    while (capacity_ < entries_max) capacity_ <<= 1;
+    TALLY_ASSERT(capacity_ < (uint64_t{1} << 32));
+  }
+
+  uint64_t total() const { return total_; }
+  uint64_t capacity() const { return capacity_; }
+  // begin is the oldest index still in memory.
+  uint64_t begin() const { return total_ > capacity_ ? total_ - capacity_ : 0; }
+  bool InMemory(uint64_t index) const { return index >= begin() && index < total_; }
+
+  HistoryEntry& at(uint64_t index) {
+    TALLY_ASSERT(InMemory(index));
+    uint64_t pos = index & (capacity_ - 1);
+    return chunks_[pos / history_chunk_entries][pos % history_chunk_entries];
+  }
+  const HistoryEntry& at(uint64_t index) const {
+    return const_cast<HistoryRing*>(this)->at(index);
+  }
+
+  // Append stores `entry` (with texts if any is non-empty) and returns its index.
+  uint64_t Append(HistoryEntry entry, std::string_view reference, std::string_view actor) {
+    uint64_t index = total_;
+    uint64_t pos = index & (capacity_ - 1);
+    uint64_t chunk = pos / history_chunk_entries;
+    if (chunk >= chunks_.size()) {
+      chunks_.push_back(std::make_unique<HistoryEntry[]>(history_chunk_entries));
+    }
+    HistoryEntry& slot = chunks_[chunk][pos % history_chunk_entries];
+    if (index >= capacity_ && slot.has_text()) texts_.erase(index - capacity_);
+    slot = entry;
+    if (!reference.empty() || !actor.empty()) {
+      slot.meta |= uint64_t{1} << 51;
+      texts_[index] = HistoryTexts{std::string(reference), std::string(actor)};
+    }
+    ++total_;
+    return index;
+  }
+
+  const HistoryTexts* texts(uint64_t index) const {
+    auto it = texts_.find(index);
+    return it == texts_.end() ? nullptr : &it->second;
+  }
+
+ private:
+  std::vector<std::unique_ptr<HistoryEntry[]>> chunks_;
+  absl::flat_hash_map<uint64_t, HistoryTexts> texts_;
+  uint64_t capacity_ = 0;
+  uint64_t total_ = 0;
+};
+
+}  // namespace tally::engine
+
+#endif  // TALLY_ENGINE_HISTORY_H_

@@ -1,0 +1,1065 @@
+// ledger.cc: Apply, and every changing command (docs/ENGINE.md).
+//
+// Each command first checks everything that could refuse it, then changes
+// state; nothing between the first change and the result can fail, which is
+// how every command is all or nothing without an undo log.
+#include "engine/ledger.h"
+
+#include <algorithm>
+#include <string>
+
+#include "engine/state.h"
+
+namespace tally {
+namespace engine {
+namespace {
+
+bool AddOverflows(int64_t a, int64_t b, int64_t* sum) { return __builtin_add_overflow(a, b, sum); }
+
+Result Refused(ResultCode code) { return Result{.code = code}; }
+
+Result Short(ResultCode code, int64_t available, int64_t requested) {
+  return Result{.code = code, .n = {available, requested, requested - available}};
+}
+
+Result Numbers(int64_t a, int64_t b, int64_t c, uint64_t id = 0) {
+  return Result{.code = ResultCode::ok, .id = id, .n = {a, b, c}};
+}
+
+// Sums of one asset in one wallet: what can be spent, and what the ledger
+// books (expired lots count until the sweep records their expiry).
+struct Sums {
+  int64_t available = 0;
+  int64_t book = 0;
+};
+
+Sums SumsOf(const Lot* lots, uint32_t count, uint16_t asset, int64_t now_us) {
+  Sums sums;
+  for (uint32_t i = 0; i < count; ++i) {
+    if (lots[i].asset != asset) continue;
+    sums.book += lots[i].remaining;
+    if (lots[i].expires_at_us > now_us) sums.available += lots[i].remaining;
+  }
+  return sums;
+}
+
+// LotsTouched is how many lots TakeLots would take from for `amount`.
+uint32_t LotsTouched(const Lot* lots, uint32_t count, uint16_t asset, int64_t amount,
+                     int64_t now_us) {
+  uint32_t touched = 0;
+  for (uint32_t i = 0; i < count && amount > 0; ++i) {
+    if (lots[i].asset != asset || lots[i].expires_at_us <= now_us) continue;
+    amount -= std::min(amount, lots[i].remaining);
+    ++touched;
+  }
+  return touched;
+}
+
+bool NeedsAsset(CommandKind kind) {
+  switch (kind) {
+    case CommandKind::topup:
+    case CommandKind::allocate:
+    case CommandKind::reclaim:
+    case CommandKind::grant:
+    case CommandKind::adjust:
+    case CommandKind::deduct:
+    case CommandKind::hold:
+    case CommandKind::request:
+    case CommandKind::approve:
+    case CommandKind::reject:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool ValidSettings(const OrgSettings& s, uint8_t mask) {
+  if ((mask & setting_low_balance_threshold) && s.low_balance_threshold < 0) return false;
+  if ((mask & setting_expiring_soon_window) && s.expiring_soon_window_us < 0) return false;
+  if ((mask & setting_deduct_rollup_interval) && s.deduct_rollup_interval_us < 0) return false;
+  return true;
+}
+
+void ApplySettings(const OrgSettings& from, uint8_t mask, OrgSettings* to) {
+  if (mask & setting_credit_payments) to->credit_payments = from.credit_payments;
+  if (mask & setting_low_balance_threshold) to->low_balance_threshold = from.low_balance_threshold;
+  if (mask & setting_expiring_soon_window) to->expiring_soon_window_us = from.expiring_soon_window_us;
+  if (mask & setting_deduct_rollup_interval)
+    to->deduct_rollup_interval_us = from.deduct_rollup_interval_us;
+}
+
+}  // namespace
+
+// Machine applies one batch to a State.
+class Machine {
+ public:
+  Machine(State& state, BatchOutput* out) : s_(state), out_(out), now_(state.now_us) {}
+
+  Result Apply(const Command& c) {
+    if (c.kind == CommandKind::expire_sweep) return Sweep();
+    if (c.op_id == 0) return Refused(ResultCode::invalid_operation_id);
+    OpKey key{c.org_id, c.op_id};
+    if (const Result* first = s_.ops.Find(key)) {
+      Result again = *first;
+      again.replayed = true;
+      return again;
+    }
+    Result result = Dispatch(c);
+    RememberOp(key, result);
+    return result;
+  }
+
+ private:
+  void RememberOp(const OpKey& key, const Result& result) {
+    OpMemory& ops = s_.ops;
+    uint64_t generation_max = std::max<uint64_t>(1, s_.options.op_ids_max / 2);
+    bool full = ops.current.size() >= generation_max;
+    bool old = now_ - ops.current_began_us > s_.options.op_ids_retention_us / 2;
+    if (full || (old && !ops.current.empty())) {
+      // Swapping keeps both tables' memory: after warm-up no id allocates.
+      ops.previous.swap(ops.current);
+      ops.current.clear();
+      ops.current_began_us = now_;
+    }
+    if (ops.current.empty()) ops.current_began_us = now_;
+    ops.current.emplace(key, result);
+  }
+
+  ResultCode CheckFields(const Command& c) {
+    if (c.text.size() > text_bytes_max || c.actor.size() > text_bytes_max) {
+      return ResultCode::limit_exceeded;
+    }
+    if (NeedsAsset(c.kind) && !c.asset.Valid()) return ResultCode::invalid_asset;
+    switch (c.kind) {
+      case CommandKind::topup:
+      case CommandKind::grant:
+      case CommandKind::deduct:
+      case CommandKind::hold:
+      case CommandKind::capture:
+      case CommandKind::request:
+        if (c.amount <= 0) return ResultCode::invalid_amount;
+        break;
+      case CommandKind::allocate:
+        if ((c.flags & flag_all) && c.amount <= 0) return ResultCode::invalid_amount;
+        if (!(c.flags & flag_all)) {
+          if (c.targets.empty()) return ResultCode::invalid_command;
+          if (c.targets.size() > allocate_targets_max) return ResultCode::limit_exceeded;
+          for (const WalletAmount& t : c.targets) {
+            if (t.amount <= 0) return ResultCode::invalid_amount;
+            if (t.wallet_id == 0) return ResultCode::invalid_wallet;
+          }
+        }
+        break;
+      case CommandKind::reclaim:
+        if (!(c.flags & flag_all) && c.amount <= 0) return ResultCode::invalid_amount;
+        break;
+      case CommandKind::adjust:
+        if ((c.flags & flag_target) ? c.amount < 0
+                                    : (c.amount == 0 || c.amount == INT64_MIN)) {
+          return ResultCode::invalid_amount;
+        }
+        break;
+      case CommandKind::approve:
+        if (c.amount < 0) return ResultCode::invalid_amount;
+        break;
+      case CommandKind::org_create:
+      case CommandKind::org_settings:
+        if (!ValidSettings(c.settings, c.settings_mask)) return ResultCode::invalid_settings;
+        break;
+      default:
+        break;
+    }
+    switch (c.kind) {
+      case CommandKind::topup:
+      case CommandKind::grant:
+      case CommandKind::adjust:
+      case CommandKind::hold:
+        if (c.expires_at_us < 0 || (c.expires_at_us != 0 && c.expires_at_us <= now_)) {
+          return ResultCode::invalid_time;
+        }
+        break;
+      default:
+        break;
+    }
+    return ResultCode::ok;
+  }
+
+  Result Dispatch(const Command& c) {
+    if (static_cast<uint8_t>(c.kind) == 0 ||
+        static_cast<uint8_t>(c.kind) > command_kind_max) {
+      return Refused(ResultCode::invalid_command);
+    }
+    if (ResultCode code = CheckFields(c); code != ResultCode::ok) return Refused(code);
+    if (c.kind == CommandKind::org_create) return OrgCreate(c);
+    Org* org = s_.FindOrg(c.org_id);
+    if (org == nullptr) return Refused(ResultCode::unknown_org);
+    switch (c.kind) {
+      case CommandKind::org_settings:
+        ApplySettings(c.settings, c.settings_mask, &org->settings);
+        return Numbers(0, 0, 0);
+      case CommandKind::topup: return AddLot(*org, c, org->pool_slot, LotSource::topup);
+      case CommandKind::grant:
+        if (c.wallet_id == 0) return Refused(ResultCode::invalid_wallet);
+        return AddLot(*org, c, no_slot, LotSource::grant);
+      case CommandKind::allocate: return Allocate(*org, c);
+      case CommandKind::reclaim: return Reclaim(*org, c);
+      case CommandKind::void_grant: return VoidGrant(*org, c);
+      case CommandKind::adjust: return Adjust(*org, c);
+      case CommandKind::deduct: return Deduct(*org, c);
+      case CommandKind::hold: return HoldCmd(*org, c);
+      case CommandKind::capture: return Capture(*org, c);
+      case CommandKind::release: return ReleaseCmd(*org, c);
+      case CommandKind::request: return RequestCmd(*org, c);
+      case CommandKind::approve: return Approve(*org, c);
+      case CommandKind::reject: return Reject(*org, c);
+      case CommandKind::wallet_upsert: return WalletUpsert(*org, c);
+      case CommandKind::wallet_delete: return WalletDelete(*org, c);
+      default: return Refused(ResultCode::invalid_command);
+    }
+  }
+
+  // ---- building blocks ----
+
+  Wallet& W(uint32_t slot) { return s_.wallets.at(slot); }
+
+  uint16_t InternAsset(Asset asset) {
+    uint16_t index = s_.FindAsset(asset);
+    if (index != no_asset) return index;
+    if (s_.assets.size() >= assets_max) return no_asset;
+    index = static_cast<uint16_t>(s_.assets.size());
+    s_.assets.push_back(asset);
+    s_.asset_index.emplace(asset, index);
+    return index;
+  }
+
+  uint32_t CreateWallet(Org& org, uint64_t wallet_id) {
+    uint32_t slot = s_.wallets.Add();
+    Wallet& w = W(slot);
+    w.id = wallet_id;
+    w.org_slot = org.org_slot;
+    org.wallet_index.insert(slot);
+    if (wallet_id != 0) {
+      org.wallet_order.push_back(slot);
+      ++org.live_wallets;
+    }
+    return slot;
+  }
+
+  // LiveWallet finds a user wallet or the pool that is not deleted.
+  uint32_t LiveWallet(const Org& org, uint64_t wallet_id) {
+    uint32_t slot = s_.FindWallet(org, wallet_id);
+    if (slot == no_slot || W(slot).deleted()) return no_slot;
+    return slot;
+  }
+
+  // WalletFor finds a user wallet, creating or reviving it.
+  uint32_t WalletFor(Org& org, uint64_t wallet_id) {
+    uint32_t slot = s_.FindWallet(org, wallet_id);
+    if (slot == no_slot) return CreateWallet(org, wallet_id);
+    Wallet& w = W(slot);
+    if (w.deleted()) {
+      w.flags &= static_cast<uint8_t>(~wallet_deleted);
+      ++org.live_wallets;
+    }
+    return slot;
+  }
+
+  // Room is how many more lots a wallet may take before the limit.
+  uint32_t Room(uint32_t slot) {
+    uint32_t count = slot == no_slot ? 0 : W(slot).lot_count;
+    return count >= wallet_lots_max ? 0 : wallet_lots_max - count;
+  }
+
+  // PutLot adds `lot` to a wallet, merging with a lot of the same grant.
+  void PutLot(uint32_t slot, const Lot& lot) {
+    Wallet& w = W(slot);
+    Lot* lots = w.lots();
+    uint32_t pos = 0;
+    for (uint32_t i = 0; i < w.lot_count; ++i) {
+      if (lots[i].grant_id == lot.grant_id && lots[i].asset == lot.asset) {
+        lots[i].remaining += lot.remaining;  // within the org's `in`: cannot overflow
+        return;
+      }
+      if (SpentBefore(lots[i], lot)) pos = i + 1;
+    }
+    TALLY_ASSERT(w.lot_count < UINT16_MAX);
+    if (w.lot_count + 1u > w.capacity()) {
+      Grow(w);
+      lots = w.lots();
+    }
+    std::memmove(lots + pos + 1, lots + pos, (w.lot_count - pos) * sizeof(Lot));
+    lots[pos] = lot;
+    ++w.lot_count;
+    if (lot.expires_at_us != never_us) s_.lot_expiry.emplace(lot.expires_at_us, slot);
+  }
+
+  static void Grow(Wallet& w) {
+    uint8_t log2 = w.heap_lots == nullptr ? 1 : static_cast<uint8_t>(w.heap_capacity_log2 + 1);
+    Lot* bigger = new Lot[size_t{1} << log2];
+    std::memcpy(bigger, w.lots(), w.lot_count * sizeof(Lot));
+    delete[] w.heap_lots;
+    w.heap_lots = bigger;
+    w.heap_capacity_log2 = log2;
+  }
+
+  Sums WalletSums(uint32_t slot, uint16_t asset) {
+    if (asset == no_asset) return {};
+    Wallet& w = W(slot);
+    return SumsOf(w.lots(), w.lot_count, asset, now_);
+  }
+
+  // Take removes `amount` from a wallet's lots (checked to be there) and
+  // hands every piece to sink.
+  template <typename Sink>
+  void Take(uint32_t slot, uint16_t asset, int64_t amount, Sink&& sink) {
+    Wallet& w = W(slot);
+    uint32_t count = w.lot_count;
+    int64_t taken = TakeLots(w.lots(), count, asset, amount, now_, sink);
+    TALLY_ASSERT(taken == amount);
+    w.lot_count = static_cast<uint16_t>(count);
+  }
+
+  void MarkSpread(Org& org, uint64_t grant_id) {
+    auto it = org.grants.find(grant_id);
+    if (it != org.grants.end()) it->second.spread = true;
+  }
+
+  void Record(uint32_t slot, HistoryKind kind, bool out, bool held, uint16_t asset,
+              int64_t amount, int64_t balance_after, uint64_t related_id,
+              std::string_view reference, std::string_view actor) {
+    Wallet& w = W(slot);
+    uint64_t index = s_.history.total();
+    uint32_t distance = 0;
+    if (w.history_head != 0) {
+      uint64_t gap = index - (w.history_head - 1);
+      distance = gap >= UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(gap);
+    }
+    HistoryEntry entry{HistoryEntry::Pack(now_, kind, out, held, false, asset), amount,
+                       balance_after, related_id, slot, distance};
+    s_.history.Append(entry, reference, actor);
+    w.history_head = index + 1;
+  }
+
+  void Emit(EventKind kind, const Org& org, uint64_t wallet_id, uint64_t id, uint16_t asset,
+            int64_t amount, int64_t balance_after) {
+    out_->events.push_back(Event{kind, org.id, wallet_id, id, s_.assets[asset], amount,
+                                 balance_after, now_});
+  }
+
+  // NoteDecrease raises balance.low / balance.depleted for a balance that went down.
+  void NoteDecrease(const Org& org, uint32_t slot, uint16_t asset, int64_t before,
+                    int64_t after) {
+    int64_t threshold = org.settings.low_balance_threshold;
+    uint64_t wallet_id = W(slot).id;
+    if (threshold > 0 && before >= threshold && after < threshold) {
+      Emit(EventKind::balance_low, org, wallet_id, 0, asset, before - after, after);
+    }
+    if (before > 0 && after == 0) {
+      Emit(EventKind::balance_depleted, org, wallet_id, 0, asset, before - after, after);
+    }
+  }
+
+  // ExpireHeldLots removes expired lots from a hold, recording each.
+  void ExpireHeldLots(Org& org, Hold& hold, uint64_t hold_id) {
+    uint32_t write = 0;
+    for (uint32_t read = 0; read < hold.lots.size(); ++read) {
+      Lot& lot = hold.lots[read];
+      if (lot.expires_at_us <= now_) {
+        AssetTotals& t = org.totals_for(lot.asset);
+        t.held -= lot.remaining;
+        t.expired += lot.remaining;
+        Sums sums = WalletSums(hold.wallet_slot, lot.asset);
+        Record(hold.wallet_slot, HistoryKind::expire, true, true, lot.asset, lot.remaining,
+               sums.book, hold_id, {}, {});
+        Emit(EventKind::credits_expired, org, W(hold.wallet_slot).id, lot.grant_id, lot.asset,
+             lot.remaining, sums.available);
+        continue;
+      }
+      hold.lots[write++] = lot;
+    }
+    hold.lots.resize(write);
+  }
+
+  void IndexHold(Org& org, uint64_t hold_id, Hold& hold) {
+    int64_t deadline = hold.timeout_us;
+    for (const Lot& lot : hold.lots) deadline = std::min(deadline, lot.expires_at_us);
+    hold.deadline_us = deadline;
+    if (deadline != never_us) s_.hold_deadlines.emplace(deadline, org.org_slot, hold_id);
+  }
+
+  void UnindexHold(const Org& org, uint64_t hold_id, const Hold& hold) {
+    if (hold.deadline_us != never_us) {
+      s_.hold_deadlines.erase(std::make_tuple(hold.deadline_us, org.org_slot, hold_id));
+    }
+  }
+
+  // CloseHold returns a hold's unexpired lots to its wallet (the expired ones
+  // expire) and forgets the hold.  Returns what went back, in the hold's asset.
+  int64_t CloseHold(Org& org, uint64_t hold_id) {
+    auto it = org.holds.find(hold_id);
+    TALLY_ASSERT(it != org.holds.end());
+    Hold& hold = it->second;
+    UnindexHold(org, hold_id, hold);
+    ExpireHeldLots(org, hold, hold_id);
+    int64_t returned = 0;
+    for (const Lot& lot : hold.lots) {
+      PutLot(hold.wallet_slot, lot);
+      returned += lot.remaining;
+    }
+    AssetTotals& t = org.totals_for(hold.asset);
+    t.held -= returned;
+    t.available += returned;
+    if (returned > 0) {
+      Sums sums = WalletSums(hold.wallet_slot, hold.asset);
+      Record(hold.wallet_slot, HistoryKind::release, false, false, hold.asset, returned,
+             sums.book, hold_id, {}, {});
+    }
+    org.holds_by_wallet.erase({hold.wallet_slot, hold_id});
+    org.holds.erase(it);
+    return returned;
+  }
+
+  // ---- commands ----
+
+  Result OrgCreate(const Command& c) {
+    if (s_.FindOrg(c.org_id) != nullptr) return Refused(ResultCode::org_exists);
+    if (s_.orgs.size() >= ledger_orgs_max) return Refused(ResultCode::limit_exceeded);
+    uint32_t slot = static_cast<uint32_t>(s_.orgs.size());
+    s_.orgs.push_back(std::make_unique<Org>(c.org_id, slot, &s_.wallets));
+    s_.org_index.emplace(c.org_id, slot);
+    Org& org = *s_.orgs.back();
+    ApplySettings(c.settings, c.settings_mask, &org.settings);
+    org.pool_slot = CreateWallet(org, 0);
+    return Numbers(0, 0, 0);
+  }
+
+  // AddLot: topup (into the pool) and grant (into a user wallet).
+  Result AddLot(Org& org, const Command& c, uint32_t slot, LotSource source) {
+    if (slot == no_slot) {
+      uint32_t existing = s_.FindWallet(org, c.wallet_id);
+      if (existing != no_slot && W(existing).deleted()) existing = no_slot;  // revived empty
+      if (Room(existing) == 0) return Refused(ResultCode::limit_exceeded);
+    } else if (Room(slot) == 0) {
+      return Refused(ResultCode::limit_exceeded);
+    }
+    uint16_t asset = InternAsset(c.asset);
+    if (asset == no_asset) return Refused(ResultCode::limit_exceeded);
+    AssetTotals& t = org.totals_for(asset);
+    int64_t in_after;
+    if (AddOverflows(t.in, c.amount, &in_after)) return Refused(ResultCode::amount_overflow);
+
+    if (slot == no_slot) slot = WalletFor(org, c.wallet_id);
+    uint64_t grant_id = NewGrant(org, c, asset, source, W(slot).id);
+    Sums before = WalletSums(slot, asset);
+    PutLot(slot, Lot{grant_id, c.amount, ExpiryOf(c), c.priority, asset, 0});
+    t.in = in_after;
+    t.available += c.amount;
+    HistoryKind kind = source == LotSource::topup ? HistoryKind::topup : HistoryKind::grant;
+    Record(slot, kind, false, false, asset, c.amount, before.book + c.amount, grant_id, c.text,
+           c.actor);
+    Emit(EventKind::credits_granted, org, W(slot).id, grant_id, asset, c.amount,
+         before.available + c.amount);
+    return Numbers(c.amount, 0, before.available + c.amount, grant_id);
+  }
+
+  static int64_t ExpiryOf(const Command& c) {
+    return c.expires_at_us == 0 ? never_us : c.expires_at_us;
+  }
+
+  uint64_t NewGrant(Org& org, const Command& c, uint16_t asset, LotSource source,
+                    uint64_t wallet_id) {
+    uint64_t grant_id = org.next_grant_id++;
+    Grant& g = org.grants[grant_id];
+    g.asset = asset;
+    g.source = source;
+    g.priority = c.priority;
+    g.amount = c.amount > 0 ? c.amount : 0;
+    g.expires_at_us = ExpiryOf(c);
+    g.created_at_us = now_;
+    g.origin_wallet_id = wallet_id;
+    g.reference = std::string(c.text);
+    return grant_id;
+  }
+
+  // Transfer is the core of allocate and approve: pool -> targets, all or
+  // nothing.  `related` gives each target's history related id.
+  template <typename Related>
+  Result Transfer(Org& org, const Command& c, std::span<const WalletAmount> targets,
+                  Related&& related) {
+    uint16_t asset = s_.FindAsset(c.asset);
+    int64_t total = 0;
+    for (const WalletAmount& t : targets) {
+      if (AddOverflows(total, t.amount, &total)) return Refused(ResultCode::amount_overflow);
+    }
+    Sums pool_before = WalletSums(org.pool_slot, asset);
+    if (total > pool_before.available) {
+      return Short(ResultCode::insufficient_pool, pool_before.available, total);
+    }
+    if (ResultCode code = CheckTransferRoom(org, asset, targets); code != ResultCode::ok) {
+      return Refused(code);
+    }
+    for (const WalletAmount& t : targets) {
+      uint32_t slot = WalletFor(org, t.wallet_id);
+      Sums before = WalletSums(slot, asset);
+      Take(org.pool_slot, asset, t.amount, [&](const Lot& lot, int64_t taken) {
+        Lot piece = lot;
+        piece.remaining = taken;
+        PutLot(slot, piece);
+        MarkSpread(org, lot.grant_id);
+      });
+      uint64_t related_id = related(t);
+      Record(slot, HistoryKind::allocate, false, false, asset, t.amount,
+             before.book + t.amount, related_id, c.text, c.actor);
+      Emit(EventKind::credits_allocated, org, t.wallet_id, related_id, asset, t.amount,
+           before.available + t.amount);
+    }
+    int64_t pool_after = pool_before.available - total;
+    if (total > 0) {
+      Record(org.pool_slot, HistoryKind::allocate, true, false, asset, total,
+             pool_before.book - total, c.op_id, c.text, c.actor);
+      NoteDecrease(org, org.pool_slot, asset, pool_before.available, pool_after);
+    }
+    return Numbers(pool_before.available, total, pool_after);
+  }
+
+  // CheckTransferRoom walks the pool's lots as the transfer will, counting
+  // the lots each target receives against its room.
+  ResultCode CheckTransferRoom(Org& org, uint16_t asset, std::span<const WalletAmount> targets) {
+    if (targets.empty()) return ResultCode::ok;
+    Wallet& pool = W(org.pool_slot);
+    const Lot* lots = pool.lots();
+    uint32_t index = 0;
+    int64_t left_in_lot = 0;
+    received_.clear();
+    for (const WalletAmount& t : targets) {
+      int64_t need = t.amount;
+      uint32_t pieces = 0;
+      while (need > 0) {
+        if (left_in_lot == 0) {
+          while (lots[index].asset != asset || lots[index].expires_at_us <= now_) ++index;
+          left_in_lot = lots[index].remaining;
+        }
+        int64_t take = std::min(need, left_in_lot);
+        need -= take;
+        left_in_lot -= take;
+        ++pieces;
+        if (left_in_lot == 0) ++index;
+      }
+      uint32_t& got = received_[t.wallet_id];
+      got += pieces;
+      uint32_t slot = s_.FindWallet(org, t.wallet_id);
+      if (slot != no_slot && W(slot).deleted()) slot = no_slot;
+      if (got > Room(slot)) return ResultCode::limit_exceeded;
+    }
+    return ResultCode::ok;
+  }
+
+  Result Allocate(Org& org, const Command& c) {
+    if (!(c.flags & flag_all)) {
+      return Transfer(org, c, c.targets, [&](const WalletAmount&) { return c.op_id; });
+    }
+    targets_.clear();
+    for (uint32_t slot : org.wallet_order) {
+      if (!W(slot).deleted()) targets_.push_back({W(slot).id, c.amount});
+    }
+    return Transfer(org, c, targets_, [&](const WalletAmount&) { return c.op_id; });
+  }
+
+  Result Reclaim(Org& org, const Command& c) {
+    if (c.wallet_id == 0) return Refused(ResultCode::invalid_wallet);
+    uint32_t slot = LiveWallet(org, c.wallet_id);
+    if (slot == no_slot) return Refused(ResultCode::unknown_wallet);
+    uint16_t asset = s_.FindAsset(c.asset);
+    Sums before = WalletSums(slot, asset);
+    int64_t amount = (c.flags & flag_all) ? before.available : c.amount;
+    if (amount > before.available) {
+      return Short(ResultCode::insufficient_funds, before.available, amount);
+    }
+    if (amount == 0) return Numbers(0, 0, before.available);
+    Wallet& w = W(slot);
+    if (LotsTouched(w.lots(), w.lot_count, asset, amount, now_) > Room(org.pool_slot)) {
+      return Refused(ResultCode::limit_exceeded);
+    }
+    Sums pool_before = WalletSums(org.pool_slot, asset);
+    Take(slot, asset, amount, [&](const Lot& lot, int64_t taken) {
+      Lot piece = lot;
+      piece.remaining = taken;
+      PutLot(org.pool_slot, piece);
+      MarkSpread(org, lot.grant_id);
+    });
+    Record(slot, HistoryKind::reclaim, true, false, asset, amount, before.book - amount, c.op_id,
+           c.text, c.actor);
+    Record(org.pool_slot, HistoryKind::reclaim, false, false, asset, amount,
+           pool_before.book + amount, c.op_id, c.text, c.actor);
+    NoteDecrease(org, slot, asset, before.available, before.available - amount);
+    return Numbers(amount, 0, before.available - amount);
+  }
+
+  // RemoveGrantFrom voids the unexpired pieces of one grant in a wallet.
+  int64_t RemoveGrantFrom(Org& org, uint32_t slot, uint64_t grant_id, const Command& c) {
+    Wallet& w = W(slot);
+    Lot* lots = w.lots();
+    for (uint32_t i = 0; i < w.lot_count; ++i) {
+      if (lots[i].grant_id != grant_id || lots[i].expires_at_us <= now_) continue;
+      Lot lot = lots[i];
+      Sums before = WalletSums(slot, lot.asset);
+      std::memmove(lots + i, lots + i + 1, (w.lot_count - i - 1) * sizeof(Lot));
+      --w.lot_count;
+      AssetTotals& t = org.totals_for(lot.asset);
+      t.available -= lot.remaining;
+      t.voided += lot.remaining;
+      Record(slot, HistoryKind::void_grant, true, false, lot.asset, lot.remaining,
+             before.book - lot.remaining, grant_id, c.text, c.actor);
+      Emit(EventKind::credits_voided, org, w.id, grant_id, lot.asset, lot.remaining,
+           before.available - lot.remaining);
+      NoteDecrease(org, slot, lot.asset, before.available, before.available - lot.remaining);
+      return lot.remaining;  // a wallet holds one lot per grant
+    }
+    return 0;
+  }
+
+  Result VoidGrant(Org& org, const Command& c) {
+    auto it = org.grants.find(c.target_id);
+    if (it == org.grants.end()) return Refused(ResultCode::unknown_grant);
+    Grant& grant = it->second;
+    if (grant.voided) return Refused(ResultCode::grant_voided);
+    grant.voided = true;
+    int64_t voided = 0;
+    if (!grant.spread) {
+      uint32_t slot = LiveWallet(org, grant.origin_wallet_id);
+      if (slot != no_slot) voided += RemoveGrantFrom(org, slot, c.target_id, c);
+      return Numbers(voided, 0, 0);
+    }
+    voided += RemoveGrantFrom(org, org.pool_slot, c.target_id, c);
+    for (uint32_t slot : org.wallet_order) {
+      if (!W(slot).deleted()) voided += RemoveGrantFrom(org, slot, c.target_id, c);
+    }
+    for (auto& [hold_id, hold] : org.holds) {
+      for (size_t i = 0; i < hold.lots.size(); ++i) {
+        Lot lot = hold.lots[i];
+        if (lot.grant_id != c.target_id || lot.expires_at_us <= now_) continue;
+        hold.lots.erase(hold.lots.begin() + static_cast<ptrdiff_t>(i));
+        AssetTotals& t = org.totals_for(lot.asset);
+        t.held -= lot.remaining;
+        t.voided += lot.remaining;
+        Sums sums = WalletSums(hold.wallet_slot, lot.asset);
+        Record(hold.wallet_slot, HistoryKind::void_grant, true, true, lot.asset, lot.remaining,
+               sums.book, c.target_id, c.text, c.actor);
+        Emit(EventKind::credits_voided, org, W(hold.wallet_slot).id, c.target_id, lot.asset,
+             lot.remaining, sums.available);
+        voided += lot.remaining;
+        break;
+      }
+    }
+    return Numbers(voided, 0, 0);
+  }
+
+  Result Adjust(Org& org, const Command& c) {
+    uint32_t slot = LiveWallet(org, c.wallet_id);
+    if (slot == no_slot) return Refused(ResultCode::unknown_wallet);
+    uint16_t asset = s_.FindAsset(c.asset);
+    Sums before = WalletSums(slot, asset);
+    int64_t delta = (c.flags & flag_target) ? c.amount - before.available : c.amount;
+    if (delta == 0) return Numbers(0, 0, before.available);
+    if (delta > 0) {
+      if (Room(slot) == 0) return Refused(ResultCode::limit_exceeded);
+      asset = InternAsset(c.asset);
+      if (asset == no_asset) return Refused(ResultCode::limit_exceeded);
+      AssetTotals& t = org.totals_for(asset);
+      int64_t in_after;
+      if (AddOverflows(t.in, delta, &in_after)) return Refused(ResultCode::amount_overflow);
+      Command up = c;
+      up.amount = delta;
+      uint64_t grant_id = NewGrant(org, up, asset, LotSource::adjust, c.wallet_id);
+      PutLot(slot, Lot{grant_id, delta, ExpiryOf(c), c.priority, asset, 0});
+      t.in = in_after;
+      t.available += delta;
+      Record(slot, HistoryKind::adjust, false, false, asset, delta, before.book + delta,
+             grant_id, c.text, c.actor);
+      Emit(EventKind::credits_granted, org, c.wallet_id, grant_id, asset, delta,
+           before.available + delta);
+      return Numbers(delta, 0, before.available + delta, grant_id);
+    }
+    int64_t down = -delta;
+    if (down > before.available) {
+      return Short(ResultCode::insufficient_funds, before.available, down);
+    }
+    Take(slot, asset, down, [](const Lot&, int64_t) {});
+    AssetTotals& t = org.totals_for(asset);
+    t.available -= down;
+    t.adjusted_out += down;
+    Record(slot, HistoryKind::adjust, true, false, asset, down, before.book - down, c.op_id,
+           c.text, c.actor);
+    NoteDecrease(org, slot, asset, before.available, before.available - down);
+    return Numbers(delta, 0, before.available - down);
+  }
+
+  // The metered hot path: one wallet lookup, one pass to sum, one to take,
+  // one history entry.
+  Result Deduct(Org& org, const Command& c) {
+    uint32_t slot = LiveWallet(org, c.wallet_id);
+    if (slot == no_slot) return Refused(ResultCode::unknown_wallet);
+    if (!org.settings.credit_payments) return Refused(ResultCode::credit_payments_disabled);
+    uint16_t asset = s_.FindAsset(c.asset);
+    Sums before = WalletSums(slot, asset);
+    bool partial = (c.flags & flag_partial) != 0;
+    if (!partial && before.available < c.amount) {
+      return Short(ResultCode::insufficient_funds, before.available, c.amount);
+    }
+    int64_t applied = std::min(before.available, c.amount);
+    if (applied == 0) return Numbers(0, c.amount, before.available);
+    Take(slot, asset, applied, [](const Lot&, int64_t) {});
+    AssetTotals& t = org.totals_for(asset);
+    t.available -= applied;
+    t.spent += applied;
+    RecordDeduct(org, slot, asset, applied, before.book - applied, c);
+    NoteDecrease(org, slot, asset, before.available, before.available - applied);
+    return Numbers(applied, c.amount - applied, before.available - applied);
+  }
+
+  void RecordDeduct(const Org& org, uint32_t slot, uint16_t asset, int64_t applied,
+                    int64_t book_after, const Command& c) {
+    int64_t interval = org.settings.deduct_rollup_interval_us;
+    if (interval <= 0) {
+      Record(slot, HistoryKind::deduct, true, false, asset, applied, book_after, c.op_id, c.text,
+             c.actor);
+      return;
+    }
+    Wallet& w = W(slot);
+    int64_t now_ms_us = now_ / 1000 * 1000;  // the resolution history keeps
+    if (w.history_head != 0 && s_.history.InMemory(w.history_head - 1)) {
+      HistoryEntry& last = s_.history.at(w.history_head - 1);
+      if (last.kind() == HistoryKind::deduct_rollup && last.asset() == asset &&
+          last.time_us() / interval == now_ms_us / interval) {
+        last.amount += applied;
+        last.balance_after = book_after;
+        return;
+      }
+    }
+    Record(slot, HistoryKind::deduct_rollup, true, false, asset, applied, book_after, c.op_id,
+           {}, {});
+  }
+
+  Result HoldCmd(Org& org, const Command& c) {
+    uint32_t slot = LiveWallet(org, c.wallet_id);
+    if (slot == no_slot) return Refused(ResultCode::unknown_wallet);
+    if (!org.settings.credit_payments) return Refused(ResultCode::credit_payments_disabled);
+    uint16_t asset = s_.FindAsset(c.asset);
+    Sums before = WalletSums(slot, asset);
+    bool partial = (c.flags & flag_partial) != 0;
+    if (!partial && before.available < c.amount) {
+      return Short(ResultCode::insufficient_funds, before.available, c.amount);
+    }
+    int64_t applied = std::min(before.available, c.amount);
+    if (applied == 0) return Numbers(0, c.amount, before.available);
+    Wallet& w = W(slot);
+    if (LotsTouched(w.lots(), w.lot_count, asset, applied, now_) > hold_lots_max) {
+      return Refused(ResultCode::limit_exceeded);
+    }
+    uint64_t hold_id = org.next_hold_id++;
+    Hold& hold = org.holds[hold_id];
+    hold.wallet_slot = slot;
+    hold.asset = asset;
+    hold.timeout_us = ExpiryOf(c);
+    Take(slot, asset, applied, [&](const Lot& lot, int64_t taken) {
+      Lot piece = lot;
+      piece.remaining = taken;
+      hold.lots.push_back(piece);
+      MarkSpread(org, lot.grant_id);
+    });
+    IndexHold(org, hold_id, hold);
+    org.holds_by_wallet.emplace(slot, hold_id);
+    AssetTotals& t = org.totals_for(asset);
+    t.available -= applied;
+    t.held += applied;
+    Record(slot, HistoryKind::hold, true, false, asset, applied, before.book - applied, hold_id,
+           c.text, c.actor);
+    NoteDecrease(org, slot, asset, before.available, before.available - applied);
+    return Numbers(applied, c.amount - applied, before.available - applied, hold_id);
+  }
+
+  Result Capture(Org& org, const Command& c) {
+    auto it = org.holds.find(c.target_id);
+    if (it == org.holds.end()) return Refused(ResultCode::unknown_hold);
+    Hold& hold = it->second;
+    uint32_t slot = hold.wallet_slot;
+    uint16_t asset = hold.asset;
+    if (hold.timeout_us <= now_) {
+      CloseHold(org, c.target_id);
+      Result r = Refused(ResultCode::hold_expired);
+      r.n[2] = WalletSums(slot, asset).available;
+      return r;
+    }
+    UnindexHold(org, c.target_id, hold);
+    ExpireHeldLots(org, hold, c.target_id);
+    uint32_t count = static_cast<uint32_t>(hold.lots.size());
+    int64_t applied = TakeLots(hold.lots.data(), count, asset, c.amount, now_,
+                               [](const Lot&, int64_t) {});
+    hold.lots.resize(count);
+    AssetTotals& t = org.totals_for(asset);
+    t.held -= applied;
+    t.spent += applied;
+    if (applied > 0) {
+      Record(slot, HistoryKind::capture, true, true, asset, applied,
+             WalletSums(slot, asset).book, c.target_id, c.text, c.actor);
+    }
+    hold.deadline_us = never_us;  // unindexed above
+    CloseHold(org, c.target_id);
+    return Numbers(applied, c.amount - applied, WalletSums(slot, asset).available);
+  }
+
+  Result ReleaseCmd(Org& org, const Command& c) {
+    auto it = org.holds.find(c.target_id);
+    if (it == org.holds.end()) return Refused(ResultCode::unknown_hold);
+    uint32_t slot = it->second.wallet_slot;
+    uint16_t asset = it->second.asset;
+    int64_t returned = CloseHold(org, c.target_id);
+    return Numbers(returned, 0, WalletSums(slot, asset).available);
+  }
+
+  Result RequestCmd(Org& org, const Command& c) {
+    if (c.wallet_id == 0) return Refused(ResultCode::invalid_wallet);
+    uint16_t asset = InternAsset(c.asset);
+    if (asset == no_asset) return Refused(ResultCode::limit_exceeded);
+    uint64_t request_id = org.next_request_id++;
+    Request& r = org.requests[request_id];
+    r.wallet_id = c.wallet_id;
+    r.asset = asset;
+    r.amount = c.amount;
+    r.created_at_us = now_;
+    r.reason = std::string(c.text);
+    Emit(EventKind::request_created, org, c.wallet_id, request_id, asset, c.amount, 0);
+    Result result = Numbers(0, 0, 0, request_id);
+    return result;
+  }
+
+  void Decide(Org& org, uint64_t request_id, Request& r, RequestStatus status, int64_t approved,
+              const Command& c, std::string_view note) {
+    r.status = status;
+    r.approved_amount = approved;
+    r.decided_at_us = now_;
+    r.decided_by = std::string(c.actor);
+    r.decision_note = std::string(note);
+    EventKind kind = status == RequestStatus::approved ? EventKind::request_approved
+                                                       : EventKind::request_rejected;
+    Emit(kind, org, r.wallet_id, request_id, r.asset, status == RequestStatus::approved ? approved
+                                                                                         : r.amount,
+         0);
+  }
+
+  Result Approve(Org& org, const Command& c) {
+    if (c.flags & flag_all) return ApproveAll(org, c);
+    auto it = org.requests.find(c.target_id);
+    if (it == org.requests.end()) return Refused(ResultCode::unknown_request);
+    Request& r = it->second;
+    if (r.status != RequestStatus::pending) return Refused(ResultCode::already_decided);
+    int64_t amount = c.amount == 0 ? r.amount : c.amount;
+    WalletAmount target{r.wallet_id, amount};
+    Command as_asked = c;
+    as_asked.asset = s_.assets[r.asset];
+    Result result = Transfer(org, as_asked, std::span(&target, 1),
+                             [&](const WalletAmount&) { return c.target_id; });
+    if (!result.ok()) return result;
+    Decide(org, c.target_id, r, RequestStatus::approved, amount, c, {});
+    result.id = c.target_id;
+    return result;
+  }
+
+  Result ApproveAll(Org& org, const Command& c) {
+    uint16_t asset = s_.FindAsset(c.asset);
+    targets_.clear();
+    request_ids_.clear();
+    for (auto& [id, r] : org.requests) {
+      if (r.status == RequestStatus::pending && r.asset == asset) {
+        targets_.push_back({r.wallet_id, r.amount});
+        request_ids_.push_back(id);
+      }
+    }
+    size_t next = 0;
+    Result result = Transfer(org, c, targets_, [&](const WalletAmount&) {
+      return request_ids_[next++];
+    });
+    if (!result.ok()) return result;
+    for (uint64_t id : request_ids_) {
+      Request& r = org.requests[id];
+      Decide(org, id, r, RequestStatus::approved, r.amount, c, {});
+    }
+    return result;
+  }
+
+  Result Reject(Org& org, const Command& c) {
+    if (c.flags & flag_all) {
+      uint16_t asset = s_.FindAsset(c.asset);
+      int64_t rejected = 0;
+      for (auto& [id, r] : org.requests) {
+        if (r.status == RequestStatus::pending && r.asset == asset) {
+          Decide(org, id, r, RequestStatus::rejected, 0, c, c.text);
+          ++rejected;
+        }
+      }
+      return Numbers(rejected, 0, 0);
+    }
+    auto it = org.requests.find(c.target_id);
+    if (it == org.requests.end()) return Refused(ResultCode::unknown_request);
+    if (it->second.status != RequestStatus::pending) return Refused(ResultCode::already_decided);
+    Decide(org, c.target_id, it->second, RequestStatus::rejected, 0, c, c.text);
+    return Numbers(1, 0, 0);
+  }
+
+  Result WalletUpsert(Org& org, const Command& c) {
+    if (c.wallet_id == 0) return Refused(ResultCode::invalid_wallet);
+    WalletFor(org, c.wallet_id);
+    if (c.text.empty()) {
+      org.labels.erase(c.wallet_id);
+    } else {
+      org.labels[c.wallet_id] = std::string(c.text);
+    }
+    return Numbers(0, 0, 0);
+  }
+
+  Result WalletDelete(Org& org, const Command& c) {
+    if (c.wallet_id == 0) return Refused(ResultCode::invalid_wallet);
+    uint32_t slot = LiveWallet(org, c.wallet_id);
+    if (slot == no_slot) return Refused(ResultCode::unknown_wallet);
+    // Open holds go back first, so their lots return to the pool below.
+    hold_ids_.clear();
+    for (auto it = org.holds_by_wallet.lower_bound({slot, 0});
+         it != org.holds_by_wallet.end() && it->first == slot; ++it) {
+      hold_ids_.push_back(it->second);
+    }
+    for (uint64_t hold_id : hold_ids_) CloseHold(org, hold_id);
+    for (auto& [id, r] : org.requests) {
+      if (r.wallet_id == c.wallet_id && r.status == RequestStatus::pending) {
+        Decide(org, id, r, RequestStatus::rejected, 0, c, "wallet deleted");
+      }
+    }
+    ExpireWalletLots(org, slot);
+    Wallet& w = W(slot);
+    moved_.clear();
+    for (uint32_t i = 0; i < w.lot_count; ++i) {
+      const Lot& lot = w.lots()[i];
+      auto it = std::find_if(moved_.begin(), moved_.end(),
+                             [&](const auto& m) { return m.first == lot.asset; });
+      if (it == moved_.end()) {
+        moved_.push_back({lot.asset, lot.remaining});
+      } else {
+        it->second += lot.remaining;
+      }
+    }
+    for (auto [asset, amount] : moved_) {
+      Sums pool_before = WalletSums(org.pool_slot, asset);
+      Take(slot, asset, amount, [&](const Lot& lot, int64_t taken) {
+        Lot piece = lot;
+        piece.remaining = taken;
+        PutLot(org.pool_slot, piece);
+        MarkSpread(org, lot.grant_id);
+      });
+      Record(slot, HistoryKind::wallet_delete, true, false, asset, amount, 0, c.op_id, c.text,
+             c.actor);
+      Record(org.pool_slot, HistoryKind::wallet_delete, false, false, asset, amount,
+             pool_before.book + amount, c.op_id, c.text, c.actor);
+    }
+    TALLY_ASSERT(w.lot_count == 0);
+    w.flags |= wallet_deleted;
+    --org.live_wallets;
+    uint16_t asset = s_.FindAsset(c.asset);
+    int64_t moved = 0;
+    for (auto [a, amount] : moved_) {
+      if (a == asset) moved = amount;
+    }
+    return Numbers(moved, 0, WalletSums(org.pool_slot, asset).available);
+  }
+
+  // ExpireWalletLots removes a wallet's expired lots, recording each; returns
+  // how many.
+  uint32_t ExpireWalletLots(Org& org, uint32_t slot) {
+    Wallet& w = W(slot);
+    uint32_t expired = 0;
+    for (uint32_t i = 0; i < w.lot_count;) {
+      Lot lot = w.lots()[i];
+      if (lot.expires_at_us > now_) {
+        ++i;
+        continue;
+      }
+      Sums before = WalletSums(slot, lot.asset);
+      Lot* lots = w.lots();
+      std::memmove(lots + i, lots + i + 1, (w.lot_count - i - 1) * sizeof(Lot));
+      --w.lot_count;
+      AssetTotals& t = org.totals_for(lot.asset);
+      t.available -= lot.remaining;
+      t.expired += lot.remaining;
+      Record(slot, HistoryKind::expire, true, false, lot.asset, lot.remaining,
+             before.book - lot.remaining, lot.grant_id, {}, {});
+      Emit(EventKind::credits_expired, org, w.id, lot.grant_id, lot.asset, lot.remaining,
+           before.available);
+      NoteDecrease(org, slot, lot.asset, before.book, before.book - lot.remaining);
+      ++expired;
+    }
+    return expired;
+  }
+
+  Result Sweep() {
+    uint32_t lots_expired = 0;
+    uint32_t holds_released = 0;
+    while (!s_.lot_expiry.empty() && s_.lot_expiry.begin()->first <= now_ &&
+           lots_expired < sweep_lots_max) {
+      uint32_t slot = s_.lot_expiry.begin()->second;
+      s_.lot_expiry.erase(s_.lot_expiry.begin());
+      Org& org = *s_.orgs[W(slot).org_slot];
+      lots_expired += ExpireWalletLots(org, slot);
+    }
+    while (!s_.hold_deadlines.empty() && std::get<0>(*s_.hold_deadlines.begin()) <= now_ &&
+           lots_expired + holds_released < sweep_lots_max) {
+      auto [deadline, org_slot, hold_id] = *s_.hold_deadlines.begin();
+      Org& org = *s_.orgs[org_slot];
+      Hold& hold = org.holds.at(hold_id);
+      if (hold.timeout_us <= now_) {
+        CloseHold(org, hold_id);
+        ++holds_released;
+        continue;
+      }
+      UnindexHold(org, hold_id, hold);
+      size_t before = hold.lots.size();
+      ExpireHeldLots(org, hold, hold_id);
+      lots_expired += static_cast<uint32_t>(before - hold.lots.size());
+      IndexHold(org, hold_id, hold);
+    }
+    bool more = (!s_.lot_expiry.empty() && s_.lot_expiry.begin()->first <= now_) ||
+                (!s_.hold_deadlines.empty() && std::get<0>(*s_.hold_deadlines.begin()) <= now_);
+    return Numbers(lots_expired, holds_released, more ? 1 : 0);
+  }
+
+  State& s_;
+  BatchOutput* out_;
+  const int64_t now_;
+  // Scratch, reused within a batch.
+  std::vector<WalletAmount> targets_;
+  std::vector<uint64_t> request_ids_;
+  std::vector<uint64_t> hold_ids_;
+  std::vector<std::pair<uint16_t, int64_t>> moved_;
+  absl::flat_hash_map<uint64_t, uint32_t> received_;
+};
+
+}  // namespace engine
+
+Ledger::Ledger(const LedgerOptions& options)
+    : state_(std::make_unique<engine::State>(options)) {}
+
+Ledger::~Ledger() = default;
+
+void Ledger::Apply(int64_t time_us, std::span<const Command> commands, BatchOutput* out) {
+  TALLY_ASSERT(commands.size() <= batch_commands_max);
+  out->results.clear();
+  out->events.clear();
+  state_->now_us = std::max(state_->now_us, time_us);
+  out->time_us = state_->now_us;
+  engine::Machine machine(*state_, out);
+  for (const Command& c : commands) out->results.push_back(machine.Apply(c));
+}
+
+int64_t Ledger::last_time_us() const { return state_->now_us; }
+uint64_t Ledger::org_count() const { return state_->orgs.size(); }
+uint64_t Ledger::wallet_count() const { return state_->wallets.size(); }
+uint64_t Ledger::history_entries_total() const { return state_->history.total(); }
+
+}  // namespace tally

@@ -1,0 +1,112 @@
+// ledger.h: one shard's credit ledger, a deterministic state machine.
+//
+// A Ledger holds every org, wallet, lot, hold, request, the recent history and
+// the operation-id memory of one shard, in RAM.  It changes only through
+// Apply(time, commands): no clock reads, no I/O, no threads, so the same
+// batches in the same order give the same state (Digest() proves it), which
+// is what makes the write-ahead log of commands enough to rebuild it.
+//
+// Semantics of every command and query: docs/ENGINE.md.
+//
+// Example:
+//   tally::Ledger ledger;
+//   tally::BatchOutput out;
+//   tally::Command c{.kind = tally::CommandKind::org_create, .op_id = 1, .org_id = 7};
+//   ledger.Apply(now_us, std::span(&c, 1), &out);
+//   tally::Balance b = ledger.GetBalance(7, 0, tally::Asset::Credits(), now_us).value();
+#ifndef TALLY_ENGINE_LEDGER_H_
+#define TALLY_ENGINE_LEDGER_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tally/command.h"
+#include "tally/query.h"
+
+namespace tally {
+
+namespace engine {
+struct State;
+}  // namespace engine
+
+// LedgerOptions bound a ledger's memory.
+struct LedgerOptions {
+  // History entries kept in RAM (rounded up to a power of two, at least one
+  // chunk).  Older entries leave memory; see docs/ENGINE.md.
+  uint64_t history_entries_max = history_entries_max_default;
+  uint64_t op_ids_max = op_ids_max_default;
+  int64_t op_ids_retention_us = op_ids_retention_us_default;
+};
+
+// BatchOutput is what one Apply produced; Apply clears it first, and reusing
+// one BatchOutput across batches keeps the hot path free of allocation.
+struct BatchOutput {
+  std::vector<Result> results;  // one per command, in order
+  std::vector<Event> events;    // in the order they were raised
+  int64_t time_us = 0;          // the time the batch was applied at
+};
+
+// TotalsView is one org's running totals for one asset: the SPEC §1
+// invariant is in == available + held + spent + expired + voided + adjusted_out.
+struct TotalsView {
+  int64_t in = 0;            // topups, grants, adjusts up
+  int64_t available = 0;     // in every wallet, pool included, not expired-swept
+  int64_t held = 0;
+  int64_t spent = 0;         // deducts and captures
+  int64_t expired = 0;
+  int64_t voided = 0;
+  int64_t adjusted_out = 0;
+};
+
+class Ledger {
+ public:
+  explicit Ledger(const LedgerOptions& options = {});
+  ~Ledger();
+  Ledger(const Ledger&) = delete;
+  Ledger& operator=(const Ledger&) = delete;
+
+  // Apply applies `commands` in order at `time_us` and fills `out` with one
+  // result per command plus the events raised.  A time earlier than the last
+  // batch's is raised to it, so time never runs backwards inside a ledger.
+  // More than batch_commands_max commands is a programmer error.
+  void Apply(int64_t time_us, std::span<const Command> commands, BatchOutput* out);
+
+  // GetBalance: unknown_org / unknown_wallet as a Status (NotFound) whose
+  // message is the result code's name.
+  absl::StatusOr<Balance> GetBalance(uint64_t org_id, uint64_t wallet_id, Asset asset,
+                                     int64_t now_us) const;
+  // BalanceAt is the available balance just after the last change at or
+  // before `at_us`, from the history (0 before the wallet's first entry).
+  // OutOfRange when that part of the history is no longer in memory.
+  absl::StatusOr<int64_t> BalanceAt(uint64_t org_id, uint64_t wallet_id, Asset asset,
+                                    int64_t at_us) const;
+  absl::StatusOr<OrgSummary> GetOrgSummary(uint64_t org_id, Asset asset,
+                                           int64_t now_us) const;
+  absl::StatusOr<HistoryPage> GetHistory(const HistoryQuery& query) const;
+  absl::StatusOr<std::vector<RequestView>> GetRequests(uint64_t org_id,
+                                                       RequestStatus status) const;
+  absl::StatusOr<std::vector<UsageRow>> GetUsage(uint64_t org_id, int64_t from_us,
+                                                 int64_t to_us) const;
+  absl::StatusOr<OrgSettings> GetSettings(uint64_t org_id) const;
+  // GetTotals: the org's running totals, for audits and invariant checks.
+  absl::StatusOr<TotalsView> GetTotals(uint64_t org_id, Asset asset) const;
+
+  // Digest is XXH3-64 over a canonical encoding of the whole state (ordered
+  // by id, independent of insertion order and hash seeds).
+  uint64_t Digest() const;
+
+  int64_t last_time_us() const;
+  uint64_t org_count() const;
+  uint64_t wallet_count() const;  // every wallet slot, pools included
+  uint64_t history_entries_total() const;  // ever appended
+
+ private:
+  std::unique_ptr<engine::State> state_;
+};
+
+}  // namespace tally
+
+#endif  // TALLY_ENGINE_LEDGER_H_

@@ -1,0 +1,58 @@
+// limits.h: every bound tally keeps, in one place, units last.
+//
+// TigerBeetle's lesson: a limit on everything, and compile-time checks of how
+// the limits relate.  A command that would cross one of these is refused with
+// `limit_exceeded` (or the more precise code named beside it); nothing grows
+// without bound.
+#ifndef TALLY_LIMITS_H_
+#define TALLY_LIMITS_H_
+
+#include <cstdint>
+
+namespace tally {
+
+// Text carried by a command (reason, reference, actor, wallet label).
+inline constexpr uint32_t text_bytes_max = 256;
+// Lots one wallet may hold at once (per wallet, all assets).  Deduct scans a
+// wallet's lots, so this bounds the work of one deduct.
+inline constexpr uint32_t wallet_lots_max = 1024;
+// Lots one hold may reserve.
+inline constexpr uint32_t hold_lots_max = 256;
+// Distinct asset codes one ledger (shard) knows.  12 bits in a history entry.
+inline constexpr uint32_t assets_max = 4096;
+// Entries of one allocate command's (wallet, amount) list.
+inline constexpr uint32_t allocate_targets_max = 8192;
+// Commands in one batch.
+inline constexpr uint32_t batch_commands_max = 65536;
+// Wallets one ledger may hold (u32 slots; one slot is kept free).
+inline constexpr uint64_t ledger_wallets_max = (uint64_t{1} << 32) - 2;
+// Orgs one ledger may hold.
+inline constexpr uint32_t ledger_orgs_max = 1u << 24;
+// Lots one expiry sweep command may expire; the sweep reports whether more
+// remain so its driver issues another.  Bounds the writer's pause.
+inline constexpr uint32_t sweep_lots_max = 65536;
+// Entries one history page may return.
+inline constexpr uint32_t history_page_entries_max = 10000;
+
+// Operation-id memory (idempotent retries), per ledger.  An id is remembered
+// for at least op_ids_retention_us after its batch, and while fewer than
+// op_ids_max newer ids arrived; see docs/ENGINE.md.
+inline constexpr uint64_t op_ids_max_default = 1u << 22;
+inline constexpr int64_t op_ids_retention_us_default = int64_t{24} * 3600 * 1000000;
+
+// History entries kept in RAM per ledger (a power of two).
+inline constexpr uint64_t history_entries_max_default = uint64_t{1} << 24;
+inline constexpr uint64_t history_chunk_entries = uint64_t{1} << 16;
+
+inline constexpr int64_t expiring_soon_window_us_default =
+    int64_t{30} * 24 * 3600 * 1000000;
+
+static_assert((history_entries_max_default & (history_entries_max_default - 1)) == 0);
+static_assert(history_entries_max_default % history_chunk_entries == 0);
+static_assert(hold_lots_max <= wallet_lots_max);
+static_assert(assets_max <= (1u << 12), "asset index has 12 bits in a history entry");
+static_assert(allocate_targets_max <= batch_commands_max);
+
+}  // namespace tally
+
+#endif  // TALLY_LIMITS_H_
