@@ -1,4 +1,4 @@
-// asset.h: asset codes ("credits", "USD", "api_calls") as 8-byte values.
+// asset.h: asset codes ("credits", "USD", "api_calls") as 16-byte values.
 //
 // An asset code is 1 to 16 characters of [A-Za-z0-9_], packed little-endian
 // into two uint64_t words (characters 0-7 in lo, 8-15 in hi) with zero
