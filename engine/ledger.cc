@@ -126,10 +126,6 @@ class Machine {
   }
 
   ResultCode CheckFields(const Command& c) {
-    if (c.text.size() > text_bytes_max || c.actor.size() > text_bytes_max) {
-      return ResultCode::limit_exceeded;
-    }
-    if (NeedsAsset(c.kind) && !c.asset.Valid()) return ResultCode::invalid_asset;
     switch (c.kind) {
       case CommandKind::topup:
       case CommandKind::grant:
@@ -146,7 +142,6 @@ class Machine {
           if (c.targets.size() > allocate_targets_max) return ResultCode::limit_exceeded;
           for (const WalletAmount& t : c.targets) {
             if (t.amount <= 0) return ResultCode::invalid_amount;
-            if (t.wallet_id == 0) return ResultCode::invalid_wallet;
           }
         }
         break;
@@ -168,6 +163,10 @@ class Machine {
         break;
       default:
         break;
+    }
+    if (NeedsAsset(c.kind) && !c.asset.Valid()) return ResultCode::invalid_asset;
+    if (c.text.size() > text_bytes_max || c.actor.size() > text_bytes_max) {
+      return ResultCode::limit_exceeded;
     }
     switch (c.kind) {
       case CommandKind::topup:
@@ -395,12 +394,16 @@ class Machine {
 
   // CloseHold returns a hold's unexpired lots to its wallet (the expired ones
   // expire) and forgets the hold.  Returns what went back, in the hold's asset.
-  int64_t CloseHold(Org& org, uint64_t hold_id) {
+  int64_t CloseHold(Org& org, uint64_t hold_id, uint32_t* lots_expired = nullptr) {
     auto it = org.holds.find(hold_id);
     TALLY_ASSERT(it != org.holds.end());
     Hold& hold = it->second;
     UnindexHold(org, hold_id, hold);
+    size_t lots_before = hold.lots.size();
     ExpireHeldLots(org, hold, hold_id);
+    if (lots_expired != nullptr) {
+      *lots_expired += static_cast<uint32_t>(lots_before - hold.lots.size());
+    }
     int64_t returned = 0;
     for (const Lot& lot : hold.lots) {
       PutLot(hold.wallet_slot, lot);
@@ -556,6 +559,9 @@ class Machine {
 
   Result Allocate(Org& org, const Command& c) {
     if (!(c.flags & flag_all)) {
+      for (const WalletAmount& t : c.targets) {
+        if (t.wallet_id == 0) return Refused(ResultCode::invalid_wallet);
+      }
       return Transfer(org, c, c.targets, [&](const WalletAmount&) { return c.op_id; });
     }
     targets_.clear();
@@ -787,6 +793,7 @@ class Machine {
     if (hold.timeout_us <= now_) {
       CloseHold(org, c.target_id);
       Result r = Refused(ResultCode::hold_expired);
+      r.n[1] = c.amount;  // nothing applied: the whole amount remains
       r.n[2] = WalletSums(slot, asset).available;
       return r;
     }
@@ -842,9 +849,10 @@ class Machine {
     r.decision_note = std::string(note);
     EventKind kind = status == RequestStatus::approved ? EventKind::request_approved
                                                        : EventKind::request_rejected;
-    Emit(kind, org, r.wallet_id, request_id, r.asset, status == RequestStatus::approved ? approved
-                                                                                         : r.amount,
-         0);
+    int64_t amount = status == RequestStatus::approved ? approved : r.amount;
+    uint32_t slot = LiveWallet(org, r.wallet_id);
+    int64_t balance = slot == no_slot ? 0 : WalletSums(slot, r.asset).available;
+    Emit(kind, org, r.wallet_id, request_id, r.asset, amount, balance);
   }
 
   Result Approve(Org& org, const Command& c) {
@@ -1014,7 +1022,7 @@ class Machine {
       Org& org = *s_.orgs[org_slot];
       Hold& hold = org.holds.at(hold_id);
       if (hold.timeout_us <= now_) {
-        CloseHold(org, hold_id);
+        CloseHold(org, hold_id, &lots_expired);
         ++holds_released;
         continue;
       }

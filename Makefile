@@ -1,0 +1,73 @@
+# Makefile: one-word entry points over apt-get and the CMake presets.
+#
+#   make run    install what is missing, build (release), run the demo
+#   make test   install what is missing, build with warnings as errors, run every test
+#   make asan   build and test with AddressSanitizer + UBSan
+#   make bench  build (release) and run the engine benchmarks
+#
+# Presets live in CMakePresets.json; build trees in build/<preset>/.
+
+SHELL := /bin/bash
+MAKEFLAGS += --no-print-directory
+.SHELLFLAGS := -eu -o pipefail -c
+
+# Debian 12 packages the build needs.  `deps` installs only the missing ones and
+# runs `apt-get update` only when something is missing.
+PACKAGES := cmake g++ make libboost1.81-dev libabsl-dev libxxhash-dev libbenchmark-dev \
+            libgtest-dev
+
+JOBS ?= $(shell nproc)
+# Tests and the warnings-as-errors build run two at a time: CI machines are small.
+TEST_JOBS ?= 2
+BENCH_ARGS ?=
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: all deps build run test asan bench debug format clean
+
+all: build
+
+deps:
+	@missing=""; \
+	for p in $(PACKAGES); do \
+	  status=$$(dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null || true); \
+	  case "$$status" in *"install ok installed"*) ;; *) missing="$$missing $$p" ;; esac; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	cmake --preset release
+	cmake --build --preset release -j $(JOBS)
+
+# Until the server exists (issue 4) the main program is the engine demo.
+run: build
+	./build/release/tally-demo
+
+test: deps
+	cmake --preset ci
+	cmake --build --preset ci -j $(TEST_JOBS)
+	ctest --preset ci --output-on-failure --no-tests=error -j $(TEST_JOBS)
+
+asan: deps
+	cmake --preset asan
+	cmake --build --preset asan -j $(JOBS)
+	ctest --preset asan --output-on-failure --no-tests=error -j $(TEST_JOBS)
+
+debug: deps
+	cmake --preset debug
+	cmake --build --preset debug -j $(JOBS)
+
+bench: deps
+	cmake --preset release
+	cmake --build --preset release -j $(JOBS) --target ledger_bench
+	./build/release/bench/ledger_bench $(BENCH_ARGS)
+
+# Reformat the C++ sources (needs clang-format; not part of `deps`).
+format:
+	git ls-files -co --exclude-standard '*.h' '*.cc' | xargs -r clang-format -i
+
+clean:
+	rm -rf build
