@@ -95,34 +95,50 @@ class Machine {
  public:
   Machine(State& state, BatchOutput* out) : s_(state), out_(out), now_(state.now_us) {}
 
-  Result Apply(const Command& c) {
-    if (c.kind == CommandKind::expire_sweep) return Sweep();
-    if (c.op_id == 0) return Refused(ResultCode::invalid_operation_id);
-    OpKey key{c.org_id, c.op_id};
-    if (const Result* first = s_.ops.Find(key)) {
-      Result again = *first;
-      again.replayed = true;
-      return again;
+  // ApplyBatch applies commands in order.  A random walk over a million
+  // wallets is a chain of cache misses per command (index bucket, wallet,
+  // its lots, op-id slots); starting them for the commands a few places
+  // ahead lets them overlap instead of queueing.  Prefetching only reads.
+  void ApplyBatch(std::span<const Command> commands) {
+    const size_t n = commands.size();
+    claims_.resize(n);
+    keys_.resize(n);
+    hashes_.resize(n);
+    for (size_t i = 0; i < n; ++i) keys_[i] = OpKey{commands[i].org_id, commands[i].op_id};
+    s_.ops.ClaimAll(
+        n,
+        [&](size_t i) -> const OpKey* {
+          const Command& c = commands[i];
+          return c.kind != CommandKind::expire_sweep && c.op_id != 0 ? &keys_[i] : nullptr;
+        },
+        claims_.data(), hashes_.data(), now_);
+    // Wallets: the index bucket, the wallet, its lots, a few commands
+    // ahead of the one being applied, so that those misses overlap too.
+    constexpr size_t stage = 4;  // commands between prefetch stages
+    slots_.assign(n, no_slot);
+    for (size_t i = 0; i < n; ++i) {
+      if (i + 3 * stage < n) PrefetchBucket(commands[i + 3 * stage]);
+      if (i + 2 * stage < n) PrefetchWallet(commands[i + 2 * stage], i + 2 * stage);
+      if (i + stage < n) PrefetchLots(i + stage);
+      out_->results.push_back(Apply(commands[i], claims_[i]));
     }
-    Result result = Dispatch(c);
-    RememberOp(key, result);
-    return result;
   }
 
- private:
-  void RememberOp(const OpKey& key, const Result& result) {
-    OpMemory& ops = s_.ops;
-    uint64_t generation_max = std::max<uint64_t>(1, s_.options.op_ids_max / 2);
-    bool full = ops.current.size() >= generation_max;
-    bool old = now_ - ops.current_began_us > s_.options.op_ids_retention_us / 2;
-    if (full || (old && !ops.current.empty())) {
-      // Swapping keeps both tables' memory: after warm-up no id allocates.
-      ops.previous.swap(ops.current);
-      ops.current.clear();
-      ops.current_began_us = now_;
+  Result Apply(const Command& c, const OpMemory::Claim& claim) {
+    if (c.kind == CommandKind::expire_sweep) return Sweep();
+    if (c.op_id == 0) return Refused(ResultCode::invalid_operation_id);
+    if (claim.kind != OpMemory::Claim::fresh) {
+      const Result* first = s_.ops.First(claim);
+      TALLY_ASSERT(first != nullptr || s_.options.op_ids_max / 2 < batch_commands_max);
+      if (first != nullptr) {
+        Result again = *first;
+        again.replayed = true;
+        return again;
+      }
     }
-    if (ops.current.empty()) ops.current_began_us = now_;
-    ops.current.emplace(key, result);
+    Result result = Dispatch(c);
+    s_.ops.Settle(claim, result);
+    return result;
   }
 
   ResultCode CheckFields(const Command& c) {
@@ -164,7 +180,7 @@ class Machine {
       default:
         break;
     }
-    if (NeedsAsset(c.kind) && !c.asset.Valid()) return ResultCode::invalid_asset;
+    if (NeedsAsset(c.kind) && !ValidAsset(c.asset)) return ResultCode::invalid_asset;
     if (c.text.size() > text_bytes_max || c.actor.size() > text_bytes_max) {
       return ResultCode::limit_exceeded;
     }
@@ -190,7 +206,7 @@ class Machine {
     }
     if (ResultCode code = CheckFields(c); code != ResultCode::ok) return Refused(code);
     if (c.kind == CommandKind::org_create) return OrgCreate(c);
-    Org* org = s_.FindOrg(c.org_id);
+    Org* org = MutableOrg(c.org_id);
     if (org == nullptr) return Refused(ResultCode::unknown_org);
     switch (c.kind) {
       case CommandKind::org_settings:
@@ -217,6 +233,53 @@ class Machine {
     }
   }
 
+  // ---- prefetching ----
+
+  // Batches mostly repeat one org and one asset: remember the last of each.
+  const Org* CachedOrg(uint64_t org_id) { return MutableOrg(org_id); }
+  Org* MutableOrg(uint64_t org_id) {
+    if (cached_org_ == nullptr || cached_org_->id != org_id) cached_org_ = s_.FindOrg(org_id);
+    return cached_org_;
+  }
+  bool ValidAsset(Asset asset) {
+    if (asset == valid_asset_) return true;
+    if (!asset.Valid()) return false;
+    valid_asset_ = asset;
+    return true;
+  }
+  uint16_t AssetIndex(Asset asset) {
+    if (asset == cached_asset_ && cached_asset_index_ != no_asset) return cached_asset_index_;
+    uint16_t index = s_.FindAsset(asset);
+    if (index != no_asset) {
+      cached_asset_ = asset;
+      cached_asset_index_ = index;
+    }
+    return index;
+  }
+
+  void PrefetchBucket(const Command& c) {
+    if (const Org* org = CachedOrg(c.org_id)) org->wallet_index.Prefetch(c.wallet_id);
+  }
+
+  void PrefetchWallet(const Command& c, size_t position) {
+    uint32_t& slot = slots_[position];
+    const Org* org = CachedOrg(c.org_id);
+    slot = org == nullptr ? no_slot : org->wallet_index.Find(c.wallet_id);
+    if (slot != no_slot) __builtin_prefetch(&W(slot));
+  }
+
+  void PrefetchLots(size_t position) {
+    uint32_t slot = slots_[position];
+    if (slot == no_slot) return;
+    const Wallet& w = W(slot);
+    if (w.heap_lots != nullptr) __builtin_prefetch(w.heap_lots);
+    // A rolled-up deduct adds to the wallet's newest history entry.
+    if (w.history_head != 0 && s_.history.InMemory(w.history_head - 1) &&
+        s_.orgs[w.org_slot]->settings.deduct_rollup_interval_us > 0) {
+      __builtin_prefetch(&s_.history.at(w.history_head - 1), 1);
+    }
+  }
+
   // ---- building blocks ----
 
   Wallet& W(uint32_t slot) { return s_.wallets.at(slot); }
@@ -236,7 +299,7 @@ class Machine {
     Wallet& w = W(slot);
     w.id = wallet_id;
     w.org_slot = org.org_slot;
-    org.wallet_index.insert(slot);
+    org.wallet_index.Insert(wallet_id, slot);
     if (wallet_id != 0) {
       org.wallet_order.push_back(slot);
       ++org.live_wallets;
@@ -428,7 +491,7 @@ class Machine {
     if (s_.FindOrg(c.org_id) != nullptr) return Refused(ResultCode::org_exists);
     if (s_.orgs.size() >= ledger_orgs_max) return Refused(ResultCode::limit_exceeded);
     uint32_t slot = static_cast<uint32_t>(s_.orgs.size());
-    s_.orgs.push_back(std::make_unique<Org>(c.org_id, slot, &s_.wallets));
+    s_.orgs.push_back(std::make_unique<Org>(c.org_id, slot));
     s_.org_index.emplace(c.org_id, slot);
     Org& org = *s_.orgs.back();
     ApplySettings(c.settings, c.settings_mask, &org.settings);
@@ -489,7 +552,7 @@ class Machine {
   template <typename Related>
   Result Transfer(Org& org, const Command& c, std::span<const WalletAmount> targets,
                   Related&& related) {
-    uint16_t asset = s_.FindAsset(c.asset);
+    uint16_t asset = AssetIndex(c.asset);
     int64_t total = 0;
     for (const WalletAmount& t : targets) {
       if (AddOverflows(total, t.amount, &total)) return Refused(ResultCode::amount_overflow);
@@ -575,7 +638,7 @@ class Machine {
     if (c.wallet_id == 0) return Refused(ResultCode::invalid_wallet);
     uint32_t slot = LiveWallet(org, c.wallet_id);
     if (slot == no_slot) return Refused(ResultCode::unknown_wallet);
-    uint16_t asset = s_.FindAsset(c.asset);
+    uint16_t asset = AssetIndex(c.asset);
     Sums before = WalletSums(slot, asset);
     int64_t amount = (c.flags & flag_all) ? before.available : c.amount;
     if (amount > before.available) {
@@ -663,7 +726,7 @@ class Machine {
   Result Adjust(Org& org, const Command& c) {
     uint32_t slot = LiveWallet(org, c.wallet_id);
     if (slot == no_slot) return Refused(ResultCode::unknown_wallet);
-    uint16_t asset = s_.FindAsset(c.asset);
+    uint16_t asset = AssetIndex(c.asset);
     Sums before = WalletSums(slot, asset);
     int64_t delta = (c.flags & flag_target) ? c.amount - before.available : c.amount;
     if (delta == 0) return Numbers(0, 0, before.available);
@@ -706,7 +769,7 @@ class Machine {
     uint32_t slot = LiveWallet(org, c.wallet_id);
     if (slot == no_slot) return Refused(ResultCode::unknown_wallet);
     if (!org.settings.credit_payments) return Refused(ResultCode::credit_payments_disabled);
-    uint16_t asset = s_.FindAsset(c.asset);
+    uint16_t asset = AssetIndex(c.asset);
     Sums before = WalletSums(slot, asset);
     bool partial = (c.flags & flag_partial) != 0;
     if (!partial && before.available < c.amount) {
@@ -750,7 +813,7 @@ class Machine {
     uint32_t slot = LiveWallet(org, c.wallet_id);
     if (slot == no_slot) return Refused(ResultCode::unknown_wallet);
     if (!org.settings.credit_payments) return Refused(ResultCode::credit_payments_disabled);
-    uint16_t asset = s_.FindAsset(c.asset);
+    uint16_t asset = AssetIndex(c.asset);
     Sums before = WalletSums(slot, asset);
     bool partial = (c.flags & flag_partial) != 0;
     if (!partial && before.available < c.amount) {
@@ -874,7 +937,7 @@ class Machine {
   }
 
   Result ApproveAll(Org& org, const Command& c) {
-    uint16_t asset = s_.FindAsset(c.asset);
+    uint16_t asset = AssetIndex(c.asset);
     targets_.clear();
     request_ids_.clear();
     for (auto& [id, r] : org.requests) {
@@ -897,7 +960,7 @@ class Machine {
 
   Result Reject(Org& org, const Command& c) {
     if (c.flags & flag_all) {
-      uint16_t asset = s_.FindAsset(c.asset);
+      uint16_t asset = AssetIndex(c.asset);
       int64_t rejected = 0;
       for (auto& [id, r] : org.requests) {
         if (r.status == RequestStatus::pending && r.asset == asset) {
@@ -970,7 +1033,7 @@ class Machine {
     TALLY_ASSERT(w.lot_count == 0);
     w.flags |= wallet_deleted;
     --org.live_wallets;
-    uint16_t asset = s_.FindAsset(c.asset);
+    uint16_t asset = AssetIndex(c.asset);
     int64_t moved = 0;
     for (auto [a, amount] : moved_) {
       if (a == asset) moved = amount;
@@ -1037,10 +1100,19 @@ class Machine {
     return Numbers(lots_expired, holds_released, more ? 1 : 0);
   }
 
+
   State& s_;
   BatchOutput* out_;
   const int64_t now_;
+  Org* cached_org_ = nullptr;
+  Asset valid_asset_ = Asset::Credits();  // never the empty code: that one is invalid
+  Asset cached_asset_;
+  uint16_t cached_asset_index_ = no_asset;
   // Scratch, reused within a batch.
+  std::vector<OpMemory::Claim>& claims_ = s_.claims;
+  std::vector<OpKey>& keys_ = s_.claim_keys;
+  std::vector<uint64_t>& hashes_ = s_.claim_hashes;
+  std::vector<uint32_t>& slots_ = s_.prefetch_slots;
   std::vector<WalletAmount> targets_;
   std::vector<uint64_t> request_ids_;
   std::vector<uint64_t> hold_ids_;
@@ -1061,8 +1133,9 @@ void Ledger::Apply(int64_t time_us, std::span<const Command> commands, BatchOutp
   out->events.clear();
   state_->now_us = std::max(state_->now_us, time_us);
   out->time_us = state_->now_us;
+  out->results.reserve(commands.size());
   engine::Machine machine(*state_, out);
-  for (const Command& c : commands) out->results.push_back(machine.Apply(c));
+  machine.ApplyBatch(commands);
 }
 
 int64_t Ledger::last_time_us() const { return state_->now_us; }

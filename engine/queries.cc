@@ -379,7 +379,7 @@ void HashOrg(const State& s, const Org& org, Hasher& h) {
   }
   // Wallets by id (the pool is id 0).
   absl::btree_map<uint64_t, uint32_t> wallets;
-  for (uint32_t slot : org.wallet_index) wallets[s.wallets.at(slot).id] = slot;
+  org.wallet_index.ForEach([&](uint64_t id, uint32_t slot) { wallets[id] = slot; });
   for (const auto& [id, slot] : wallets) {
     const Wallet& w = s.wallets.at(slot);
     h.U64(id);
@@ -424,17 +424,16 @@ void HashOrg(const State& s, const Org& org, Hasher& h) {
   }
 }
 
-void HashOps(const absl::flat_hash_map<engine::OpKey, Result>& ops, Hasher& h) {
-  absl::btree_map<std::pair<uint64_t, uint64_t>, const Result*> sorted;
-  for (const auto& [key, result] : ops) sorted[{key.org_id, key.op_id}] = &result;
-  h.U64(sorted.size());
-  for (const auto& [key, r] : sorted) {
-    h.U64(key.first);
-    h.U64(key.second);
-    h.U64(static_cast<uint64_t>(r->code));
-    h.U64(r->id);
-    for (int64_t v : r->n) h.I64(v);
-  }
+void HashOps(const engine::OpMemory& ops, Hasher& h) {
+  h.U64(ops.size());
+  h.I64(ops.current_began_us());
+  ops.ForEach([&](const engine::OpMemory::Entry& e) {
+    h.U64(e.key.org_id);
+    h.U64(e.key.op_id);
+    h.U64(static_cast<uint64_t>(e.result.code));
+    h.U64(e.result.id);
+    for (int64_t v : e.result.n) h.I64(v);
+  });
 }
 
 }  // namespace
@@ -464,9 +463,7 @@ uint64_t Ledger::Digest() const {
       h.Str(t->actor);
     }
   }
-  HashOps(s.ops.current, h);
-  HashOps(s.ops.previous, h);
-  h.I64(s.ops.current_began_us);
+  HashOps(s.ops, h);
   return h.Done();
 }
 

@@ -20,10 +20,10 @@
 #include "absl/container/btree_map.h"
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
-#include "absl/hash/hash.h"
 #include "engine/history.h"
 #include "engine/ledger.h"
+#include "engine/op_memory.h"
+#include "engine/wallet_index.h"
 #include "tally/assert.h"
 
 namespace tally::engine {
@@ -107,26 +107,6 @@ class WalletStore {
   uint32_t size_ = 0;
 };
 
-// The per-org wallet index stores only 4-byte slots; hashing and comparing
-// look the wallet id up in the store (heterogeneous lookup by WalletKey).
-struct WalletKey {
-  uint64_t id;
-};
-struct WalletSlotHash {
-  using is_transparent = void;
-  const WalletStore* store = nullptr;
-  size_t operator()(uint32_t slot) const { return absl::Hash<uint64_t>()(store->at(slot).id); }
-  size_t operator()(WalletKey key) const { return absl::Hash<uint64_t>()(key.id); }
-};
-struct WalletSlotEq {
-  using is_transparent = void;
-  const WalletStore* store = nullptr;
-  bool operator()(uint32_t a, uint32_t b) const { return a == b; }
-  bool operator()(uint32_t a, WalletKey b) const { return store->at(a).id == b.id; }
-  bool operator()(WalletKey a, uint32_t b) const { return a.id == store->at(b).id; }
-  bool operator()(WalletKey a, WalletKey b) const { return a.id == b.id; }
-};
-using WalletIndex = absl::flat_hash_set<uint32_t, WalletSlotHash, WalletSlotEq>;
 
 // Where a grant's credits came from (on-disk in snapshots; numbered).
 enum class LotSource : uint8_t { topup = 1, grant = 2, adjust = 3 };
@@ -180,8 +160,7 @@ struct AssetTotals {
 };
 
 struct Org {
-  Org(uint64_t org_id, uint32_t slot, const WalletStore* store)
-      : id(org_id), org_slot(slot), wallet_index(0, WalletSlotHash{store}, WalletSlotEq{store}) {}
+  Org(uint64_t org_id, uint32_t slot) : id(org_id), org_slot(slot) {}
 
   uint64_t id;
   uint32_t org_slot;
@@ -206,35 +185,12 @@ struct Org {
   }
 };
 
-// OpMemory remembers operation ids in two generations (docs/ENGINE.md).
-struct OpKey {
-  uint64_t org_id;
-  uint64_t op_id;
-  friend bool operator==(const OpKey& a, const OpKey& b) {
-    return a.org_id == b.org_id && a.op_id == b.op_id;
-  }
-  template <typename H>
-  friend H AbslHashValue(H h, const OpKey& k) {
-    return H::combine(std::move(h), k.org_id, k.op_id);
-  }
-};
-
-struct OpMemory {
-  absl::flat_hash_map<OpKey, Result> current;
-  absl::flat_hash_map<OpKey, Result> previous;
-  int64_t current_began_us = 0;
-
-  const Result* Find(const OpKey& key) const {
-    if (auto it = current.find(key); it != current.end()) return &it->second;
-    if (auto it = previous.find(key); it != previous.end()) return &it->second;
-    return nullptr;
-  }
-};
-
 // State is the whole ledger.
 struct State {
   explicit State(const LedgerOptions& opts)
-      : options(opts), history(opts.history_entries_max) {}
+      : options(opts),
+        history(opts.history_entries_max),
+        ops(opts.op_ids_max, opts.op_ids_retention_us) {}
 
   LedgerOptions options;
   int64_t now_us = 0;
@@ -247,6 +203,11 @@ struct State {
   absl::btree_set<std::tuple<int64_t, uint32_t, uint64_t>> hold_deadlines;  // (deadline, org, hold)
   HistoryRing history;
   OpMemory ops;
+  // Scratch of Apply, kept so that a batch allocates nothing.
+  std::vector<OpMemory::Claim> claims;
+  std::vector<OpKey> claim_keys;
+  std::vector<uint64_t> claim_hashes;
+  std::vector<uint32_t> prefetch_slots;
 
   uint16_t FindAsset(Asset asset) const {
     auto it = asset_index.find(asset);
@@ -262,8 +223,7 @@ struct State {
   }
   // FindWallet returns the slot of an org's wallet, deleted ones included.
   uint32_t FindWallet(const Org& org, uint64_t wallet_id) const {
-    auto it = org.wallet_index.find(WalletKey{wallet_id});
-    return it == org.wallet_index.end() ? no_slot : *it;
+    return org.wallet_index.Find(wallet_id);
   }
 };
 

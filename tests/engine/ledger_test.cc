@@ -2314,5 +2314,28 @@ TEST(LedgerDeterminism, OpIdsAreRememberedForAtLeastHalfTheCountWindow) {
   EXPECT_FALSE(h.Apply(d).replayed) << "at most twice op_ids_max later: forgotten";
 }
 
+TEST(LedgerDeterminism, ABatchLongerThanAGenerationForgetsItsOwnOldestIdsWithoutHarm) {
+  // docs/ENGINE.md: a batch holding more ids than a generation (op_ids_max
+  // / 2) may forget its own first ids before it ends; a repeat at the end is
+  // then a new operation.  It must still be applied exactly as one.
+  LedgerOptions small;
+  small.op_ids_max = 8;  // generations of 4
+  Harness h(small);
+  FundedOrg(h, 0);
+  h.Ok(Grant(kOrg, 1, 1000));
+  std::vector<Command> batch;
+  for (int i = 0; i < 12; ++i) batch.push_back(Deduct(kOrg, 1, 1));
+  for (size_t i = 0; i < batch.size(); ++i) batch[i].op_id = 9000 + i;
+  batch.push_back(batch[0]);   // forgotten by now: applied again
+  batch.push_back(batch[11]);  // still remembered: a retry
+  std::vector<Result> results = h.ApplyBatch(batch);
+  ASSERT_EQ(results.size(), 14u);
+  EXPECT_FALSE(results[12].replayed);
+  EXPECT_EQ(results[12].code, ResultCode::ok);
+  EXPECT_TRUE(results[13].replayed);
+  EXPECT_EQ(results[13].balance_after(), results[11].balance_after());
+  EXPECT_EQ(h.Available(kOrg, 1), 1000 - 13);
+}
+
 }  // namespace
 }  // namespace tally::testing

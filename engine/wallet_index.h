@@ -1,0 +1,112 @@
+// wallet_index.h: an org's wallet id -> wallet slot map, 12 bytes an entry.
+//
+// Why not absl::flat_hash_map: its 16-byte slots (padding) would take a
+// wallet past the 96-byte budget, and storing only slots (hashing through the
+// wallet store) makes every probe read the wallet record, so a lookup cannot
+// be split into "prefetch the bucket" and "prefetch the wallet" stages.  Here
+// the id sits in the entry: a probe touches only the index, and Prefetch()
+// lets a batch start the cache misses of later commands early.
+//
+// Linear probing over a power-of-two table, load at most 7/8, no erase
+// (deleted wallets keep their slot).  The hash is a fixed mix: iteration
+// order is never used for semantics, so determinism does not depend on it.
+#ifndef TALLY_ENGINE_WALLET_INDEX_H_
+#define TALLY_ENGINE_WALLET_INDEX_H_
+
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+
+#include "tally/assert.h"
+
+namespace tally::engine {
+
+class WalletIndex {
+ public:
+  static constexpr uint32_t absent = std::numeric_limits<uint32_t>::max();
+
+  uint64_t size() const { return size_; }
+
+  // Find returns the slot of `wallet_id`, or absent.
+  uint32_t Find(uint64_t wallet_id) const {
+    if (capacity_ == 0) return absent;
+    for (uint64_t i = Home(wallet_id);; i = (i + 1) & (capacity_ - 1)) {
+      uint32_t slot = SlotAt(i);
+      if (slot == absent) return absent;
+      if (IdAt(i) == wallet_id) return slot;
+    }
+  }
+
+  // Insert adds an id that is not there yet.
+  void Insert(uint64_t wallet_id, uint32_t slot) {
+    TALLY_ASSERT(slot != absent);
+    if ((size_ + 1) * 8 > capacity_ * 7) Grow();
+    Place(wallet_id, slot);
+    ++size_;
+  }
+
+  // Prefetch starts loading the bucket where `wallet_id` would be.
+  void Prefetch(uint64_t wallet_id) const {
+    if (capacity_ != 0) __builtin_prefetch(entries_.get() + Home(wallet_id) * entry_bytes);
+  }
+
+  // ForEach calls f(id, slot) for every entry, in table order.
+  template <typename F>
+  void ForEach(F&& f) const {
+    for (uint64_t i = 0; i < capacity_; ++i) {
+      if (SlotAt(i) != absent) f(IdAt(i), SlotAt(i));
+    }
+  }
+
+ private:
+  static constexpr uint64_t entry_bytes = 12;  // id (8) then slot (4), unaligned
+
+  uint64_t Home(uint64_t id) const {
+    uint64_t h = id;  // the murmur3 finalizer: every bit of the id moves the bucket
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h & (capacity_ - 1);
+  }
+  uint64_t IdAt(uint64_t i) const {
+    uint64_t id;
+    std::memcpy(&id, entries_.get() + i * entry_bytes, sizeof id);
+    return id;
+  }
+  uint32_t SlotAt(uint64_t i) const {
+    uint32_t slot;
+    std::memcpy(&slot, entries_.get() + i * entry_bytes + 8, sizeof slot);
+    return slot;
+  }
+  void Place(uint64_t id, uint32_t slot) {
+    uint64_t i = Home(id);
+    while (SlotAt(i) != absent) i = (i + 1) & (capacity_ - 1);
+    std::memcpy(entries_.get() + i * entry_bytes, &id, sizeof id);
+    std::memcpy(entries_.get() + i * entry_bytes + 8, &slot, sizeof slot);
+  }
+  void Grow() {
+    uint64_t old_capacity = capacity_;
+    std::unique_ptr<unsigned char[]> old = std::move(entries_);
+    capacity_ = old_capacity == 0 ? 8 : old_capacity * 2;
+    entries_ = std::make_unique_for_overwrite<unsigned char[]>(capacity_ * entry_bytes + 8);
+    std::memset(entries_.get(), 0xff, capacity_ * entry_bytes + 8);
+    for (uint64_t i = 0; i < old_capacity; ++i) {
+      uint32_t slot;
+      uint64_t id;
+      std::memcpy(&id, old.get() + i * entry_bytes, sizeof id);
+      std::memcpy(&slot, old.get() + i * entry_bytes + 8, sizeof slot);
+      if (slot != absent) Place(id, slot);
+    }
+  }
+
+  std::unique_ptr<unsigned char[]> entries_;
+  uint64_t capacity_ = 0;
+  uint64_t size_ = 0;
+};
+
+}  // namespace tally::engine
+
+#endif  // TALLY_ENGINE_WALLET_INDEX_H_
