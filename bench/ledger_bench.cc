@@ -27,6 +27,7 @@
 #include "benchmark/benchmark.h"
 #include "engine/ledger.h"
 #include "tally/command.h"
+#include "tally/commands.h"
 #include "tally/limits.h"
 #include "tally/result_code.h"
 
@@ -75,52 +76,7 @@ void MustApply(Ledger& ledger, Clock& clock, std::span<Command> commands) {
   }
 }
 
-Command OrgCreate(uint64_t org, const OrgSettings& settings = {}) {
-  Command c;
-  c.kind = CommandKind::org_create;
-  c.org_id = org;
-  c.settings = settings;
-  c.settings_mask = settings_all;
-  return c;
-}
-
-Command Topup(uint64_t org, int64_t amount, int64_t expires_at_us = 0) {
-  Command c;
-  c.kind = CommandKind::topup;
-  c.org_id = org;
-  c.amount = amount;
-  c.expires_at_us = expires_at_us;
-  return c;
-}
-
-Command Grant(uint64_t org, uint64_t wallet, int64_t amount, int64_t expires_at_us,
-              int32_t priority) {
-  Command c;
-  c.kind = CommandKind::grant;
-  c.org_id = org;
-  c.wallet_id = wallet;
-  c.amount = amount;
-  c.expires_at_us = expires_at_us;
-  c.priority = priority;
-  return c;
-}
-
-Command Deduct(uint64_t org, uint64_t wallet, int64_t amount) {
-  Command c;
-  c.kind = CommandKind::deduct;
-  c.org_id = org;
-  c.wallet_id = wallet;
-  c.amount = amount;
-  return c;
-}
-
-Command WalletUpsert(uint64_t org, uint64_t wallet) {
-  Command c;
-  c.kind = CommandKind::wallet_upsert;
-  c.org_id = org;
-  c.wallet_id = wallet;
-  return c;
-}
+using namespace ::tally::cmd;
 
 // GiveEveryWalletThreeLots grants wallets [first, first + count) of `org`
 // three lots each: one expiring in a year, one that never expires, one of a

@@ -133,6 +133,7 @@ class OpMemory {
     for (const Entry& e : generations_[current_].entries) f(e);
   }
   int64_t current_began_us() const { return generations_[current_].began_us; }
+  uint64_t current_size() const { return generations_[current_].entries.size(); }
   uint64_t size() const {
     return generations_[0].entries.size() + generations_[1].entries.size();
   }

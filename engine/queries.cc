@@ -426,6 +426,7 @@ void HashOrg(const State& s, const Org& org, Hasher& h) {
 
 void HashOps(const engine::OpMemory& ops, Hasher& h) {
   h.U64(ops.size());
+  h.U64(ops.current_size());  // where previous ends and current begins
   h.I64(ops.current_began_us());
   ops.ForEach([&](const engine::OpMemory::Entry& e) {
     h.U64(e.key.org_id);
