@@ -47,6 +47,26 @@ inline constexpr uint64_t history_chunk_entries = uint64_t{1} << 16;
 inline constexpr int64_t expiring_soon_window_us_default =
     int64_t{30} * 24 * 3600 * 1000000;
 
+// ---- Write-ahead log (wal/): record layer.  See wal/FORMAT.md. ----------
+// Payload of one log record (one encoded command batch).  A record never
+// spans segments, so a segment must hold the largest record.
+inline constexpr uint32_t wal_record_payload_bytes_max = uint32_t{16} << 20;
+// Size every segment file is preallocated to.
+inline constexpr uint64_t wal_segment_bytes_default = uint64_t{64} << 20;
+// Bounds on a configured segment size.  The reader holds one whole segment in
+// memory, so the maximum also bounds its buffer.
+inline constexpr uint64_t wal_segment_bytes_min = 4096;
+inline constexpr uint64_t wal_segment_bytes_max = uint64_t{1} << 30;
+// Appended bytes the writer buffers before it writes them out early (a Sync
+// writes whatever is buffered).  Bounds the writer's memory.
+inline constexpr uint32_t wal_write_buffer_bytes_max = uint32_t{1} << 20;
+
+// 64 bytes: room for the segment header (32) and one record header (24).
+static_assert(wal_record_payload_bytes_max + 64 <= wal_segment_bytes_default);
+static_assert(wal_segment_bytes_min <= wal_segment_bytes_default);
+static_assert(wal_segment_bytes_default <= wal_segment_bytes_max);
+// ---- end of write-ahead log limits ----------------------------------------
+
 static_assert((history_entries_max_default & (history_entries_max_default - 1)) == 0);
 static_assert(history_entries_max_default % history_chunk_entries == 0);
 static_assert(hold_lots_max <= wallet_lots_max);

@@ -1,0 +1,508 @@
+// log_test.cc: the log's record layer, one test per behaviour or failure mode.
+//
+// Most tests run on MemFileSystem, which injects faults and edits bytes; one
+// runs on real files in a temporary directory.
+#include <stdlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "wal/file.h"
+#include "wal/format.h"
+#include "wal/log_reader.h"
+#include "wal/log_writer.h"
+
+namespace tally::wal {
+namespace {
+
+using Bytes = std::vector<std::byte>;
+
+constexpr char kDir[] = "/log";
+
+// Payload returns record i's payload: sizes vary from empty to a few KiB and
+// the contents depend on i, so a record read in the wrong place shows.
+Bytes Payload(uint64_t i, size_t max_bytes = 3000) {
+  std::mt19937_64 rng(i * 7919 + 1);
+  static constexpr size_t kSizes[] = {0, 1, 7, 24, 100, 513, 1000, 3000};
+  size_t size = kSizes[rng() % std::size(kSizes)];
+  if (size > max_bytes) size = max_bytes;
+  Bytes out(size);
+  for (std::byte& b : out) b = std::byte(rng());
+  return out;
+}
+
+// SegmentPaths lists the files of `dir` as sorted paths.
+std::vector<std::string> SegmentPaths(FileSystem* fs, const std::string& dir) {
+  absl::StatusOr<std::vector<std::string>> names = fs->List(dir);
+  EXPECT_TRUE(names.ok()) << names.status();
+  std::vector<std::string> paths;
+  if (names.ok()) {
+    for (const std::string& name : *names) paths.push_back(absl::StrCat(dir, "/", name));
+  }
+  std::sort(paths.begin(), paths.end());
+  return paths;
+}
+
+// Written is what a test wrote: the payloads (record lsn = index + 1) and
+// where each record landed.
+struct Written {
+  std::vector<Bytes> payloads;
+  std::vector<std::string> paths;
+  std::vector<uint64_t> offsets;
+};
+
+// WriteLog writes `n` records, syncing every `sync_every`, and reads them back
+// once to learn their positions.
+Written WriteLog(FileSystem* fs, const std::string& dir, uint64_t n, uint64_t segment_bytes,
+                 size_t max_payload = 3000, uint64_t sync_every = 10) {
+  Written w;
+  auto writer = LogWriter::Create(fs, dir, 1, {.segment_bytes = segment_bytes});
+  EXPECT_TRUE(writer.ok()) << writer.status();
+  for (uint64_t i = 0; i < n; ++i) {
+    w.payloads.push_back(Payload(i, max_payload));
+    absl::StatusOr<uint64_t> lsn = (*writer)->Append(RecordType::kBatch, w.payloads.back());
+    EXPECT_TRUE(lsn.ok()) << lsn.status();
+    EXPECT_EQ(*lsn, i + 1);
+    if ((i + 1) % sync_every == 0) {
+      EXPECT_TRUE((*writer)->Sync().ok());
+    }
+  }
+  EXPECT_TRUE((*writer)->Sync().ok());
+  EXPECT_EQ((*writer)->synced_lsn(), n);
+  auto reader = LogReader::Open(fs, dir);
+  EXPECT_TRUE(reader.ok());
+  LogRecord r;
+  while (true) {
+    absl::StatusOr<bool> more = (*reader)->Next(&r);
+    EXPECT_TRUE(more.ok()) << more.status();
+    if (!more.ok() || !*more) break;
+    w.paths.push_back(r.segment_path);
+    w.offsets.push_back(r.offset);
+  }
+  EXPECT_EQ(w.paths.size(), n);
+  return w;
+}
+
+// ReadResult is everything a reader said about a log.
+struct ReadResult {
+  absl::Status status;
+  std::vector<Bytes> payloads;
+  LogEnd end;
+};
+
+ReadResult ReadAll(FileSystem* fs, const std::string& dir, uint64_t start_lsn = 0) {
+  ReadResult out;
+  auto reader = LogReader::Open(fs, dir, {.start_lsn = start_lsn});
+  if (!reader.ok()) {
+    out.status = reader.status();
+    return out;
+  }
+  LogRecord r;
+  uint64_t expected_lsn = 0;
+  while (true) {
+    absl::StatusOr<bool> more = (*reader)->Next(&r);
+    if (!more.ok()) {
+      out.status = more.status();
+      return out;
+    }
+    if (!*more) break;
+    if (expected_lsn != 0) {
+      EXPECT_EQ(r.lsn, expected_lsn);
+    }
+    expected_lsn = r.lsn + 1;
+    out.payloads.emplace_back(r.payload.begin(), r.payload.end());
+  }
+  out.end = (*reader)->end();
+  return out;
+}
+
+// ExpectPrefix checks that every record read equals the one written.
+void ExpectPrefix(const ReadResult& read, const Written& w, size_t count) {
+  ASSERT_EQ(read.payloads.size(), count);
+  for (size_t i = 0; i < count; ++i) ASSERT_EQ(read.payloads[i], w.payloads[i]) << "record " << i;
+}
+
+TEST(LogFormat, SegmentFileNamesSortByLsnAndParseBack) {
+  EXPECT_EQ(SegmentFileName(1), "wal-00000000000000000001.log");
+  EXPECT_EQ(SegmentFileName(UINT64_MAX), "wal-18446744073709551615.log");
+  EXPECT_EQ(ParseSegmentFileName("wal-00000000000000000042.log"), 42u);
+  EXPECT_FALSE(ParseSegmentFileName("wal-00000000000000000042.log.tmp"));
+  EXPECT_FALSE(ParseSegmentFileName("wal-99999999999999999999.log"));  // over 2^64
+  EXPECT_FALSE(ParseSegmentFileName("wal-0000000000000000004x.log"));
+}
+
+TEST(LogFormat, WorkedExampleInFormatMdMatches) {
+  // The record of wal/FORMAT.md: type kBatch, LSN 1, payload "hi".
+  std::byte rec[kRecordHeaderBytes + 2];
+  rec[kRecordHeaderBytes] = std::byte{'h'};
+  rec[kRecordHeaderBytes + 1] = std::byte{'i'};
+  EncodeRecordHeader(RecordType::kBatch, 1, 2, rec);
+  std::string hex;
+  for (std::byte b : rec) absl::StrAppend(&hex, absl::Hex(uint8_t(b), absl::kZeroPad2));
+  EXPECT_EQ(hex,
+            "146b4c183ce1b7d6"
+            "02000000"
+            "0100"
+            "0000"
+            "0100000000000000"
+            "6869");
+  std::byte seg[kSegmentHeaderBytes];
+  EncodeSegmentHeader(1, seg);
+  hex.clear();
+  for (std::byte b : seg) absl::StrAppend(&hex, absl::Hex(uint8_t(b), absl::kZeroPad2));
+  EXPECT_EQ(hex,
+            "54414c4c5957414c"
+            "01000000"
+            "00000000"
+            "0100000000000000"
+            "4dbf202a69c8aad7");
+}
+
+TEST(LogWriter, RoundTripAcrossSegmentRolls) {
+  MemFileSystem fs;
+  const Written w = WriteLog(&fs, kDir, 3000, 16 * 1024);
+  EXPECT_GT(SegmentPaths(&fs, kDir).size(), 50u);
+  const ReadResult read = ReadAll(&fs, kDir);
+  ASSERT_TRUE(read.status.ok()) << read.status;
+  ExpectPrefix(read, w, 3000);
+  EXPECT_EQ(read.end.next_lsn, 3001u);
+  EXPECT_EQ(read.end.dropped_bytes, 0u);
+}
+
+TEST(LogWriter, EverySegmentIsPreallocatedToItsFixedSize) {
+  MemFileSystem fs;
+  WriteLog(&fs, kDir, 500, 8192);
+  for (const std::string& path : SegmentPaths(&fs, kDir)) {
+    EXPECT_EQ(fs.Contents(path).size(), 8192u) << path;
+  }
+}
+
+TEST(LogWriter, OneSyncCoversEveryRecordAppendedSinceTheLast) {
+  MemFileSystem fs;
+  auto writer = LogWriter::Create(&fs, kDir, 1, {.segment_bytes = 1 << 20});
+  ASSERT_TRUE(writer.ok());
+  const uint64_t syncs = fs.syncs(), writes = fs.writes();
+  for (uint64_t i = 0; i < 200; ++i)
+    ASSERT_TRUE((*writer)->Append(RecordType::kBatch, Payload(i, 100)).ok());
+  EXPECT_EQ((*writer)->synced_lsn(), kNoLsn);
+  ASSERT_TRUE((*writer)->Sync().ok());
+  EXPECT_EQ(fs.syncs() - syncs, 1u);
+  EXPECT_EQ(fs.writes() - writes, 1u);
+  EXPECT_EQ((*writer)->synced_lsn(), 200u);
+  ASSERT_TRUE((*writer)->Sync().ok());  // nothing new: no fdatasync
+  EXPECT_EQ(fs.syncs() - syncs, 1u);
+}
+
+TEST(LogWriter, RefusesWhatDoesNotFitWithoutFailing) {
+  MemFileSystem fs;
+  auto writer = LogWriter::Create(&fs, kDir, 1, {.segment_bytes = 4096});
+  ASSERT_TRUE(writer.ok());
+  const Bytes big(4096);
+  EXPECT_EQ((*writer)->Append(RecordType::kBatch, big).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*writer)->Append(static_cast<RecordType>(0), {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE((*writer)->status().ok());
+  EXPECT_EQ(*(*writer)->Append(RecordType::kMarker, {}), 1u);
+}
+
+TEST(LogWriter, CreateRefusesADirectoryThatHoldsALog) {
+  MemFileSystem fs;
+  WriteLog(&fs, kDir, 3, 4096);
+  EXPECT_EQ(LogWriter::Create(&fs, kDir, 4, {.segment_bytes = 4096}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(LogReader, EmptyDirectoryIsAnEmptyLog) {
+  MemFileSystem fs;
+  const ReadResult read = ReadAll(&fs, kDir);
+  ASSERT_TRUE(read.status.ok());
+  EXPECT_TRUE(read.payloads.empty());
+  EXPECT_EQ(read.end.next_lsn, 1u);
+  EXPECT_TRUE(read.end.segment_path.empty());
+}
+
+TEST(LogReader, SegmentWithoutRecordsIsACleanEnd) {
+  MemFileSystem fs;
+  ASSERT_TRUE(LogWriter::Create(&fs, kDir, 7, {.segment_bytes = 4096}).ok());
+  ReadResult read = ReadAll(&fs, kDir);
+  ASSERT_TRUE(read.status.ok()) << read.status;
+  EXPECT_TRUE(read.payloads.empty());
+  EXPECT_EQ(read.end.next_lsn, 7u);
+  EXPECT_EQ(read.end.offset, kSegmentHeaderBytes);
+  auto writer = LogWriter::Resume(&fs, kDir, read.end, {.segment_bytes = 4096});
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  EXPECT_EQ(*(*writer)->Append(RecordType::kBatch, Payload(1, 100)), 7u);
+  ASSERT_TRUE((*writer)->Sync().ok());
+  read = ReadAll(&fs, kDir);
+  ASSERT_TRUE(read.status.ok()) << read.status;
+  EXPECT_EQ(read.payloads.size(), 1u);
+}
+
+TEST(LogReader, StartLsnSkipsOlderSegmentsAndRecords) {
+  MemFileSystem fs;
+  const Written w = WriteLog(&fs, kDir, 400, 8192);
+  const ReadResult read = ReadAll(&fs, kDir, 250);
+  ASSERT_TRUE(read.status.ok()) << read.status;
+  ASSERT_EQ(read.payloads.size(), 151u);
+  EXPECT_EQ(read.payloads.front(), w.payloads[249]);
+  EXPECT_EQ(read.end.next_lsn, 401u);
+}
+
+// Truncation at every byte offset of the last record, as a file cut short
+// and as a preallocated file whose tail never got written (zeros).
+TEST(LogReader, TruncatedLastRecordIsACleanEndAtEveryOffset) {
+  MemFileSystem fs;
+  const Written w = WriteLog(&fs, kDir, 40, 8192, 1000);
+  const size_t n = w.payloads.size();
+  const std::string path = w.paths.back();
+  ASSERT_GT(w.payloads.back().size(), 0u);
+  const uint64_t begin = w.offsets.back();
+  const uint64_t end = begin + kRecordHeaderBytes + w.payloads.back().size();
+  const Bytes original = fs.Contents(path);
+  for (uint64_t cut = begin; cut < end; ++cut) {
+    for (bool zero_fill : {false, true}) {
+      fs.Contents(path) = original;
+      if (zero_fill) {
+        fs.ZeroRange(path, cut, end - cut);
+      } else {
+        fs.Truncate(path, cut);
+      }
+      const ReadResult read = ReadAll(&fs, kDir);
+      ASSERT_TRUE(read.status.ok()) << "cut at " << cut << ": " << read.status;
+      ExpectPrefix(read, w, n - 1);
+      // Dropped: up to the last nonzero byte (zeros are the preallocated tail).
+      uint64_t last_nonzero = cut;
+      while (last_nonzero > begin && original[last_nonzero - 1] == std::byte{0}) --last_nonzero;
+      EXPECT_EQ(read.end.dropped_bytes, last_nonzero - begin) << "cut at " << cut;
+      EXPECT_EQ(read.end.offset, begin);
+      EXPECT_EQ(read.end.next_lsn, n);
+    }
+  }
+}
+
+TEST(LogReader, TornWriteIsACleanEndWithTheBytesDropped) {
+  MemFileSystem fs;
+  const Written w = WriteLog(&fs, kDir, 20, 1 << 16, 1000);
+  auto reader = LogReader::Open(&fs, kDir);
+  LogRecord r;
+  while (*(*reader)->Next(&r)) {
+  }
+  auto writer = LogWriter::Resume(&fs, kDir, (*reader)->end(), {.segment_bytes = 1 << 16});
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  const Bytes last(500, std::byte{0x5a});
+  ASSERT_TRUE((*writer)->Append(RecordType::kBatch, last).ok());
+  fs.TearNextWrite(100);  // the crash lands 424 of the record's 524 bytes
+  ASSERT_TRUE((*writer)->Sync().ok());
+  const ReadResult read = ReadAll(&fs, kDir);
+  ASSERT_TRUE(read.status.ok()) << read.status;
+  ExpectPrefix(read, w, 20);
+  EXPECT_EQ(read.end.dropped_bytes, kRecordHeaderBytes + 500 - 100);
+}
+
+TEST(LogWriter, ResumeZeroesATornTailAndAppendsAfterIt) {
+  MemFileSystem fs;
+  Written w = WriteLog(&fs, kDir, 30, 8192, 1000);
+  const std::string path = w.paths.back();
+  fs.Truncate(path, w.offsets.back() + 10);  // torn, and the file cut short
+  fs.Contents(path).back() = std::byte{0xee};
+  ReadResult read = ReadAll(&fs, kDir);
+  ASSERT_TRUE(read.status.ok());
+  ASSERT_EQ(read.end.dropped_bytes, 10u);
+  auto writer = LogWriter::Resume(&fs, kDir, read.end, {.segment_bytes = 8192});
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  EXPECT_EQ(fs.Contents(path).size(), 8192u);  // preallocated again
+  w.payloads.pop_back();
+  for (uint64_t i = 0; i < 50; ++i) {
+    w.payloads.push_back(Payload(1000 + i, 1000));
+    ASSERT_EQ(*(*writer)->Append(RecordType::kBatch, w.payloads.back()), w.payloads.size());
+  }
+  ASSERT_TRUE((*writer)->Sync().ok());
+  read = ReadAll(&fs, kDir);
+  ASSERT_TRUE(read.status.ok()) << read.status;
+  ExpectPrefix(read, w, w.payloads.size());
+  EXPECT_EQ(read.end.dropped_bytes, 0u);
+}
+
+// 10,000 single-bit flips anywhere in a three-segment log, zero tails and
+// segment headers included: each one is reported (an error, or a torn tail
+// with bytes dropped) and no altered record is ever returned.
+TEST(LogReader, EveryRandomBitFlipIsDetected) {
+  MemFileSystem fs;
+  const Written w = WriteLog(&fs, kDir, 60, 4096, 513);
+  const std::vector<std::string> paths = SegmentPaths(&fs, kDir);
+  ASSERT_GE(paths.size(), 3u);
+  std::mt19937_64 rng(42);
+  int errors = 0, torn = 0;
+  for (int trial = 0; trial < 10000; ++trial) {
+    const std::string& path = paths[rng() % paths.size()];
+    const uint64_t offset = rng() % fs.Contents(path).size();
+    const int bit = int(rng() % 8);
+    fs.FlipBit(path, offset, bit);
+    const ReadResult read = ReadAll(&fs, kDir);
+    fs.FlipBit(path, offset, bit);
+    if (!read.status.ok()) {
+      ASSERT_EQ(read.status.code(), absl::StatusCode::kDataLoss) << read.status;
+      ++errors;
+      continue;
+    }
+    ASSERT_GT(read.end.dropped_bytes, 0u)
+        << "undetected flip: " << path << " offset " << offset << " bit " << bit;
+    // Only damage at or after the last record can pass for a torn write.
+    ASSERT_EQ(path, w.paths.back()) << "offset " << offset;
+    ASSERT_GE(offset, w.offsets.back()) << path;
+    ASSERT_LE(read.payloads.size(), w.payloads.size());
+    ExpectPrefix(read, w, read.payloads.size());
+    ++torn;
+  }
+  EXPECT_GT(errors, 0);
+  EXPECT_GT(torn, 0);
+  EXPECT_TRUE(ReadAll(&fs, kDir).status.ok());  // every flip was undone
+}
+
+TEST(LogReader, ZeroedSectorInTheMiddleIsCorruptionNamingFileAndOffset) {
+  MemFileSystem fs;
+  const Written w = WriteLog(&fs, kDir, 100, 1 << 20, 1000);
+  const std::string path = w.paths.front();
+  ASSERT_EQ(path, w.paths.back());  // one segment: the last, where a tail may be torn
+  constexpr uint64_t kSector = 16384;
+  ASSERT_GT(w.offsets.back(), kSector + 512);
+  uint64_t damaged = 0;  // the record holding the sector's first byte
+  for (uint64_t off : w.offsets) {
+    if (off <= kSector) damaged = off;
+  }
+  fs.ZeroRange(path, kSector, 512);
+  const ReadResult read = ReadAll(&fs, kDir);
+  ASSERT_EQ(read.status.code(), absl::StatusCode::kDataLoss) << read.status;
+  EXPECT_NE(read.status.message().find(path), std::string::npos) << read.status;
+  EXPECT_NE(read.status.message().find(absl::StrCat("offset ", damaged, ":")), std::string::npos)
+      << read.status;
+}
+
+TEST(LogReader, ZeroedSectorInAnOlderSegmentIsCorruption) {
+  MemFileSystem fs;
+  const Written w = WriteLog(&fs, kDir, 200, 8192, 1000);
+  const std::string path = w.paths.front();
+  ASSERT_NE(path, w.paths.back());
+  fs.ZeroRange(path, 2048, 512);
+  const ReadResult read = ReadAll(&fs, kDir);
+  ASSERT_EQ(read.status.code(), absl::StatusCode::kDataLoss) << read.status;
+  EXPECT_NE(read.status.message().find(path), std::string::npos) << read.status;
+}
+
+TEST(LogReader, MissingMiddleSegmentIsAnError) {
+  MemFileSystem fs;
+  const Written w = WriteLog(&fs, kDir, 300, 8192, 1000);
+  const std::vector<std::string> names = SegmentPaths(&fs, kDir);
+  ASSERT_GE(names.size(), 3u);
+  ASSERT_TRUE(fs.Remove(names[1]).ok());
+  const ReadResult read = ReadAll(&fs, kDir);
+  ASSERT_EQ(read.status.code(), absl::StatusCode::kDataLoss) << read.status;
+  EXPECT_NE(read.status.message().find("missing segment"), std::string::npos) << read.status;
+  EXPECT_NE(read.status.message().find(names[2]), std::string::npos) << read.status;
+}
+
+TEST(LogReader, ChecksummedRecordWithTheWrongLsnIsAnLsnGap) {
+  MemFileSystem fs;
+  const Written w = WriteLog(&fs, kDir, 10, 8192, 100);
+  // Rewrite the last record, correctly checksummed, with LSN 12 instead of 10.
+  const std::string path = w.paths.back();
+  std::byte* rec = fs.Contents(path).data() + w.offsets.back();
+  EncodeRecordHeader(RecordType::kBatch, 12, uint32_t(w.payloads.back().size()), rec);
+  const ReadResult read = ReadAll(&fs, kDir);
+  ASSERT_EQ(read.status.code(), absl::StatusCode::kDataLoss) << read.status;
+  EXPECT_NE(read.status.message().find("LSN gap"), std::string::npos) << read.status;
+}
+
+TEST(LogWriter, EioOnFsyncFailsTheWriterForever) {
+  MemFileSystem fs;
+  auto writer = LogWriter::Create(&fs, kDir, 1, {.segment_bytes = 8192});
+  ASSERT_TRUE(writer.ok());
+  ASSERT_TRUE((*writer)->Append(RecordType::kBatch, Payload(1, 100)).ok());
+  ASSERT_TRUE((*writer)->Sync().ok());
+  ASSERT_TRUE((*writer)->Append(RecordType::kBatch, Payload(2, 100)).ok());
+  fs.FailSync(EIO);
+  const absl::Status failed = (*writer)->Sync();
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.message().find("failed permanently"), std::string::npos) << failed;
+  EXPECT_NE(failed.message().find("Input/output error"), std::string::npos) << failed;
+  EXPECT_EQ((*writer)->synced_lsn(), 1u);
+  // The fault is gone, yet nothing is retried or acknowledged again.
+  const uint64_t syncs = fs.syncs();
+  EXPECT_EQ((*writer)->Sync(), failed);
+  EXPECT_EQ((*writer)->Append(RecordType::kBatch, Payload(3, 100)).status(), failed);
+  EXPECT_EQ((*writer)->Sync(), failed);
+  EXPECT_EQ((*writer)->status(), failed);
+  EXPECT_EQ(fs.syncs(), syncs);
+  EXPECT_EQ((*writer)->synced_lsn(), 1u);
+}
+
+TEST(LogWriter, EnospcOnWriteFailsTheWriter) {
+  MemFileSystem fs;
+  auto writer = LogWriter::Create(&fs, kDir, 1, {.segment_bytes = 8192});
+  ASSERT_TRUE(writer.ok());
+  ASSERT_TRUE((*writer)->Append(RecordType::kBatch, Payload(1, 100)).ok());
+  fs.FailWrite(ENOSPC);
+  const absl::Status failed = (*writer)->Sync();
+  EXPECT_EQ(failed.code(), absl::StatusCode::kResourceExhausted) << failed;
+  EXPECT_NE(failed.message().find("failed permanently"), std::string::npos) << failed;
+  EXPECT_EQ((*writer)->Append(RecordType::kBatch, Payload(2, 100)).status(), failed);
+  EXPECT_EQ((*writer)->Sync(), failed);
+  EXPECT_EQ((*writer)->synced_lsn(), kNoLsn);
+}
+
+TEST(LogWriter, FullDiskWhenPreallocatingTheNextSegmentFailsTheWriter) {
+  MemFileSystem fs;
+  fs.SetCapacity(3 * 8192);
+  auto writer = LogWriter::Create(&fs, kDir, 1, {.segment_bytes = 8192});
+  ASSERT_TRUE(writer.ok());
+  absl::Status status;
+  for (uint64_t i = 0; i < 1000 && status.ok(); ++i) {
+    status = (*writer)->Append(RecordType::kBatch, Payload(i, 1000)).status();
+  }
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
+  EXPECT_EQ((*writer)->Sync(), status);
+  // What was synced before the disk filled reads back intact.
+  const ReadResult read = ReadAll(&fs, kDir);
+  ASSERT_TRUE(read.status.ok()) << read.status;
+  EXPECT_EQ(read.payloads.size(), (*writer)->synced_lsn());
+}
+
+TEST(LogWriter, RealFilesWriteSyncReopenAndRead) {
+  char dir_template[] = "/tmp/tally_wal_test_XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  PosixFileSystem fs;
+  Written w = WriteLog(&fs, dir, 500, 64 * 1024);
+  EXPECT_GT(SegmentPaths(&fs, dir).size(), 3u);
+  ReadResult read = ReadAll(&fs, dir);
+  ASSERT_TRUE(read.status.ok()) << read.status;
+  ExpectPrefix(read, w, 500);
+  {
+    auto writer = LogWriter::Resume(&fs, dir, read.end, {.segment_bytes = 64 * 1024});
+    ASSERT_TRUE(writer.ok()) << writer.status();
+    for (uint64_t i = 0; i < 100; ++i) {
+      w.payloads.push_back(Payload(5000 + i));
+      ASSERT_TRUE((*writer)->Append(RecordType::kBatch, w.payloads.back()).ok());
+    }
+    ASSERT_TRUE((*writer)->Sync().ok());
+  }
+  read = ReadAll(&fs, dir);
+  ASSERT_TRUE(read.status.ok()) << read.status;
+  ExpectPrefix(read, w, 600);
+  for (const std::string& path : SegmentPaths(&fs, dir)) {
+    EXPECT_EQ(std::filesystem::file_size(path), 64u * 1024) << path;
+  }
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace tally::wal

@@ -1,0 +1,321 @@
+#include "wal/file.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "tally/assert.h"
+
+namespace tally::wal {
+namespace {
+
+absl::Status Errno(int error_number, const char* op, const std::string& path) {
+  return absl::ErrnoToStatus(error_number, absl::StrCat(op, " ", path));
+}
+
+// ---------------------------------------------------------------- POSIX ---
+
+class PosixFile final : public File {
+ public:
+  PosixFile(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  ~PosixFile() override { ::close(fd_); }
+
+  absl::Status PWrite(uint64_t offset, std::span<const std::byte> data) override {
+    while (!data.empty()) {
+      const ssize_t n = ::pwrite(fd_, data.data(), data.size(), off_t(offset));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return Errno(errno, "pwrite", path_);
+      }
+      data = data.subspan(size_t(n));
+      offset += uint64_t(n);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<size_t> PRead(uint64_t offset, std::span<std::byte> out) override {
+    size_t done = 0;
+    while (done < out.size()) {
+      const ssize_t n = ::pread(fd_, out.data() + done, out.size() - done, off_t(offset + done));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return Errno(errno, "pread", path_);
+      }
+      if (n == 0) break;  // end of file
+      done += size_t(n);
+    }
+    return done;
+  }
+
+  // A failed fdatasync is reported, never retried here: after one the kernel
+  // may have dropped the dirty pages, so a retry can "succeed" without the data.
+  absl::Status DataSync() override {
+    if (::fdatasync(fd_) != 0) return Errno(errno, "fdatasync", path_);
+    return absl::OkStatus();
+  }
+
+  absl::Status Sync() override {
+    if (::fsync(fd_) != 0) return Errno(errno, "fsync", path_);
+    return absl::OkStatus();
+  }
+
+  absl::Status Preallocate(uint64_t bytes) override {
+    if (::fallocate(fd_, 0, 0, off_t(bytes)) == 0) return absl::OkStatus();
+    if (errno != EOPNOTSUPP) return Errno(errno, "fallocate", path_);
+    // File systems without fallocate: glibc writes the zeros itself.
+    const int rc = ::posix_fallocate(fd_, 0, off_t(bytes));
+    if (rc != 0) return Errno(rc, "posix_fallocate", path_);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<uint64_t> Size() override {
+    struct stat st;
+    if (::fstat(fd_, &st) != 0) return Errno(errno, "fstat", path_);
+    return uint64_t(st.st_size);
+  }
+
+ private:
+  int fd_;
+  std::string path_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<File>> PosixFileSystem::Open(const std::string& path,
+                                                            OpenMode mode) {
+  int flags = O_CLOEXEC;
+  switch (mode) {
+    case OpenMode::kReadOnly:
+      flags |= O_RDONLY;
+      break;
+    case OpenMode::kReadWrite:
+      flags |= O_RDWR;
+      break;
+    case OpenMode::kCreate:
+      flags |= O_RDWR | O_CREAT | O_EXCL;
+      break;
+  }
+  const int fd = ::open(path.c_str(), flags, 0644);
+  if (fd < 0) return Errno(errno, "open", path);
+  return std::unique_ptr<File>(new PosixFile(fd, path));
+}
+
+absl::StatusOr<std::vector<std::string>> PosixFileSystem::List(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return Errno(errno, "opendir", dir);
+  std::vector<std::string> names;
+  errno = 0;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string_view name = e->d_name;
+    if (name != "." && name != "..") names.emplace_back(name);
+  }
+  const int err = errno;
+  ::closedir(d);
+  if (err != 0) return Errno(err, "readdir", dir);
+  return names;
+}
+
+absl::Status PosixFileSystem::Rename(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) != 0) return Errno(errno, "rename", from);
+  return absl::OkStatus();
+}
+
+absl::Status PosixFileSystem::SyncDir(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Errno(errno, "open", dir);
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) return Errno(err, "fsync", dir);
+  return absl::OkStatus();
+}
+
+absl::Status PosixFileSystem::Remove(const std::string& path) {
+  if (::unlink(path.c_str()) != 0) return Errno(errno, "unlink", path);
+  return absl::OkStatus();
+}
+
+absl::Status PosixFileSystem::CreateDir(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Errno(errno, "mkdir", dir);
+  return absl::OkStatus();
+}
+
+// ------------------------------------------------------------ In memory ---
+
+class MemFile final : public File {
+ public:
+  MemFile(MemFileSystem* fs, std::string path, std::shared_ptr<MemFileSystem::Data> data,
+          bool writable)
+      : fs_(fs), path_(std::move(path)), data_(std::move(data)), writable_(writable) {}
+
+  absl::Status PWrite(uint64_t offset, std::span<const std::byte> data) override {
+    if (!writable_) return Errno(EBADF, "pwrite", path_);
+    if (absl::Status s = fs_->CheckWrite(path_); !s.ok()) return s;
+    std::vector<std::byte>& bytes = data_->bytes;
+    const uint64_t end = std::max<uint64_t>(bytes.size(), offset + data.size());
+    if (absl::Status s = fs_->CheckGrowth(path_, bytes.size(), end); !s.ok()) return s;
+    if (fs_->tear_pending_) {  // a crash mid-write: only a prefix lands
+      fs_->tear_pending_ = false;
+      data = data.first(data.size() - std::min(data.size(), fs_->tear_bytes_));
+    }
+    if (bytes.size() < end) bytes.resize(end);
+    std::copy(data.begin(), data.end(), bytes.begin() + ptrdiff_t(offset));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<size_t> PRead(uint64_t offset, std::span<std::byte> out) override {
+    const std::vector<std::byte>& bytes = data_->bytes;
+    if (offset >= bytes.size()) return size_t{0};
+    const size_t n = std::min<uint64_t>(out.size(), bytes.size() - offset);
+    std::copy_n(bytes.begin() + ptrdiff_t(offset), n, out.begin());
+    return n;
+  }
+
+  absl::Status DataSync() override { return fs_->CheckSync(path_); }
+  absl::Status Sync() override { return fs_->CheckSync(path_); }
+
+  absl::Status Preallocate(uint64_t bytes) override {
+    if (!writable_) return Errno(EBADF, "fallocate", path_);
+    std::vector<std::byte>& data = data_->bytes;
+    if (bytes <= data.size()) return absl::OkStatus();
+    if (absl::Status s = fs_->CheckGrowth(path_, data.size(), bytes); !s.ok()) return s;
+    data.resize(bytes);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<uint64_t> Size() override { return uint64_t(data_->bytes.size()); }
+
+ private:
+  MemFileSystem* fs_;
+  std::string path_;
+  std::shared_ptr<MemFileSystem::Data> data_;
+  bool writable_;
+};
+
+absl::StatusOr<std::unique_ptr<File>> MemFileSystem::Open(const std::string& path, OpenMode mode) {
+  auto it = files_.find(path);
+  if (mode == OpenMode::kCreate) {
+    if (it != files_.end()) return Errno(EEXIST, "open", path);
+    it = files_.emplace(path, std::make_shared<Data>()).first;
+  } else if (it == files_.end()) {
+    return Errno(ENOENT, "open", path);
+  }
+  return std::unique_ptr<File>(new MemFile(this, path, it->second, mode != OpenMode::kReadOnly));
+}
+
+absl::StatusOr<std::vector<std::string>> MemFileSystem::List(const std::string& dir) {
+  const std::string prefix = dir + "/";
+  std::vector<std::string> names;
+  for (const auto& [path, data] : files_) {
+    if (path.starts_with(prefix) && path.find('/', prefix.size()) == std::string::npos) {
+      names.push_back(path.substr(prefix.size()));
+    }
+  }
+  return names;
+}
+
+absl::Status MemFileSystem::Rename(const std::string& from, const std::string& to) {
+  auto it = files_.find(from);
+  if (it == files_.end()) return Errno(ENOENT, "rename", from);
+  std::shared_ptr<Data> data = it->second;
+  files_.erase(it);
+  files_[to] = std::move(data);
+  return absl::OkStatus();
+}
+
+absl::Status MemFileSystem::SyncDir(const std::string& dir) { return CheckSync(dir); }
+
+absl::Status MemFileSystem::Remove(const std::string& path) {
+  if (files_.erase(path) == 0) return Errno(ENOENT, "unlink", path);
+  return absl::OkStatus();
+}
+
+absl::Status MemFileSystem::CreateDir(const std::string&) { return absl::OkStatus(); }
+
+void MemFileSystem::FailWrite(int error_number, int after) {
+  write_error_ = error_number;
+  write_error_after_ = after;
+}
+
+void MemFileSystem::FailSync(int error_number, int after) {
+  sync_error_ = error_number;
+  sync_error_after_ = after;
+}
+
+void MemFileSystem::TearNextWrite(size_t drop_bytes) {
+  tear_pending_ = true;
+  tear_bytes_ = drop_bytes;
+}
+
+absl::Status MemFileSystem::CheckWrite(const std::string& path) {
+  if (write_error_ != 0) {
+    if (write_error_after_ == 0) {
+      const int err = write_error_;
+      write_error_ = 0;
+      return Errno(err, "pwrite", path);
+    }
+    --write_error_after_;
+  }
+  ++writes_;
+  return absl::OkStatus();
+}
+
+absl::Status MemFileSystem::CheckSync(const std::string& path) {
+  if (sync_error_ != 0) {
+    if (sync_error_after_ == 0) {
+      const int err = sync_error_;
+      sync_error_ = 0;
+      return Errno(err, "fdatasync", path);
+    }
+    --sync_error_after_;
+  }
+  ++syncs_;
+  return absl::OkStatus();
+}
+
+absl::Status MemFileSystem::CheckGrowth(const std::string& path, uint64_t old_size,
+                                        uint64_t new_size) {
+  if (new_size <= old_size) return absl::OkStatus();
+  if (TotalBytes() + (new_size - old_size) > capacity_bytes_) {
+    return Errno(ENOSPC, "write", path);
+  }
+  return absl::OkStatus();
+}
+
+uint64_t MemFileSystem::TotalBytes() const {
+  uint64_t total = 0;
+  for (const auto& [path, data] : files_) total += data->bytes.size();
+  return total;
+}
+
+std::vector<std::byte>& MemFileSystem::Contents(const std::string& path) {
+  auto it = files_.find(path);
+  TALLY_ASSERT(it != files_.end());
+  return it->second->bytes;
+}
+
+void MemFileSystem::FlipBit(const std::string& path, uint64_t offset, int bit) {
+  std::vector<std::byte>& bytes = Contents(path);
+  TALLY_ASSERT(offset < bytes.size() && bit >= 0 && bit < 8);
+  bytes[offset] ^= std::byte(1u << bit);
+}
+
+void MemFileSystem::ZeroRange(const std::string& path, uint64_t offset, uint64_t bytes) {
+  std::vector<std::byte>& data = Contents(path);
+  TALLY_ASSERT(offset + bytes <= data.size());
+  std::fill_n(data.begin() + ptrdiff_t(offset), bytes, std::byte{0});
+}
+
+void MemFileSystem::Truncate(const std::string& path, uint64_t bytes) {
+  std::vector<std::byte>& data = Contents(path);
+  TALLY_ASSERT(bytes <= data.size());
+  data.resize(bytes);
+}
+
+}  // namespace tally::wal

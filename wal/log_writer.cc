@@ -1,0 +1,161 @@
+#include "wal/log_writer.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "tally/assert.h"
+
+namespace tally::wal {
+namespace {
+
+absl::Status CheckOptions(const LogWriterOptions& options) {
+  if (options.segment_bytes < wal_segment_bytes_min ||
+      options.segment_bytes > wal_segment_bytes_max) {
+    return absl::InvalidArgumentError(absl::StrCat("segment size ", options.segment_bytes,
+                                                   " is outside [", wal_segment_bytes_min, ", ",
+                                                   wal_segment_bytes_max, "]"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LogWriter>> LogWriter::Create(FileSystem* fs, std::string dir,
+                                                             uint64_t first_lsn,
+                                                             LogWriterOptions options) {
+  if (absl::Status s = CheckOptions(options); !s.ok()) return s;
+  if (first_lsn == kNoLsn) return absl::InvalidArgumentError("first LSN must be at least 1");
+  absl::StatusOr<std::vector<std::string>> names = fs->List(dir);
+  if (!names.ok()) return names.status();
+  for (const std::string& name : *names) {
+    if (ParseSegmentFileName(name)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(dir, " already holds log segment ", name, ": resume it instead"));
+    }
+  }
+  std::unique_ptr<LogWriter> writer(new LogWriter(fs, std::move(dir), options, first_lsn));
+  if (absl::Status s = writer->OpenNewSegment(first_lsn); !s.ok()) return s;
+  return writer;
+}
+
+absl::StatusOr<std::unique_ptr<LogWriter>> LogWriter::Resume(FileSystem* fs, std::string dir,
+                                                             const LogEnd& end,
+                                                             LogWriterOptions options) {
+  if (end.segment_path.empty()) return Create(fs, std::move(dir), end.next_lsn, options);
+  if (absl::Status s = CheckOptions(options); !s.ok()) return s;
+  std::unique_ptr<LogWriter> writer(new LogWriter(fs, std::move(dir), options, end.next_lsn));
+  absl::StatusOr<std::unique_ptr<File>> file = fs->Open(end.segment_path, OpenMode::kReadWrite);
+  if (!file.ok()) return file.status();
+  absl::StatusOr<uint64_t> size = (*file)->Size();
+  if (!size.ok()) return size.status();
+  if (end.offset < kSegmentHeaderBytes || end.offset > *size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("log end at offset ", end.offset, " does not fit ", end.segment_path));
+  }
+  // Zero the torn tail, and restore the preallocation if the file was cut short.
+  const uint64_t torn_end = std::min(*size, end.offset + end.dropped_bytes);
+  if (torn_end > end.offset) {
+    const std::vector<std::byte> zeros(torn_end - end.offset);
+    if (absl::Status s = (*file)->PWrite(end.offset, zeros); !s.ok()) return s;
+  }
+  const uint64_t capacity = std::max(*size, options.segment_bytes);
+  if (absl::Status s = (*file)->Preallocate(capacity); !s.ok()) return s;
+  if (absl::Status s = (*file)->Sync(); !s.ok()) return s;
+  writer->file_ = std::move(*file);
+  writer->path_ = end.segment_path;
+  writer->capacity_bytes_ = capacity;
+  writer->written_end_ = end.offset;
+  return writer;
+}
+
+absl::Status LogWriter::Fail(const char* what, const absl::Status& cause) {
+  TALLY_ASSERT(!cause.ok());
+  failed_ =
+      absl::Status(cause.code(), absl::StrCat("wal writer failed permanently (", what,
+                                              "), acknowledging nothing more: ", cause.message()));
+  buffer_.clear();
+  return failed_;
+}
+
+absl::StatusOr<uint64_t> LogWriter::Append(RecordType type, std::span<const std::byte> payload) {
+  if (!failed_.ok()) return failed_;
+  const uint16_t type_value = static_cast<uint16_t>(type);
+  if (type_value == 0 || type_value > kRecordTypeMax) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown record type ", type_value));
+  }
+  const uint64_t record_bytes = kRecordHeaderBytes + payload.size();
+  if (payload.size() > wal_record_payload_bytes_max ||
+      kSegmentHeaderBytes + record_bytes > options_.segment_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("record payload of ", payload.size(), " bytes does not fit a segment"));
+  }
+  if (written_end_ + buffer_.size() + record_bytes > capacity_bytes_) {
+    if (absl::Status s = Roll(); !s.ok()) return s;
+  }
+  if (!buffer_.empty() && buffer_.size() + record_bytes > wal_write_buffer_bytes_max) {
+    if (absl::Status s = Flush(); !s.ok()) return s;
+  }
+  const size_t at = buffer_.size();
+  buffer_.resize(at + record_bytes);
+  std::byte* record = buffer_.data() + at;
+  if (!payload.empty()) std::memcpy(record + kRecordHeaderBytes, payload.data(), payload.size());
+  EncodeRecordHeader(type, next_lsn_, uint32_t(payload.size()), record);
+  return next_lsn_++;
+}
+
+absl::Status LogWriter::Flush() {
+  if (buffer_.empty()) return absl::OkStatus();
+  if (absl::Status s = file_->PWrite(written_end_, buffer_); !s.ok()) return Fail("write", s);
+  written_end_ += buffer_.size();
+  buffer_.clear();
+  if (buffer_.capacity() > wal_write_buffer_bytes_max) {  // after one huge record
+    buffer_.shrink_to_fit();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LogWriter::Sync() {
+  if (!failed_.ok()) return failed_;
+  if (synced_lsn_ + 1 == next_lsn_) return absl::OkStatus();  // nothing new
+  if (absl::Status s = Flush(); !s.ok()) return s;
+  if (absl::Status s = file_->DataSync(); !s.ok()) return Fail("fdatasync", s);
+  synced_lsn_ = next_lsn_ - 1;
+  return absl::OkStatus();
+}
+
+absl::Status LogWriter::Roll() {
+  // The full segment is made durable before the next one gets data, so a
+  // crash can tear only the newest segment (see the reader's rules).
+  if (absl::Status s = Sync(); !s.ok()) return s;
+  return OpenNewSegment(next_lsn_);
+}
+
+absl::Status LogWriter::OpenNewSegment(uint64_t first_lsn) {
+  const std::string name = SegmentFileName(first_lsn);
+  const std::string path = absl::StrCat(dir_, "/", name);
+  const std::string tmp = path + ".tmp";
+  if (fs_->Open(path, OpenMode::kReadOnly).ok()) {
+    return Fail("new segment", absl::AlreadyExistsError(absl::StrCat(path, " already exists")));
+  }
+  (void)fs_->Remove(tmp);  // left by a crash while creating it; absent is fine
+  absl::StatusOr<std::unique_ptr<File>> file = fs_->Open(tmp, OpenMode::kCreate);
+  if (!file.ok()) return Fail("create segment", file.status());
+  std::byte header[kSegmentHeaderBytes];
+  EncodeSegmentHeader(first_lsn, header);
+  if (absl::Status s = (*file)->Preallocate(options_.segment_bytes); !s.ok()) {
+    return Fail("preallocate segment", s);
+  }
+  if (absl::Status s = (*file)->PWrite(0, header); !s.ok()) return Fail("write", s);
+  if (absl::Status s = (*file)->Sync(); !s.ok()) return Fail("fsync new segment", s);
+  if (absl::Status s = fs_->Rename(tmp, path); !s.ok()) return Fail("rename new segment", s);
+  if (absl::Status s = fs_->SyncDir(dir_); !s.ok()) return Fail("fsync log directory", s);
+  file_ = std::move(*file);
+  path_ = path;
+  capacity_bytes_ = options_.segment_bytes;
+  written_end_ = kSegmentHeaderBytes;
+  return absl::OkStatus();
+}
+
+}  // namespace tally::wal
