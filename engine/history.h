@@ -101,6 +101,24 @@ class HistoryRing {
     return index;
   }
 
+  // Restart sets an empty ring to continue after `total` entries, as after a
+  // snapshot; the entries kept are then Append()ed back by LoadAt.
+  void Restart(uint64_t total) {
+    TALLY_ASSERT(total_ == 0);
+    total_ = total;
+  }
+  // LoadAt stores an entry of a snapshot at `index` (begin() <= index <
+  // total(), loaded in increasing order).
+  void LoadAt(uint64_t index, const HistoryEntry& entry, const HistoryTexts* texts) {
+    uint64_t pos = index & (capacity_ - 1);
+    uint64_t chunk = pos / history_chunk_entries;
+    while (chunk >= chunks_.size()) {
+      chunks_.push_back(std::make_unique<HistoryEntry[]>(history_chunk_entries));
+    }
+    chunks_[chunk][pos % history_chunk_entries] = entry;
+    if (texts != nullptr) texts_[index] = *texts;
+  }
+
   const HistoryTexts* texts(uint64_t index) const {
     auto it = texts_.find(index);
     return it == texts_.end() ? nullptr : &it->second;

@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -93,6 +95,15 @@ class Ledger {
   absl::StatusOr<OrgSettings> GetSettings(uint64_t org_id) const;
   // GetTotals: the org's running totals, for audits and invariant checks.
   absl::StatusOr<TotalsView> GetTotals(uint64_t org_id, Asset asset) const;
+
+  // EncodeSnapshot appends the whole state to *out (engine/SNAPSHOT.md):
+  // what DecodeSnapshot needs to give a ledger with the same Digest() that
+  // applies every later batch exactly as this one would.
+  void EncodeSnapshot(std::string* out) const;
+  // DecodeSnapshot rebuilds a ledger; DataLoss names what is wrong with the
+  // bytes (checksum, bounds, an index out of range).
+  static absl::StatusOr<std::unique_ptr<Ledger>> DecodeSnapshot(std::string_view bytes,
+                                                                const LedgerOptions& options);
 
   // Digest is XXH3-64 over a canonical encoding of the whole state (ordered
   // by id, independent of insertion order and hash seeds).

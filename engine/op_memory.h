@@ -125,6 +125,20 @@ class OpMemory {
     g.entries[claim.index].result = result;
   }
 
+  // For snapshots: which generation is current, and each generation's start
+  // time, epoch and entries, loaded back in arrival order.
+  int current_index() const { return current_; }
+  const std::vector<Entry>& entries_of(int g) const { return generations_[g].entries; }
+  int64_t began_us_of(int g) const { return generations_[g].began_us; }
+  void Load(int current, int g, int64_t began_us, const std::vector<Entry>& entries) {
+    current_ = current;
+    Generation& gen = generations_[g];
+    gen.Clear();
+    gen.began_us = began_us;
+    for (const Entry& e : entries) gen.Add(e.key, e.result, Hash(e.key), table_capacity_max_);
+  }
+  uint64_t generation_max() const { return generation_max_; }
+
   // Generation order for the digest and snapshots: previous, then current,
   // each in the order its ids arrived.
   template <typename F>

@@ -1,0 +1,460 @@
+// snapshot.cc: the whole ledger as bytes and back (engine/SNAPSHOT.md).
+//
+// A snapshot is a faithful dump of the layout: wallet slots, org slots, the
+// expiry and hold-deadline indexes (stale entries included, since they decide
+// the order a sweep visits wallets in), the history window and the op-id
+// generations.  Only the hash indexes are rebuilt.  So a restored ledger does
+// not just have the same Digest(): it applies every later batch identically.
+#include <bit>
+#include <cstring>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "engine/ledger.h"
+#include "engine/state.h"
+#include "xxhash.h"
+
+namespace tally {
+namespace {
+
+using engine::HistoryEntry;
+using engine::Lot;
+using engine::Org;
+using engine::State;
+using engine::Wallet;
+
+static_assert(std::endian::native == std::endian::little);
+
+constexpr char kMagic[8] = {'T', 'A', 'L', 'L', 'Y', 'S', 'N', 'P'};
+constexpr uint32_t kVersion = 1;
+
+class Out {
+ public:
+  explicit Out(std::string* s) : s_(s) {}
+  template <typename T>
+  void Put(const T& v) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    s_->append(reinterpret_cast<const char*>(&v), sizeof(T));
+  }
+  void Str(std::string_view v) {
+    Put<uint32_t>(static_cast<uint32_t>(v.size()));
+    s_->append(v);
+  }
+
+ private:
+  std::string* s_;
+};
+
+class In {
+ public:
+  explicit In(std::string_view bytes) : bytes_(bytes) {}
+  template <typename T>
+  T Get() {
+    T v{};
+    if (!Need(sizeof(T))) return v;
+    std::memcpy(&v, bytes_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+  }
+  std::string Str(uint32_t max_bytes) {
+    uint32_t size = Get<uint32_t>();
+    if (size > max_bytes) Fail("text longer than its limit");
+    if (!Need(size)) return {};
+    std::string v(bytes_.substr(pos_, size));
+    pos_ += size;
+    return v;
+  }
+  // Count reads an element count and checks that at least `min_bytes` each
+  // could follow, so a damaged count cannot make us reserve gigabytes.
+  uint64_t Count(size_t min_bytes_each) {
+    uint64_t n = Get<uint64_t>();
+    if (ok() && n > (bytes_.size() - pos_) / std::max<size_t>(1, min_bytes_each)) {
+      Fail("count larger than the bytes left");
+      return 0;
+    }
+    return n;
+  }
+  void Check(bool condition, std::string_view what) {
+    if (!condition) Fail(what);
+  }
+  void Fail(std::string_view what) {
+    if (error_.empty()) {
+      error_ = "snapshot: " + std::string(what) + " at byte " + std::to_string(pos_);
+    }
+  }
+  bool ok() const { return error_.empty(); }
+  bool done() const { return pos_ == bytes_.size(); }
+  absl::Status status() const {
+    return ok() ? absl::OkStatus() : absl::DataLossError(error_);
+  }
+
+ private:
+  bool Need(size_t n) {
+    if (!ok()) return false;
+    if (bytes_.size() - pos_ < n) {
+      Fail("truncated");
+      return false;
+    }
+    return true;
+  }
+  std::string_view bytes_;
+  size_t pos_ = 0;
+  std::string error_;
+};
+
+void PutLots(Out& o, const Lot* lots, size_t count) {
+  o.Put<uint64_t>(count);
+  for (size_t i = 0; i < count; ++i) o.Put(lots[i]);
+}
+
+}  // namespace
+
+void Ledger::EncodeSnapshot(std::string* out) const {
+  const State& s = *state_;
+  size_t start = out->size();
+  Out o(out);
+  out->append(kMagic, sizeof kMagic);
+  o.Put<uint32_t>(kVersion);
+  o.Put<uint32_t>(0);
+  o.Put<int64_t>(s.now_us);
+
+  o.Put<uint64_t>(s.assets.size());
+  for (Asset a : s.assets) {
+    o.Put<uint64_t>(a.lo());
+    o.Put<uint64_t>(a.hi());
+  }
+
+  o.Put<uint64_t>(s.wallets.size());
+  for (uint32_t slot = 0; slot < s.wallets.size(); ++slot) {
+    const Wallet& w = s.wallets.at(slot);
+    o.Put<uint64_t>(w.id);
+    o.Put<uint64_t>(w.history_head);
+    o.Put<uint32_t>(w.org_slot);
+    o.Put<uint8_t>(w.flags);
+    PutLots(o, w.lots(), w.lot_count);
+  }
+
+  o.Put<uint64_t>(s.orgs.size());
+  for (const auto& org_ptr : s.orgs) {
+    const Org& org = *org_ptr;
+    o.Put<uint64_t>(org.id);
+    o.Put<uint32_t>(org.pool_slot);
+    o.Put<uint8_t>(org.settings.credit_payments ? 1 : 0);
+    o.Put<int64_t>(org.settings.low_balance_threshold);
+    o.Put<int64_t>(org.settings.expiring_soon_window_us);
+    o.Put<int64_t>(org.settings.deduct_rollup_interval_us);
+    o.Put<uint64_t>(org.next_grant_id);
+    o.Put<uint64_t>(org.next_hold_id);
+    o.Put<uint64_t>(org.next_request_id);
+    o.Put<uint64_t>(org.live_wallets);
+    o.Put<uint64_t>(org.wallet_order.size());
+    for (uint32_t slot : org.wallet_order) o.Put<uint32_t>(slot);
+    absl::btree_map<uint64_t, const std::string*> labels;  // ordered: one encoding per state
+    for (const auto& [id, label] : org.labels) labels[id] = &label;
+    o.Put<uint64_t>(labels.size());
+    for (const auto& [id, label] : labels) {
+      o.Put<uint64_t>(id);
+      o.Str(*label);
+    }
+    o.Put<uint64_t>(org.grants.size());
+    for (const auto& [id, g] : org.grants) {
+      o.Put<uint64_t>(id);
+      o.Put<uint16_t>(g.asset);
+      o.Put<uint8_t>(static_cast<uint8_t>(g.source));
+      o.Put<uint8_t>(static_cast<uint8_t>(g.voided | (g.spread << 1)));
+      o.Put<int32_t>(g.priority);
+      o.Put<int64_t>(g.amount);
+      o.Put<int64_t>(g.expires_at_us);
+      o.Put<int64_t>(g.created_at_us);
+      o.Put<uint64_t>(g.origin_wallet_id);
+      o.Str(g.reference);
+    }
+    o.Put<uint64_t>(org.holds.size());
+    for (const auto& [id, h] : org.holds) {
+      o.Put<uint64_t>(id);
+      o.Put<uint32_t>(h.wallet_slot);
+      o.Put<uint16_t>(h.asset);
+      o.Put<int64_t>(h.timeout_us);
+      o.Put<int64_t>(h.deadline_us);
+      PutLots(o, h.lots.data(), h.lots.size());
+    }
+    o.Put<uint64_t>(org.requests.size());
+    for (const auto& [id, r] : org.requests) {
+      o.Put<uint64_t>(id);
+      o.Put<uint64_t>(r.wallet_id);
+      o.Put<uint16_t>(r.asset);
+      o.Put<uint8_t>(static_cast<uint8_t>(r.status));
+      o.Put<int64_t>(r.amount);
+      o.Put<int64_t>(r.approved_amount);
+      o.Put<int64_t>(r.created_at_us);
+      o.Put<int64_t>(r.decided_at_us);
+      o.Str(r.reason);
+      o.Str(r.decided_by);
+      o.Str(r.decision_note);
+    }
+    o.Put<uint64_t>(org.totals.size());
+    for (const engine::AssetTotals& t : org.totals) o.Put(t);
+  }
+
+  o.Put<uint64_t>(s.lot_expiry.size());
+  for (const auto& [at, slot] : s.lot_expiry) {
+    o.Put<int64_t>(at);
+    o.Put<uint32_t>(slot);
+  }
+  o.Put<uint64_t>(s.hold_deadlines.size());
+  for (const auto& [at, org_slot, hold_id] : s.hold_deadlines) {
+    o.Put<int64_t>(at);
+    o.Put<uint32_t>(org_slot);
+    o.Put<uint64_t>(hold_id);
+  }
+
+  o.Put<uint64_t>(s.history.total());
+  o.Put<uint64_t>(s.history.begin());
+  for (uint64_t i = s.history.begin(); i < s.history.total(); ++i) {
+    o.Put(s.history.at(i));
+    if (s.history.at(i).has_text()) {
+      const engine::HistoryTexts* t = s.history.texts(i);
+      o.Str(t != nullptr ? std::string_view(t->reference) : std::string_view());
+      o.Str(t != nullptr ? std::string_view(t->actor) : std::string_view());
+    }
+  }
+
+  o.Put<uint32_t>(static_cast<uint32_t>(s.ops.current_index()));
+  for (int g = 0; g < 2; ++g) {
+    o.Put<int64_t>(s.ops.began_us_of(g));
+    const auto& entries = s.ops.entries_of(g);
+    o.Put<uint64_t>(entries.size());
+    for (const engine::OpMemory::Entry& e : entries) {
+      // Field by field: Result has padding, and a snapshot's bytes are a
+      // function of the state alone.
+      o.Put<uint64_t>(e.key.org_id);
+      o.Put<uint64_t>(e.key.op_id);
+      o.Put<uint16_t>(static_cast<uint16_t>(e.result.code));
+      o.Put<uint64_t>(e.result.id);
+      for (int64_t v : e.result.n) o.Put<int64_t>(v);
+    }
+  }
+
+  uint64_t checksum = XXH3_64bits(out->data() + start, out->size() - start);
+  o.Put<uint64_t>(checksum);
+}
+
+absl::StatusOr<std::unique_ptr<Ledger>> Ledger::DecodeSnapshot(std::string_view bytes,
+                                                               const LedgerOptions& options) {
+  if (bytes.size() < sizeof kMagic + 8 + 8) return absl::DataLossError("snapshot: truncated");
+  uint64_t stored;
+  std::memcpy(&stored, bytes.data() + bytes.size() - 8, 8);
+  std::string_view body = bytes.substr(0, bytes.size() - 8);
+  if (XXH3_64bits(body.data(), body.size()) != stored) {
+    return absl::DataLossError("snapshot: checksum mismatch");
+  }
+  if (std::memcmp(body.data(), kMagic, sizeof kMagic) != 0) {
+    return absl::DataLossError("snapshot: not a tally snapshot (magic)");
+  }
+  In in(body.substr(sizeof kMagic));
+  uint32_t version = in.Get<uint32_t>();
+  in.Check(version == kVersion, "unknown version");
+  in.Check(in.Get<uint32_t>() == 0, "reserved field not zero");
+  auto ledger = std::make_unique<Ledger>(options);
+  State& s = *ledger->state_;
+  s.now_us = in.Get<int64_t>();
+
+  uint64_t assets = in.Count(16);
+  in.Check(assets <= assets_max, "too many assets");
+  for (uint64_t i = 0; i < assets && in.ok(); ++i) {
+    uint64_t lo = in.Get<uint64_t>();
+    uint64_t hi = in.Get<uint64_t>();
+    Asset a = Asset::FromPacked(lo, hi);
+    in.Check(a.Valid() && s.FindAsset(a) == engine::no_asset, "bad or repeated asset");
+    s.assets.push_back(a);
+    s.asset_index.emplace(a, static_cast<uint16_t>(i));
+  }
+  auto valid_lot = [&](const Lot& lot) {
+    return lot.remaining > 0 && lot.asset < s.assets.size() && lot.expires_at_us > 0;
+  };
+
+  uint64_t wallets = in.Count(8 + 8 + 4 + 1 + 8);
+  in.Check(wallets <= ledger_wallets_max, "too many wallets");
+  for (uint64_t i = 0; i < wallets && in.ok(); ++i) {
+    Wallet& w = s.wallets.at(s.wallets.Add());
+    w.id = in.Get<uint64_t>();
+    w.history_head = in.Get<uint64_t>();
+    w.org_slot = in.Get<uint32_t>();
+    w.flags = in.Get<uint8_t>();
+    uint64_t lots = in.Count(sizeof(Lot));
+    in.Check(lots < UINT16_MAX, "too many lots in a wallet");
+    for (uint64_t l = 0; l < lots && in.ok(); ++l) {
+      Lot lot = in.Get<Lot>();
+      in.Check(valid_lot(lot), "bad lot");
+      if (l == 0 && lots == 1) {
+        w.inline_lot = lot;
+      } else {
+        if (l == 0) {
+          uint8_t log2 = static_cast<uint8_t>(std::bit_width(lots - 1));
+          w.heap_lots = new Lot[size_t{1} << log2];
+          w.heap_capacity_log2 = log2;
+        }
+        w.heap_lots[l] = lot;
+      }
+      w.lot_count = static_cast<uint16_t>(l + 1);
+    }
+  }
+
+  uint64_t orgs = in.Count(8);
+  in.Check(orgs <= ledger_orgs_max, "too many orgs");
+  auto slot_ok = [&](uint32_t slot) { return slot < s.wallets.size(); };
+  for (uint64_t i = 0; i < orgs && in.ok(); ++i) {
+    uint32_t org_slot = static_cast<uint32_t>(i);
+    s.orgs.push_back(std::make_unique<Org>(in.Get<uint64_t>(), org_slot));
+    Org& org = *s.orgs.back();
+    in.Check(s.org_index.emplace(org.id, org_slot).second, "repeated org id");
+    org.pool_slot = in.Get<uint32_t>();
+    in.Check(slot_ok(org.pool_slot), "pool slot out of range");
+    org.settings.credit_payments = in.Get<uint8_t>() == 1;
+    org.settings.low_balance_threshold = in.Get<int64_t>();
+    org.settings.expiring_soon_window_us = in.Get<int64_t>();
+    org.settings.deduct_rollup_interval_us = in.Get<int64_t>();
+    org.next_grant_id = in.Get<uint64_t>();
+    org.next_hold_id = in.Get<uint64_t>();
+    org.next_request_id = in.Get<uint64_t>();
+    org.live_wallets = in.Get<uint64_t>();
+    uint64_t order = in.Count(4);
+    for (uint64_t k = 0; k < order && in.ok(); ++k) {
+      uint32_t slot = in.Get<uint32_t>();
+      in.Check(slot_ok(slot), "wallet slot out of range");
+      org.wallet_order.push_back(slot);
+    }
+    uint64_t labels = in.Count(12);
+    for (uint64_t k = 0; k < labels && in.ok(); ++k) {
+      uint64_t id = in.Get<uint64_t>();
+      org.labels[id] = in.Str(text_bytes_max);
+    }
+    uint64_t grants = in.Count(8 + 2 + 1 + 1 + 4 + 32 + 4);
+    for (uint64_t k = 0; k < grants && in.ok(); ++k) {
+      uint64_t id = in.Get<uint64_t>();
+      engine::Grant& g = org.grants[id];
+      g.asset = in.Get<uint16_t>();
+      in.Check(g.asset < s.assets.size(), "grant asset out of range");
+      g.source = static_cast<engine::LotSource>(in.Get<uint8_t>());
+      uint8_t bits = in.Get<uint8_t>();
+      g.voided = (bits & 1) != 0;
+      g.spread = (bits & 2) != 0;
+      g.priority = in.Get<int32_t>();
+      g.amount = in.Get<int64_t>();
+      g.expires_at_us = in.Get<int64_t>();
+      g.created_at_us = in.Get<int64_t>();
+      g.origin_wallet_id = in.Get<uint64_t>();
+      g.reference = in.Str(text_bytes_max);
+    }
+    uint64_t holds = in.Count(8 + 4 + 2 + 16 + 8);
+    for (uint64_t k = 0; k < holds && in.ok(); ++k) {
+      uint64_t id = in.Get<uint64_t>();
+      engine::Hold& h = org.holds[id];
+      h.wallet_slot = in.Get<uint32_t>();
+      in.Check(slot_ok(h.wallet_slot), "hold wallet out of range");
+      h.asset = in.Get<uint16_t>();
+      in.Check(h.asset < s.assets.size(), "hold asset out of range");
+      h.timeout_us = in.Get<int64_t>();
+      h.deadline_us = in.Get<int64_t>();
+      uint64_t lots = in.Count(sizeof(Lot));
+      in.Check(lots <= hold_lots_max, "too many lots in a hold");
+      for (uint64_t l = 0; l < lots && in.ok(); ++l) {
+        h.lots.push_back(in.Get<Lot>());
+        in.Check(valid_lot(h.lots.back()), "bad held lot");
+      }
+      org.holds_by_wallet.emplace(h.wallet_slot, id);
+    }
+    uint64_t requests = in.Count(8 + 8 + 2 + 1 + 32 + 12);
+    for (uint64_t k = 0; k < requests && in.ok(); ++k) {
+      uint64_t id = in.Get<uint64_t>();
+      engine::Request& r = org.requests[id];
+      r.wallet_id = in.Get<uint64_t>();
+      r.asset = in.Get<uint16_t>();
+      in.Check(r.asset < s.assets.size(), "request asset out of range");
+      uint8_t status = in.Get<uint8_t>();
+      in.Check(status >= 1 && status <= 3, "bad request status");
+      r.status = static_cast<RequestStatus>(status);
+      r.amount = in.Get<int64_t>();
+      r.approved_amount = in.Get<int64_t>();
+      r.created_at_us = in.Get<int64_t>();
+      r.decided_at_us = in.Get<int64_t>();
+      r.reason = in.Str(text_bytes_max);
+      r.decided_by = in.Str(text_bytes_max);
+      r.decision_note = in.Str(text_bytes_max);
+    }
+    uint64_t totals = in.Count(sizeof(engine::AssetTotals));
+    in.Check(totals <= s.assets.size(), "totals for unknown assets");
+    for (uint64_t k = 0; k < totals && in.ok(); ++k) {
+      org.totals.push_back(in.Get<engine::AssetTotals>());
+    }
+  }
+  // The wallet index is the one thing rebuilt: from the wallets themselves.
+  for (uint32_t slot = 0; slot < s.wallets.size() && in.ok(); ++slot) {
+    const Wallet& w = s.wallets.at(slot);
+    in.Check(w.org_slot < s.orgs.size(), "wallet org out of range");
+    if (!in.ok()) break;
+    Org& org = *s.orgs[w.org_slot];
+    in.Check(org.wallet_index.Find(w.id) == engine::WalletIndex::absent, "repeated wallet id");
+    org.wallet_index.Insert(w.id, slot);
+  }
+
+  uint64_t expiry = in.Count(12);
+  for (uint64_t k = 0; k < expiry && in.ok(); ++k) {
+    int64_t at = in.Get<int64_t>();
+    uint32_t slot = in.Get<uint32_t>();
+    in.Check(slot_ok(slot), "expiry slot out of range");
+    s.lot_expiry.emplace(at, slot);
+  }
+  uint64_t deadlines = in.Count(20);
+  for (uint64_t k = 0; k < deadlines && in.ok(); ++k) {
+    int64_t at = in.Get<int64_t>();
+    uint32_t org_slot = in.Get<uint32_t>();
+    uint64_t hold_id = in.Get<uint64_t>();
+    in.Check(org_slot < s.orgs.size() && s.orgs[org_slot]->holds.contains(hold_id),
+             "deadline of an unknown hold");
+    s.hold_deadlines.emplace(at, org_slot, hold_id);
+  }
+
+  uint64_t total = in.Get<uint64_t>();
+  uint64_t begin = in.Get<uint64_t>();
+  in.Check(begin <= total, "history window inverted");
+  if (in.ok()) s.history.Restart(total);
+  uint64_t keep_from = std::max(begin, s.history.begin());
+  for (uint64_t i = begin; i < total && in.ok(); ++i) {
+    HistoryEntry e = in.Get<HistoryEntry>();
+    in.Check(slot_ok(e.wallet_slot) && e.asset() < std::max<size_t>(1, s.assets.size()),
+             "history entry out of range");
+    engine::HistoryTexts texts;
+    if (e.has_text()) {
+      texts.reference = in.Str(text_bytes_max);
+      texts.actor = in.Str(text_bytes_max);
+    }
+    if (in.ok() && i >= keep_from) s.history.LoadAt(i, e, e.has_text() ? &texts : nullptr);
+  }
+
+  uint32_t current = in.Get<uint32_t>();
+  in.Check(current <= 1, "bad op-id generation");
+  for (int g = 0; g < 2 && in.ok(); ++g) {
+    int64_t began_us = in.Get<int64_t>();
+    uint64_t n = in.Count(8 + 8 + 2 + 8 + 24);
+    in.Check(n <= s.ops.generation_max(), "op-id generation larger than this ledger keeps");
+    std::vector<engine::OpMemory::Entry> entries;
+    entries.reserve(n);
+    for (uint64_t k = 0; k < n && in.ok(); ++k) {
+      engine::OpMemory::Entry e;
+      e.key.org_id = in.Get<uint64_t>();
+      e.key.op_id = in.Get<uint64_t>();
+      e.result.code = static_cast<ResultCode>(in.Get<uint16_t>());
+      in.Check(e.result.code != ResultCode{}, "op-id entry without a result");
+      e.result.id = in.Get<uint64_t>();
+      for (int64_t& v : e.result.n) v = in.Get<int64_t>();
+      entries.push_back(e);
+    }
+    if (in.ok()) s.ops.Load(static_cast<int>(current), g, began_us, entries);
+  }
+  in.Check(in.done(), "trailing bytes");
+  if (!in.ok()) return in.status();
+  return ledger;
+}
+
+}  // namespace tally
