@@ -9,9 +9,9 @@
 #include <cstring>
 #include <string>
 
-#include "absl/strings/str_cat.h"
 #include "engine/ledger.h"
 #include "engine/state.h"
+#include "tally/bytes.h"
 #include "xxhash.h"
 
 namespace tally {
@@ -23,86 +23,10 @@ using engine::Org;
 using engine::State;
 using engine::Wallet;
 
-static_assert(std::endian::native == std::endian::little);
-
 constexpr char kMagic[8] = {'T', 'A', 'L', 'L', 'Y', 'S', 'N', 'P'};
 constexpr uint32_t kVersion = 1;
 
-class Out {
- public:
-  explicit Out(std::string* s) : s_(s) {}
-  template <typename T>
-  void Put(const T& v) {
-    static_assert(std::is_trivially_copyable_v<T>);
-    s_->append(reinterpret_cast<const char*>(&v), sizeof(T));
-  }
-  void Str(std::string_view v) {
-    Put<uint32_t>(static_cast<uint32_t>(v.size()));
-    s_->append(v);
-  }
-
- private:
-  std::string* s_;
-};
-
-class In {
- public:
-  explicit In(std::string_view bytes) : bytes_(bytes) {}
-  template <typename T>
-  T Get() {
-    T v{};
-    if (!Need(sizeof(T))) return v;
-    std::memcpy(&v, bytes_.data() + pos_, sizeof(T));
-    pos_ += sizeof(T);
-    return v;
-  }
-  std::string Str(uint32_t max_bytes) {
-    uint32_t size = Get<uint32_t>();
-    if (size > max_bytes) Fail("text longer than its limit");
-    if (!Need(size)) return {};
-    std::string v(bytes_.substr(pos_, size));
-    pos_ += size;
-    return v;
-  }
-  // Count reads an element count and checks that at least `min_bytes` each
-  // could follow, so a damaged count cannot make us reserve gigabytes.
-  uint64_t Count(size_t min_bytes_each) {
-    uint64_t n = Get<uint64_t>();
-    if (ok() && n > (bytes_.size() - pos_) / std::max<size_t>(1, min_bytes_each)) {
-      Fail("count larger than the bytes left");
-      return 0;
-    }
-    return n;
-  }
-  void Check(bool condition, std::string_view what) {
-    if (!condition) Fail(what);
-  }
-  void Fail(std::string_view what) {
-    if (error_.empty()) {
-      error_ = "snapshot: " + std::string(what) + " at byte " + std::to_string(pos_);
-    }
-  }
-  bool ok() const { return error_.empty(); }
-  bool done() const { return pos_ == bytes_.size(); }
-  absl::Status status() const {
-    return ok() ? absl::OkStatus() : absl::DataLossError(error_);
-  }
-
- private:
-  bool Need(size_t n) {
-    if (!ok()) return false;
-    if (bytes_.size() - pos_ < n) {
-      Fail("truncated");
-      return false;
-    }
-    return true;
-  }
-  std::string_view bytes_;
-  size_t pos_ = 0;
-  std::string error_;
-};
-
-void PutLots(Out& o, const Lot* lots, size_t count) {
+void PutLots(ByteWriter& o, const Lot* lots, size_t count) {
   o.Put<uint64_t>(count);
   for (size_t i = 0; i < count; ++i) o.Put(lots[i]);
 }
@@ -112,7 +36,7 @@ void PutLots(Out& o, const Lot* lots, size_t count) {
 void Ledger::EncodeSnapshot(std::string* out) const {
   const State& s = *state_;
   size_t start = out->size();
-  Out o(out);
+  ByteWriter o(out);
   out->append(kMagic, sizeof kMagic);
   o.Put<uint32_t>(kVersion);
   o.Put<uint32_t>(0);
@@ -154,7 +78,7 @@ void Ledger::EncodeSnapshot(std::string* out) const {
     o.Put<uint64_t>(labels.size());
     for (const auto& [id, label] : labels) {
       o.Put<uint64_t>(id);
-      o.Str(*label);
+      o.Text<uint32_t>(*label);
     }
     o.Put<uint64_t>(org.grants.size());
     for (const auto& [id, g] : org.grants) {
@@ -167,7 +91,7 @@ void Ledger::EncodeSnapshot(std::string* out) const {
       o.Put<int64_t>(g.expires_at_us);
       o.Put<int64_t>(g.created_at_us);
       o.Put<uint64_t>(g.origin_wallet_id);
-      o.Str(g.reference);
+      o.Text<uint32_t>(g.reference);
     }
     o.Put<uint64_t>(org.holds.size());
     for (const auto& [id, h] : org.holds) {
@@ -188,9 +112,9 @@ void Ledger::EncodeSnapshot(std::string* out) const {
       o.Put<int64_t>(r.approved_amount);
       o.Put<int64_t>(r.created_at_us);
       o.Put<int64_t>(r.decided_at_us);
-      o.Str(r.reason);
-      o.Str(r.decided_by);
-      o.Str(r.decision_note);
+      o.Text<uint32_t>(r.reason);
+      o.Text<uint32_t>(r.decided_by);
+      o.Text<uint32_t>(r.decision_note);
     }
     o.Put<uint64_t>(org.totals.size());
     for (const engine::AssetTotals& t : org.totals) o.Put(t);
@@ -214,8 +138,8 @@ void Ledger::EncodeSnapshot(std::string* out) const {
     o.Put(s.history.at(i));
     if (s.history.at(i).has_text()) {
       const engine::HistoryTexts* t = s.history.texts(i);
-      o.Str(t != nullptr ? std::string_view(t->reference) : std::string_view());
-      o.Str(t != nullptr ? std::string_view(t->actor) : std::string_view());
+      o.Text<uint32_t>(t != nullptr ? std::string_view(t->reference) : std::string_view());
+      o.Text<uint32_t>(t != nullptr ? std::string_view(t->actor) : std::string_view());
     }
   }
 
@@ -251,7 +175,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::DecodeSnapshot(std::string_view 
   if (std::memcmp(body.data(), kMagic, sizeof kMagic) != 0) {
     return absl::DataLossError("snapshot: not a tally snapshot (magic)");
   }
-  In in(body.substr(sizeof kMagic));
+  ByteReader in(body.substr(sizeof kMagic), "snapshot");
   uint32_t version = in.Get<uint32_t>();
   in.Check(version == kVersion, "unknown version");
   in.Check(in.Get<uint32_t>() == 0, "reserved field not zero");
@@ -327,7 +251,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::DecodeSnapshot(std::string_view 
     uint64_t labels = in.Count(12);
     for (uint64_t k = 0; k < labels && in.ok(); ++k) {
       uint64_t id = in.Get<uint64_t>();
-      org.labels[id] = in.Str(text_bytes_max);
+      org.labels[id] = std::string(in.Text<uint32_t>(text_bytes_max));
     }
     uint64_t grants = in.Count(8 + 2 + 1 + 1 + 4 + 32 + 4);
     for (uint64_t k = 0; k < grants && in.ok(); ++k) {
@@ -344,7 +268,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::DecodeSnapshot(std::string_view 
       g.expires_at_us = in.Get<int64_t>();
       g.created_at_us = in.Get<int64_t>();
       g.origin_wallet_id = in.Get<uint64_t>();
-      g.reference = in.Str(text_bytes_max);
+      g.reference = std::string(in.Text<uint32_t>(text_bytes_max));
     }
     uint64_t holds = in.Count(8 + 4 + 2 + 16 + 8);
     for (uint64_t k = 0; k < holds && in.ok(); ++k) {
@@ -378,9 +302,9 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::DecodeSnapshot(std::string_view 
       r.approved_amount = in.Get<int64_t>();
       r.created_at_us = in.Get<int64_t>();
       r.decided_at_us = in.Get<int64_t>();
-      r.reason = in.Str(text_bytes_max);
-      r.decided_by = in.Str(text_bytes_max);
-      r.decision_note = in.Str(text_bytes_max);
+      r.reason = std::string(in.Text<uint32_t>(text_bytes_max));
+      r.decided_by = std::string(in.Text<uint32_t>(text_bytes_max));
+      r.decision_note = std::string(in.Text<uint32_t>(text_bytes_max));
     }
     uint64_t totals = in.Count(sizeof(engine::AssetTotals));
     in.Check(totals <= s.assets.size(), "totals for unknown assets");
@@ -426,8 +350,8 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::DecodeSnapshot(std::string_view 
              "history entry out of range");
     engine::HistoryTexts texts;
     if (e.has_text()) {
-      texts.reference = in.Str(text_bytes_max);
-      texts.actor = in.Str(text_bytes_max);
+      texts.reference = std::string(in.Text<uint32_t>(text_bytes_max));
+      texts.actor = std::string(in.Text<uint32_t>(text_bytes_max));
     }
     if (in.ok() && i >= keep_from) s.history.LoadAt(i, e, e.has_text() ? &texts : nullptr);
   }

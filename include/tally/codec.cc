@@ -1,15 +1,11 @@
 #include "tally/codec.h"
 
-#include <bit>
 #include <cstring>
 
-#include "absl/strings/str_cat.h"
+#include "tally/bytes.h"
 
 namespace tally {
 namespace {
-
-static_assert(std::endian::native == std::endian::little,
-              "the format is little-endian and written with memcpy");
 
 // Optional sections, in the order they follow the core (CODEC.md).
 enum Present : uint8_t {
@@ -23,76 +19,8 @@ enum Present : uint8_t {
 };
 constexpr uint8_t present_known = 0x7f;
 
-template <typename T>
-void Put(std::string* out, T v) {
-  char bytes[sizeof(T)];
-  std::memcpy(bytes, &v, sizeof(T));
-  out->append(bytes, sizeof(T));
-}
-
-void PutText(std::string* out, std::string_view text) {
-  Put<uint16_t>(out, static_cast<uint16_t>(text.size()));
-  out->append(text);
-}
-
-// Reader walks the input; every read is bounds-checked and the first failure
-// sticks, with the offset where it happened.
-class Reader {
- public:
-  explicit Reader(std::string_view bytes) : bytes_(bytes) {}
-
-  template <typename T>
-  T Get() {
-    T v{};
-    if (!Need(sizeof(T))) return v;
-    std::memcpy(&v, bytes_.data() + pos_, sizeof(T));
-    pos_ += sizeof(T);
-    return v;
-  }
-  std::string_view Text(uint32_t max_bytes) {
-    size_t at = pos_;
-    uint16_t size = Get<uint16_t>();
-    if (!ok()) return {};
-    if (size > max_bytes) {
-      Fail(at, "text longer than its limit");
-      return {};
-    }
-    if (!Need(size)) return {};
-    std::string_view text = bytes_.substr(pos_, size);
-    pos_ += size;
-    return text;
-  }
-  void Fail(size_t at, std::string_view why) {
-    if (error_.empty()) {
-      error_ = std::string(why);
-      error_at_ = at;
-    }
-  }
-  bool ok() const { return error_.empty(); }
-  size_t pos() const { return pos_; }
-  size_t left() const { return bytes_.size() - pos_; }
-  absl::Status status() const {
-    if (ok()) return absl::OkStatus();
-    return absl::DataLossError(absl::StrCat("batch: ", error_, " at byte ", error_at_));
-  }
-
- private:
-  bool Need(size_t n) {
-    if (!ok()) return false;
-    if (bytes_.size() - pos_ < n) {
-      Fail(pos_, "truncated");
-      return false;
-    }
-    return true;
-  }
-
-  std::string_view bytes_;
-  size_t pos_ = 0;
-  std::string error_;
-  size_t error_at_ = 0;
-};
-
-void EncodeCommand(const Command& c, std::string* out) {
+void EncodeCommand(const Command& c, std::string* out_bytes) {
+  ByteWriter out(out_bytes);
   uint8_t present = 0;
   if (c.target_id != 0) present |= present_target;
   if (!(c.asset == Asset::Credits())) present |= present_asset;
@@ -101,41 +29,41 @@ void EncodeCommand(const Command& c, std::string* out) {
   if (!c.text.empty()) present |= present_text;
   if (!c.actor.empty()) present |= present_actor;
   if (!c.targets.empty()) present |= present_targets;
-  Put<uint8_t>(out, static_cast<uint8_t>(c.kind));
-  Put<uint8_t>(out, c.flags);
-  Put<uint8_t>(out, c.settings_mask);
-  Put<uint8_t>(out, present);
-  Put<int32_t>(out, c.priority);
-  Put<uint64_t>(out, c.op_id);
-  Put<uint64_t>(out, c.org_id);
-  Put<uint64_t>(out, c.wallet_id);
-  Put<int64_t>(out, c.amount);
-  if (present & present_target) Put<uint64_t>(out, c.target_id);
+  out.Put<uint8_t>(static_cast<uint8_t>(c.kind));
+  out.Put<uint8_t>(c.flags);
+  out.Put<uint8_t>(c.settings_mask);
+  out.Put<uint8_t>(present);
+  out.Put<int32_t>(c.priority);
+  out.Put<uint64_t>(c.op_id);
+  out.Put<uint64_t>(c.org_id);
+  out.Put<uint64_t>(c.wallet_id);
+  out.Put<int64_t>(c.amount);
+  if (present & present_target) out.Put<uint64_t>(c.target_id);
   if (present & present_asset) {
-    Put<uint64_t>(out, c.asset.lo());
-    Put<uint64_t>(out, c.asset.hi());
+    out.Put<uint64_t>(c.asset.lo());
+    out.Put<uint64_t>(c.asset.hi());
   }
-  if (present & present_expiry) Put<int64_t>(out, c.expires_at_us);
+  if (present & present_expiry) out.Put<int64_t>(c.expires_at_us);
   if (present & present_settings) {
-    Put<uint8_t>(out, c.settings.credit_payments ? 1 : 0);
-    Put<int64_t>(out, c.settings.low_balance_threshold);
-    Put<int64_t>(out, c.settings.expiring_soon_window_us);
-    Put<int64_t>(out, c.settings.deduct_rollup_interval_us);
+    out.Put<uint8_t>(c.settings.credit_payments ? 1 : 0);
+    out.Put<int64_t>(c.settings.low_balance_threshold);
+    out.Put<int64_t>(c.settings.expiring_soon_window_us);
+    out.Put<int64_t>(c.settings.deduct_rollup_interval_us);
   }
-  if (present & present_text) PutText(out, c.text);
-  if (present & present_actor) PutText(out, c.actor);
+  if (present & present_text) out.Text<uint16_t>(c.text);
+  if (present & present_actor) out.Text<uint16_t>(c.actor);
   if (present & present_targets) {
-    Put<uint32_t>(out, static_cast<uint32_t>(c.targets.size()));
+    out.Put<uint32_t>(static_cast<uint32_t>(c.targets.size()));
     for (const WalletAmount& t : c.targets) {
-      Put<uint64_t>(out, t.wallet_id);
-      Put<int64_t>(out, t.amount);
+      out.Put<uint64_t>(t.wallet_id);
+      out.Put<int64_t>(t.amount);
     }
   }
 }
 
 // DecodeCommand reads one command; targets are appended to *targets and the
 // command's span is fixed up by the caller once the vector stops growing.
-Command DecodeCommand(Reader& r, std::vector<WalletAmount>* targets, size_t* targets_begin,
+Command DecodeCommand(ByteReader& r, std::vector<WalletAmount>* targets, size_t* targets_begin,
                       size_t* targets_count) {
   Command c;
   size_t at = r.pos();
@@ -165,8 +93,8 @@ Command DecodeCommand(Reader& r, std::vector<WalletAmount>* targets, size_t* tar
     c.settings.expiring_soon_window_us = r.Get<int64_t>();
     c.settings.deduct_rollup_interval_us = r.Get<int64_t>();
   }
-  if (present & present_text) c.text = r.Text(text_bytes_max);
-  if (present & present_actor) c.actor = r.Text(text_bytes_max);
+  if (present & present_text) c.text = r.Text<uint16_t>(text_bytes_max);
+  if (present & present_actor) c.actor = r.Text<uint16_t>(text_bytes_max);
   *targets_begin = targets->size();
   *targets_count = 0;
   if (present & present_targets) {
@@ -202,15 +130,16 @@ absl::Status EncodeBatch(int64_t time_us, std::span<const Command> commands, std
       return absl::InvalidArgumentError("batch: more than allocate_targets_max targets");
     }
   }
-  Put<int64_t>(out, time_us);
-  Put<uint32_t>(out, static_cast<uint32_t>(commands.size()));
-  Put<uint32_t>(out, 0);  // reserved, must be 0
+  ByteWriter header(out);
+  header.Put<int64_t>(time_us);
+  header.Put<uint32_t>(static_cast<uint32_t>(commands.size()));
+  header.Put<uint32_t>(0);  // reserved, must be 0
   for (const Command& c : commands) EncodeCommand(c, out);
   return absl::OkStatus();
 }
 
 absl::Status DecodeBatch(std::string_view bytes, DecodedBatch* batch) {
-  Reader r(bytes);
+  ByteReader r(bytes, "batch");
   batch->commands.clear();
   batch->targets.clear();
   batch->time_us = r.Get<int64_t>();

@@ -1,0 +1,133 @@
+// bytes.h: little-endian writing and bounds-checked reading of byte strings,
+// for every format tally decodes (batches, snapshots, frames).
+//
+// ByteReader never reads past its input: every read checks what is left, and
+// the first failure sticks, with the offset where it happened, so a decoder
+// can read a whole structure and check once at the end.  Counts are checked
+// against the bytes that could hold them before anything is reserved.
+//
+// Example:
+//   tally::ByteReader r(bytes, "batch");
+//   int64_t time_us = r.Get<int64_t>();
+//   std::string_view text = r.Text<uint16_t>(text_bytes_max);
+//   if (!r.ok()) return r.status();  // DataLoss: "batch: truncated at byte 9"
+#ifndef TALLY_BYTES_H_
+#define TALLY_BYTES_H_
+
+#include <algorithm>
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "absl/status/status.h"
+
+namespace tally {
+
+static_assert(std::endian::native == std::endian::little,
+              "formats are little-endian and written with memcpy");
+
+// ByteWriter appends to a string.
+class ByteWriter {
+ public:
+  explicit ByteWriter(std::string* out) : out_(out) {}
+
+  template <typename T>
+  void Put(const T& v) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    out_->append(reinterpret_cast<const char*>(&v), sizeof(T));
+  }
+  // Text writes a length of type Len, then the bytes.
+  template <typename Len>
+  void Text(std::string_view text) {
+    Put<Len>(static_cast<Len>(text.size()));
+    out_->append(text);
+  }
+
+ private:
+  std::string* out_;
+};
+
+// ByteReader reads a string_view front to back.
+class ByteReader {
+ public:
+  // `what` names the format in errors ("batch", "snapshot").
+  ByteReader(std::string_view bytes, std::string_view what) : bytes_(bytes), what_(what) {}
+
+  template <typename T>
+  T Get() {
+    static_assert(std::is_trivially_copyable_v<T>);
+    T v{};
+    if (!Need(sizeof(T))) return v;
+    std::memcpy(&v, bytes_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+  }
+  // Text reads a length of type Len, at most max_bytes, then that many bytes.
+  template <typename Len>
+  std::string_view Text(uint32_t max_bytes) {
+    size_t at = pos_;
+    Len size = Get<Len>();
+    if (!ok()) return {};
+    if (size > max_bytes) {
+      Fail(at, "text longer than its limit");
+      return {};
+    }
+    if (!Need(size)) return {};
+    std::string_view text = bytes_.substr(pos_, size);
+    pos_ += size;
+    return text;
+  }
+  // Count reads a uint64 element count that at least `min_bytes_each` bytes
+  // per element could follow, so a damaged count cannot reserve gigabytes.
+  uint64_t Count(size_t min_bytes_each) {
+    size_t at = pos_;
+    uint64_t n = Get<uint64_t>();
+    if (ok() && n > left() / std::max<size_t>(1, min_bytes_each)) {
+      Fail(at, "count larger than the bytes left");
+      return 0;
+    }
+    return n;
+  }
+  void Check(bool condition, std::string_view why) {
+    if (!condition) Fail(pos_, why);
+  }
+  void Fail(size_t at, std::string_view why) {
+    if (error_.empty()) {
+      error_ = std::string(why);
+      error_at_ = at;
+    }
+  }
+
+  bool ok() const { return error_.empty(); }
+  size_t pos() const { return pos_; }
+  size_t left() const { return bytes_.size() - pos_; }
+  bool done() const { return pos_ == bytes_.size(); }
+  absl::Status status() const {
+    if (ok()) return absl::OkStatus();
+    return absl::DataLossError(std::string(what_) + ": " + error_ + " at byte " +
+                               std::to_string(error_at_));
+  }
+
+ private:
+  bool Need(size_t n) {
+    if (!ok()) return false;
+    if (left() < n) {
+      Fail(pos_, "truncated");
+      return false;
+    }
+    return true;
+  }
+
+  std::string_view bytes_;
+  std::string_view what_;
+  size_t pos_ = 0;
+  std::string error_;
+  size_t error_at_ = 0;
+};
+
+}  // namespace tally
+
+#endif  // TALLY_BYTES_H_
