@@ -104,14 +104,13 @@ class Machine {
     claims_.resize(n);
     keys_.resize(n);
     hashes_.resize(n);
-    for (size_t i = 0; i < n; ++i) keys_[i] = OpKey{commands[i].org_id, commands[i].op_id};
-    s_.ops.ClaimAll(
-        n,
-        [&](size_t i) -> const OpKey* {
-          const Command& c = commands[i];
-          return c.kind != CommandKind::expire_sweep && c.op_id != 0 ? &keys_[i] : nullptr;
-        },
-        claims_.data(), hashes_.data(), now_);
+    for (size_t i = 0; i < n; ++i) {
+      const Command& c = commands[i];
+      // op id 0: nothing to claim (a sweep, or a command refused for it).
+      uint64_t op_id = c.kind == CommandKind::expire_sweep ? 0 : c.op_id;
+      keys_[i] = OpKey{c.org_id, op_id};
+    }
+    s_.ops.ClaimAll(keys_, claims_.data(), hashes_.data(), now_);
     // Wallets: the index bucket, the wallet, its lots, a few commands
     // ahead of the one being applied, so that those misses overlap too.
     constexpr size_t stage = 4;  // commands between prefetch stages
@@ -206,7 +205,7 @@ class Machine {
     }
     if (ResultCode code = CheckFields(c); code != ResultCode::ok) return Refused(code);
     if (c.kind == CommandKind::org_create) return OrgCreate(c);
-    Org* org = MutableOrg(c.org_id);
+    Org* org = FindOrgCached(c.org_id);
     if (org == nullptr) return Refused(ResultCode::unknown_org);
     switch (c.kind) {
       case CommandKind::org_settings:
@@ -236,8 +235,7 @@ class Machine {
   // ---- prefetching ----
 
   // Batches mostly repeat one org and one asset: remember the last of each.
-  const Org* CachedOrg(uint64_t org_id) { return MutableOrg(org_id); }
-  Org* MutableOrg(uint64_t org_id) {
+  Org* FindOrgCached(uint64_t org_id) {
     if (cached_org_ == nullptr || cached_org_->id != org_id) cached_org_ = s_.FindOrg(org_id);
     return cached_org_;
   }
@@ -258,12 +256,12 @@ class Machine {
   }
 
   void PrefetchBucket(const Command& c) {
-    if (const Org* org = CachedOrg(c.org_id)) org->wallet_index.Prefetch(c.wallet_id);
+    if (const Org* org = FindOrgCached(c.org_id)) org->wallet_index.Prefetch(c.wallet_id);
   }
 
   void PrefetchWallet(const Command& c, size_t position) {
     uint32_t& slot = slots_[position];
-    const Org* org = CachedOrg(c.org_id);
+    const Org* org = FindOrgCached(c.org_id);
     slot = org == nullptr ? no_slot : org->wallet_index.Find(c.wallet_id);
     if (slot != no_slot) __builtin_prefetch(&W(slot));
   }
@@ -304,13 +302,6 @@ class Machine {
       org.wallet_order.push_back(slot);
       ++org.live_wallets;
     }
-    return slot;
-  }
-
-  // LiveWallet finds a user wallet or the pool that is not deleted.
-  uint32_t LiveWallet(const Org& org, uint64_t wallet_id) {
-    uint32_t slot = s_.FindWallet(org, wallet_id);
-    if (slot == no_slot || W(slot).deleted()) return no_slot;
     return slot;
   }
 
@@ -636,7 +627,7 @@ class Machine {
 
   Result Reclaim(Org& org, const Command& c) {
     if (c.wallet_id == 0) return Refused(ResultCode::invalid_wallet);
-    uint32_t slot = LiveWallet(org, c.wallet_id);
+    uint32_t slot = s_.FindLiveWallet(org, c.wallet_id);
     if (slot == no_slot) return Refused(ResultCode::unknown_wallet);
     uint16_t asset = AssetIndex(c.asset);
     Sums before = WalletSums(slot, asset);
@@ -695,7 +686,7 @@ class Machine {
     grant.voided = true;
     int64_t voided = 0;
     if (!grant.spread) {
-      uint32_t slot = LiveWallet(org, grant.origin_wallet_id);
+      uint32_t slot = s_.FindLiveWallet(org, grant.origin_wallet_id);
       if (slot != no_slot) voided += RemoveGrantFrom(org, slot, c.target_id, c);
       return Numbers(voided, 0, 0);
     }
@@ -724,7 +715,7 @@ class Machine {
   }
 
   Result Adjust(Org& org, const Command& c) {
-    uint32_t slot = LiveWallet(org, c.wallet_id);
+    uint32_t slot = s_.FindLiveWallet(org, c.wallet_id);
     if (slot == no_slot) return Refused(ResultCode::unknown_wallet);
     uint16_t asset = AssetIndex(c.asset);
     Sums before = WalletSums(slot, asset);
@@ -766,7 +757,7 @@ class Machine {
   // The metered hot path: one wallet lookup, one pass to sum, one to take,
   // one history entry.
   Result Deduct(Org& org, const Command& c) {
-    uint32_t slot = LiveWallet(org, c.wallet_id);
+    uint32_t slot = s_.FindLiveWallet(org, c.wallet_id);
     if (slot == no_slot) return Refused(ResultCode::unknown_wallet);
     if (!org.settings.credit_payments) return Refused(ResultCode::credit_payments_disabled);
     uint16_t asset = AssetIndex(c.asset);
@@ -810,7 +801,7 @@ class Machine {
   }
 
   Result HoldCmd(Org& org, const Command& c) {
-    uint32_t slot = LiveWallet(org, c.wallet_id);
+    uint32_t slot = s_.FindLiveWallet(org, c.wallet_id);
     if (slot == no_slot) return Refused(ResultCode::unknown_wallet);
     if (!org.settings.credit_payments) return Refused(ResultCode::credit_payments_disabled);
     uint16_t asset = AssetIndex(c.asset);
@@ -913,7 +904,7 @@ class Machine {
     EventKind kind = status == RequestStatus::approved ? EventKind::request_approved
                                                        : EventKind::request_rejected;
     int64_t amount = status == RequestStatus::approved ? approved : r.amount;
-    uint32_t slot = LiveWallet(org, r.wallet_id);
+    uint32_t slot = s_.FindLiveWallet(org, r.wallet_id);
     int64_t balance = slot == no_slot ? 0 : WalletSums(slot, r.asset).available;
     Emit(kind, org, r.wallet_id, request_id, r.asset, amount, balance);
   }
@@ -990,7 +981,7 @@ class Machine {
 
   Result WalletDelete(Org& org, const Command& c) {
     if (c.wallet_id == 0) return Refused(ResultCode::invalid_wallet);
-    uint32_t slot = LiveWallet(org, c.wallet_id);
+    uint32_t slot = s_.FindLiveWallet(org, c.wallet_id);
     if (slot == no_slot) return Refused(ResultCode::unknown_wallet);
     // Open holds go back first, so their lots return to the pool below.
     hold_ids_.clear();

@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "tally/assert.h"
@@ -57,57 +58,25 @@ class OpMemory {
     uint32_t index = 0;   // entry position in that generation
   };
 
-  // ClaimKey looks `key` up; when it is new, it is remembered at once with a
-  // pending result (code 0) that Settle fills in, so a repeat later in the same
-  // batch finds it (seen_in_batch).  Batches claim every key first, in a tight
-  // loop whose cache misses overlap, then apply (docs/ENGINE.md).
-  Claim ClaimKey(const OpKey& key, int64_t now_us) { return ClaimHashed(key, Hash(key), now_us); }
-
-  // ClaimAll claims keys[i] into claims[i] for every i with wanted[i], with
-  // the table slots of later keys prefetched while earlier ones are claimed.
-  template <typename KeyAt>
-  void ClaimAll(size_t n, KeyAt&& key_at, Claim* claims, uint64_t* hashes, int64_t now_us) {
+  // ClaimAll claims keys[i] into claims[i] for every key with a nonzero op
+  // id: a key already remembered is `seen`; a new one is remembered at once
+  // with a pending result (code 0) that Settle fills in, so a repeat later in
+  // the same batch finds it (seen_in_batch).  A batch claims every key first,
+  // in this tight loop with the table slots of later keys prefetched, so the
+  // cache misses overlap (docs/ENGINE.md).  `hashes` is scratch of keys.size().
+  void ClaimAll(std::span<const OpKey> keys, Claim* claims, uint64_t* hashes, int64_t now_us) {
     constexpr size_t ahead = 16;
-    for (size_t i = 0; i < n; ++i) {
-      const OpKey* key = key_at(i);
-      hashes[i] = key == nullptr ? 0 : Hash(*key);
-    }
+    const size_t n = keys.size();
+    for (size_t i = 0; i < n; ++i) hashes[i] = Hash(keys[i]);
     for (size_t i = 0; i < n; ++i) {
       if (i + ahead < n) {
         generations_[0].Prefetch(hashes[i + ahead]);
         generations_[1].Prefetch(hashes[i + ahead]);
       }
-      if (const OpKey* key = key_at(i)) claims[i] = ClaimHashed(*key, hashes[i], now_us);
+      if (keys[i].op_id != 0) claims[i] = ClaimHashed(keys[i], hashes[i], now_us);
     }
   }
 
-  Claim ClaimHashed(const OpKey& key, uint64_t h, int64_t now_us) {
-    for (int g : {current_, 1 - current_}) {
-      if (const Entry* e = generations_[g].Find(key, h)) {
-        Claim claim;
-        claim.kind = e->result.code == ResultCode{} ? Claim::seen_in_batch : Claim::seen;
-        claim.generation = static_cast<uint8_t>(g);
-        claim.epoch = generations_[g].epoch;
-        claim.index = static_cast<uint32_t>(e - generations_[g].entries.data());
-        return claim;
-      }
-    }
-    Generation* current = &generations_[current_];
-    bool full = current->entries.size() >= generation_max_;
-    bool old = now_us - current->began_us > retention_us_ / 2;
-    if (full || (old && !current->entries.empty())) {
-      current_ = 1 - current_;
-      current = &generations_[current_];
-      current->Clear();
-    }
-    if (current->entries.empty()) current->began_us = now_us;
-    Claim claim;
-    claim.generation = static_cast<uint8_t>(current_);
-    claim.epoch = current->epoch;
-    claim.index = static_cast<uint32_t>(current->entries.size());
-    current->Add(key, Result{.code = ResultCode{}}, h, table_capacity_max_);
-    return claim;
-  }
 
   // First is the result remembered for a seen claim; nullptr when it is
   // gone (only possible when one batch holds more ids than a generation).
@@ -153,6 +122,34 @@ class OpMemory {
   }
 
  private:
+  Claim ClaimHashed(const OpKey& key, uint64_t h, int64_t now_us) {
+    for (int g : {current_, 1 - current_}) {
+      if (const Entry* e = generations_[g].Find(key, h)) {
+        Claim claim;
+        claim.kind = e->result.code == ResultCode{} ? Claim::seen_in_batch : Claim::seen;
+        claim.generation = static_cast<uint8_t>(g);
+        claim.epoch = generations_[g].epoch;
+        claim.index = static_cast<uint32_t>(e - generations_[g].entries.data());
+        return claim;
+      }
+    }
+    Generation* current = &generations_[current_];
+    bool full = current->entries.size() >= generation_max_;
+    bool old = now_us - current->began_us > retention_us_ / 2;
+    if (full || (old && !current->entries.empty())) {
+      current_ = 1 - current_;
+      current = &generations_[current_];
+      current->Clear();
+    }
+    if (current->entries.empty()) current->began_us = now_us;
+    Claim claim;
+    claim.generation = static_cast<uint8_t>(current_);
+    claim.epoch = current->epoch;
+    claim.index = static_cast<uint32_t>(current->entries.size());
+    current->Add(key, Result{.code = ResultCode{}}, h, table_capacity_max_);
+    return claim;
+  }
+
   struct FreeDeleter {
     void operator()(uint64_t* p) const { std::free(p); }
   };

@@ -28,10 +28,8 @@ int64_t ExpiryOut(int64_t expires_at_us) { return expires_at_us == never_us ? 0 
 
 // LiveSlot finds a wallet that is not deleted.
 absl::StatusOr<uint32_t> LiveSlot(const State& s, const Org& org, uint64_t wallet_id) {
-  uint32_t slot = s.FindWallet(org, wallet_id);
-  if (slot == no_slot || s.wallets.at(slot).deleted()) {
-    return NotFound(ResultCode::unknown_wallet);
-  }
+  uint32_t slot = s.FindLiveWallet(org, wallet_id);
+  if (slot == no_slot) return NotFound(ResultCode::unknown_wallet);
   return slot;
 }
 

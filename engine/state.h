@@ -225,6 +225,11 @@ struct State {
   uint32_t FindWallet(const Org& org, uint64_t wallet_id) const {
     return org.wallet_index.Find(wallet_id);
   }
+  // FindLiveWallet is FindWallet without deleted wallets.
+  uint32_t FindLiveWallet(const Org& org, uint64_t wallet_id) const {
+    uint32_t slot = FindWallet(org, wallet_id);
+    return slot == no_slot || wallets.at(slot).deleted() ? no_slot : slot;
+  }
 };
 
 // Lot arithmetic shared by wallets and holds.
