@@ -51,18 +51,6 @@ struct BatchOutput {
   int64_t time_us = 0;          // the time the batch was applied at
 };
 
-// TotalsView is one org's running totals for one asset: the SPEC §1
-// invariant is in == available + held + spent + expired + voided + adjusted_out.
-struct TotalsView {
-  int64_t in = 0;            // topups, grants, adjusts up
-  int64_t available = 0;     // in every wallet, pool included, not expired-swept
-  int64_t held = 0;
-  int64_t spent = 0;         // deducts and captures
-  int64_t expired = 0;
-  int64_t voided = 0;
-  int64_t adjusted_out = 0;
-};
-
 class Ledger {
  public:
   explicit Ledger(const LedgerOptions& options = {});

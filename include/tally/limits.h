@@ -67,6 +67,40 @@ static_assert(wal_segment_bytes_min <= wal_segment_bytes_default);
 static_assert(wal_segment_bytes_default <= wal_segment_bytes_max);
 // ---- end of write-ahead log limits ----------------------------------------
 
+// ---- Protocol (include/tally/PROTOCOL.md) and server (net/) ---------------
+// Body of one frame, either direction.  A reader refuses a longer header
+// before it reads or allocates anything.
+inline constexpr uint32_t frame_body_bytes_max = uint32_t{4} << 20;
+// Commands in one apply frame.
+inline constexpr uint32_t frame_commands_max = 16384;
+// Token and client name in a hello.
+inline constexpr uint32_t token_bytes_max = 128;
+inline constexpr uint32_t client_name_bytes_max = 64;
+// Rows one query reply carries (the rest: a cursor or the truncated flag).
+inline constexpr uint32_t wire_history_entries_max = 2000;
+inline constexpr uint32_t wire_requests_max = 4000;
+inline constexpr uint32_t wire_usage_rows_max = 16384;
+// Events in one event frame.
+inline constexpr uint32_t wire_events_max = 4096;
+// Server defaults (tallyd flags change them).
+inline constexpr uint32_t connections_max_default = 1024;
+// Requests one connection may have in flight; the server stops reading the
+// connection until replies drain below it.
+inline constexpr uint32_t connection_requests_in_flight_max = 4096;
+// Reply bytes written to a connection but not yet taken by the peer; a
+// client that stops reading past this is cut off, so it never stalls others.
+inline constexpr uint64_t connection_unsent_bytes_max = uint64_t{32} << 20;
+inline constexpr uint32_t idle_timeout_ms_default = 300000;
+// Commands queued for one shard; senders wait (their connection stops being
+// read) while the queue is full.
+inline constexpr uint32_t shard_queue_commands_max = 262144;
+inline constexpr uint32_t shards_max = 256;
+// ---- end of protocol and server limits -------------------------------------
+
+static_assert(frame_commands_max <= batch_commands_max);
+static_assert(frame_commands_max * uint64_t{40} + 16 <= frame_body_bytes_max);
+static_assert(shard_queue_commands_max >= batch_commands_max);
+
 static_assert((history_entries_max_default & (history_entries_max_default - 1)) == 0);
 static_assert(history_entries_max_default % history_chunk_entries == 0);
 static_assert(hold_lots_max <= wallet_lots_max);

@@ -6,7 +6,7 @@
 namespace tally {
 namespace {
 
-constexpr std::array<std::pair<ResultCode, std::string_view>, 25> kNames = {{
+constexpr std::array<std::pair<ResultCode, std::string_view>, 27> kNames = {{
     {ResultCode::ok, "ok"},
     {ResultCode::insufficient_funds, "insufficient_funds"},
     {ResultCode::insufficient_pool, "insufficient_pool"},
@@ -32,6 +32,8 @@ constexpr std::array<std::pair<ResultCode, std::string_view>, 25> kNames = {{
     {ResultCode::grant_voided, "grant_voided"},
     {ResultCode::limit_exceeded, "limit_exceeded"},
     {ResultCode::amount_overflow, "amount_overflow"},
+    {ResultCode::unavailable, "unavailable"},
+    {ResultCode::shutting_down, "shutting_down"},
 }};
 
 }  // namespace

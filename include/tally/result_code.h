@@ -47,6 +47,9 @@ enum class ResultCode : uint16_t {
   grant_voided = 23,         // void of a grant already voided
   limit_exceeded = 24,       // a documented limit (lots, assets, list length)
   amount_overflow = 25,      // a sum would leave int64
+  // Server-level refusals: the command was not applied.
+  unavailable = 26,          // the shard cannot make changes durable (disk failure)
+  shutting_down = 27,        // the server is stopping; retry on another start
 };
 
 // ResultCodeName returns the snake_case name, or "unknown_result_code".
