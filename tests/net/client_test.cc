@@ -1,0 +1,299 @@
+// The client against a scripted peer on loopback: what it sends is what
+// PROTOCOL.md says, what it makes of replies, refusals and broken peers.
+// (The real server is exercised in tests/net/server_test.cc.)
+#include "tally/client.h"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <functional>
+#include <thread>
+
+#include "tally/codec.h"
+#include "tally/commands.h"
+
+namespace tally {
+namespace {
+
+using proto::Opcode;
+
+Command Deduct(uint64_t op_id, uint64_t org, uint64_t wallet, int64_t amount) {
+  Command c = cmd::Deduct(org, wallet, amount);
+  c.op_id = op_id;
+  return c;
+}
+
+// Peer listens on 127.0.0.1:<free port> and runs `script` on the first
+// connection it accepts.
+class Peer {
+ public:
+  explicit Peer(std::function<void(Peer&)> script) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(listen(listen_fd_, 4), 0);
+    socklen_t len = sizeof addr;
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this, script] {
+      fd_ = accept(listen_fd_, nullptr, nullptr);
+      if (fd_ >= 0) script(*this);
+      if (fd_ >= 0) close(fd_);
+    });
+  }
+  ~Peer() {
+    thread_.join();
+    close(listen_fd_);
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+  // Read one frame; false at EOF.
+  bool Read(proto::FrameHeader* h, std::string* body) {
+    char header[proto::frame_header_bytes];
+    if (!ReadFull(header, sizeof header)) return false;
+    if (!proto::DecodeFrameHeader(std::string_view(header, sizeof header), h).ok()) return false;
+    body->resize(h->body_bytes);
+    if (!ReadFull(body->data(), body->size())) return false;
+    return proto::VerifyChecksum(std::string_view(header, sizeof header), *body);
+  }
+  void Reply(Opcode op, uint64_t id, ResultCode status, const std::string& body) {
+    std::string out;
+    size_t at = proto::BeginFrame(&out);
+    out += body;
+    proto::FinishFrame(&out, at, op, id, proto::flag_reply, status);
+    Write(out);
+  }
+  void Write(std::string_view bytes) { (void)!send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL); }
+  // AcceptHello answers the hello as an admin token named "ops".
+  void AcceptHello() {
+    proto::FrameHeader h;
+    std::string body;
+    ASSERT_TRUE(Read(&h, &body));
+    ASSERT_EQ(h.opcode, Opcode::hello);
+    proto::HelloRequest hello;
+    ASSERT_TRUE(proto::DecodeHello(body, &hello).ok());
+    token = std::string(hello.token);
+    std::string reply;
+    proto::EncodeHelloReply({proto::Role::admin, 2, "ops"}, &reply);
+    Reply(Opcode::hello, h.request_id, ResultCode::ok, reply);
+  }
+  std::string token;
+
+ private:
+  bool ReadFull(char* p, size_t n) {
+    while (n > 0) {
+      ssize_t r = recv(fd_, p, n, 0);
+      if (r <= 0) return false;
+      p += r;
+      n -= static_cast<size_t>(r);
+    }
+    return true;
+  }
+  int listen_fd_ = -1;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+TEST(Client, HelloCarriesTheTokenAndLearnsRoleAndShards) {
+  Peer peer([](Peer& p) { p.AcceptHello(); });
+  auto client = Client::Connect(peer.address(), "tok-123");
+  ASSERT_TRUE(client.ok()) << client.status();
+  EXPECT_EQ((*client)->role(), proto::Role::admin);
+  EXPECT_EQ((*client)->shards(), 2u);
+  EXPECT_EQ((*client)->token_name(), "ops");
+  client->reset();
+  EXPECT_EQ(peer.token, "tok-123");
+}
+
+TEST(Client, UnknownTokenIsUnauthenticatedWithTheCodeReadable) {
+  Peer peer([](Peer& p) {
+    proto::FrameHeader h;
+    std::string body;
+    ASSERT_TRUE(p.Read(&h, &body));
+    std::string err;
+    proto::EncodeErrorBody("unknown token", &err);
+    p.Reply(Opcode::error, h.request_id, ResultCode::unauthenticated, err);
+  });
+  auto client = Client::Connect(peer.address(), "nope");
+  ASSERT_FALSE(client.ok());
+  EXPECT_EQ(client.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(RefusalCode(client.status()), ResultCode::unauthenticated);
+}
+
+TEST(Client, ApplySendsTheCodecBatchAndReturnsOneResultPerCommand) {
+  std::vector<Command> seen;
+  Peer peer([&](Peer& p) {
+    p.AcceptHello();
+    proto::FrameHeader h;
+    std::string body;
+    ASSERT_TRUE(p.Read(&h, &body));
+    ASSERT_EQ(h.opcode, Opcode::apply);
+    DecodedBatch batch;
+    ASSERT_TRUE(DecodeBatch(body, &batch).ok());
+    EXPECT_EQ(batch.time_us, 0);
+    seen = batch.commands;
+    std::vector<Result> results(batch.commands.size());
+    results[1].code = ResultCode::insufficient_funds;
+    results[1].n[0] = 2;
+    results[1].n[1] = 5;
+    results[1].n[2] = 3;
+    std::string reply;
+    proto::EncodeApplyReply(77, results, &reply);
+    p.Reply(Opcode::apply, h.request_id, ResultCode::ok, reply);
+  });
+  auto client = Client::Connect(peer.address(), "t");
+  ASSERT_TRUE(client.ok());
+  std::vector<Command> commands = {Deduct(1, 7, 42, 3), Deduct(2, 7, 43, 5)};
+  int64_t time_us = 0;
+  auto results = (*client)->Apply(commands, &time_us);
+  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_EQ(results->size(), 2u);
+  EXPECT_EQ((*results)[0].code, ResultCode::ok);
+  EXPECT_EQ((*results)[1].code, ResultCode::insufficient_funds);
+  EXPECT_EQ((*results)[1].shortfall(), 3);
+  EXPECT_EQ(time_us, 77);
+  client->reset();
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[1].wallet_id, 43u);
+  EXPECT_EQ(seen[1].amount, 5);
+}
+
+TEST(Client, QueryRefusalBecomesAStatusNamingTheCode) {
+  Peer peer([](Peer& p) {
+    p.AcceptHello();
+    proto::FrameHeader h;
+    std::string body;
+    ASSERT_TRUE(p.Read(&h, &body));
+    std::string err;
+    proto::EncodeErrorBody("unknown_org: org 9", &err);
+    p.Reply(Opcode::balance, h.request_id, ResultCode::unknown_org, err);
+    // The connection stays usable after a refusal.
+    ASSERT_TRUE(p.Read(&h, &body));
+    std::string reply;
+    proto::EncodeSummaryReply({10, 5, 15, 1, 0, 0, 10}, &reply);
+    p.Reply(Opcode::org_summary, h.request_id, ResultCode::ok, reply);
+  });
+  auto client = Client::Connect(peer.address(), "t");
+  ASSERT_TRUE(client.ok());
+  auto balance = (*client)->GetBalance({.org_id = 9, .wallet_id = 1});
+  ASSERT_FALSE(balance.ok());
+  EXPECT_EQ(balance.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(RefusalCode(balance.status()), ResultCode::unknown_org);
+  EXPECT_EQ(balance.status().message(), "unknown_org: org 9");
+  auto summary = (*client)->GetOrgSummary(7);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->total, 15);
+}
+
+TEST(Client, PipelinedRepliesAreMatchedByRequestIdInAnyOrder) {
+  Peer peer([](Peer& p) {
+    p.AcceptHello();
+    std::vector<uint64_t> ids;
+    proto::FrameHeader h;
+    std::string body;
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(p.Read(&h, &body));
+      ids.push_back(h.request_id);
+    }
+    for (auto it = ids.rbegin(); it != ids.rend(); ++it) {  // answered backwards
+      Result r;
+      r.n[0] = static_cast<int64_t>(*it);
+      std::string reply;
+      proto::EncodeApplyReply(1, std::span(&r, 1), &reply);
+      p.Reply(Opcode::apply, *it, ResultCode::ok, reply);
+    }
+  });
+  auto client = Client::Connect(peer.address(), "t");
+  ASSERT_TRUE(client.ok());
+  std::vector<uint64_t> sent;
+  for (uint64_t op = 1; op <= 3; ++op) {
+    Command c = Deduct(op, 1, 1, 1);
+    auto id = (*client)->SendApply(std::span(&c, 1));
+    ASSERT_TRUE(id.ok());
+    sent.push_back(*id);
+  }
+  EXPECT_EQ((*client)->in_flight(), 3u);
+  ASSERT_TRUE((*client)->Flush().ok());
+  for (int i = 2; i >= 0; --i) {
+    auto reply = (*client)->Receive();
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    EXPECT_EQ(reply->request_id, sent[static_cast<size_t>(i)]);
+    int64_t t;
+    std::vector<Result> results;
+    ASSERT_TRUE(proto::DecodeApplyReply(reply->body, &t, &results).ok());
+    EXPECT_EQ(results[0].n[0], static_cast<int64_t>(sent[static_cast<size_t>(i)]));
+  }
+  EXPECT_EQ((*client)->in_flight(), 0u);
+}
+
+TEST(Client, DamagedReplyBreaksTheConnectionForGood) {
+  Peer peer([](Peer& p) {
+    p.AcceptHello();
+    proto::FrameHeader h;
+    std::string body;
+    ASSERT_TRUE(p.Read(&h, &body));
+    std::string out;
+    size_t at = proto::BeginFrame(&out);
+    proto::EncodeSettingsReply({}, &out);
+    proto::FinishFrame(&out, at, Opcode::settings, h.request_id, proto::flag_reply, ResultCode::ok);
+    out.back() ^= 1;  // a flipped bit in the body
+    p.Write(out);
+  });
+  auto client = Client::Connect(peer.address(), "t");
+  ASSERT_TRUE(client.ok());
+  auto settings = (*client)->GetSettings(1);
+  ASSERT_FALSE(settings.ok());
+  EXPECT_EQ(settings.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_FALSE((*client)->GetSettings(1).ok()) << "a broken connection stays broken";
+}
+
+TEST(Client, SilentPeerTimesOut) {
+  Peer peer([](Peer& p) {
+    p.AcceptHello();
+    proto::FrameHeader h;
+    std::string body;
+    (void)p.Read(&h, &body);  // the request, never answered
+    (void)p.Read(&h, &body);  // returns when the client gives up and closes
+  });
+  ClientOptions options;
+  options.reply_timeout_ms = 200;
+  auto client = Client::Connect(peer.address(), "t", options);
+  ASSERT_TRUE(client.ok());
+  auto totals = (*client)->GetTotals(1);
+  ASSERT_FALSE(totals.ok());
+  EXPECT_EQ(totals.status().code(), absl::StatusCode::kDeadlineExceeded);
+  client->reset();
+}
+
+TEST(Client, NothingListeningIsUnavailableAndBadAddressIsInvalid) {
+  // Bind then close a port so that nothing listens on it.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  auto client = Client::Connect("127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), "t");
+  ASSERT_FALSE(client.ok());
+  EXPECT_EQ(client.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(Client::Connect("no-port", "t").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(Client, RefusalCodeOnlyReadsRefusals) {
+  EXPECT_EQ(RefusalCode(RefusalStatus(ResultCode::forbidden, "token ops")), ResultCode::forbidden);
+  EXPECT_EQ(RefusalCode(RefusalStatus(ResultCode::insufficient_pool, "")),
+            ResultCode::insufficient_pool);
+  EXPECT_EQ(RefusalCode(absl::UnavailableError("connect: refused")), std::nullopt);
+  EXPECT_EQ(RefusalCode(absl::OkStatus()), std::nullopt);
+}
+
+}  // namespace
+}  // namespace tally
