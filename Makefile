@@ -65,15 +65,16 @@ bench: deps
 	cmake --build --preset release -j $(JOBS) --target ledger_bench
 	./build/release/bench/ledger_bench $(BENCH_ARGS)
 
-# Fuzz the batch decoder with libFuzzer for FUZZ_SECONDS (clang-14, not in CI:
+# Fuzz a decoder (FUZZ_TARGET: codec_fuzz or protocol_fuzz) with libFuzzer for FUZZ_SECONDS (clang-14, not in CI:
 # CI runs the decoder's unit tests, which include random and mutated input).
 FUZZ_SECONDS ?= 60
+FUZZ_TARGET ?= codec_fuzz
 fuzz: deps
 	@command -v clang++-14 >/dev/null || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q clang-14 libclang-rt-14-dev
 	CXX=clang++-14 cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTALLY_FUZZ=ON -DTALLY_BUILD_BENCH=OFF
-	cmake --build build/fuzz -j $(JOBS) --target codec_fuzz
-	mkdir -p build/fuzz/corpus
-	./build/fuzz/tests/codec_fuzz -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus
+	cmake --build build/fuzz -j $(JOBS) --target $(FUZZ_TARGET)
+	mkdir -p build/fuzz/corpus-$(FUZZ_TARGET)
+	./build/fuzz/tests/$(FUZZ_TARGET) -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus-$(FUZZ_TARGET)
 
 # Reformat the C++ sources (needs clang-format; not part of `deps`).
 format:

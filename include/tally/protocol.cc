@@ -486,8 +486,12 @@ absl::Status DecodeHistoryReply(std::string_view body, HistoryPage* page) {
     e.time_us = r.Get<int64_t>();
     e.wallet_id = r.Get<uint64_t>();
     e.kind = static_cast<HistoryKind>(r.Get<uint8_t>());
-    e.out = r.Get<uint8_t>() == 1;
-    e.held = r.Get<uint8_t>() == 1;
+    size_t flags_at = r.pos();
+    uint8_t out = r.Get<uint8_t>();
+    uint8_t held = r.Get<uint8_t>();
+    if (r.ok() && (out > 1 || held > 1)) r.Fail(flags_at, "out or held is not 0 or 1");
+    e.out = out == 1;
+    e.held = held == 1;
     Reserved(r, 5);
     e.asset = GetAsset(r);
     e.amount = r.Get<int64_t>();
