@@ -51,6 +51,14 @@ struct BatchOutput {
   int64_t time_us = 0;          // the time the batch was applied at
 };
 
+// HistoryRecord is one history entry with what it needs to stand alone
+// outside the ledger (wal/HISTORY.md keeps every entry ever made on disk).
+struct HistoryRecord {
+  HistoryEntryView view;  // view.seq: the entry's index in the ledger + 1
+  uint64_t org_id = 0;
+  uint64_t prev_seq = 0;  // the same wallet's previous entry; 0 none (or out of reach)
+};
+
 class Ledger {
  public:
   explicit Ledger(const LedgerOptions& options = {});
@@ -83,6 +91,17 @@ class Ledger {
   absl::StatusOr<OrgSettings> GetSettings(uint64_t org_id) const;
   // GetTotals: the org's running totals, for audits and invariant checks.
   absl::StatusOr<TotalsView> GetTotals(uint64_t org_id, Asset asset) const;
+
+  // History beyond the RAM window (wal/HISTORY.md): entries are numbered by
+  // seq 1, 2, 3 ... across the ledger; seqs in [history_begin_seq(),
+  // history_entries_total()] are in memory.
+  uint64_t history_begin_seq() const;
+  // ExportHistory appends the entries with seq in [from_seq, to_seq), which
+  // must be in memory, to *out.
+  void ExportHistory(uint64_t from_seq, uint64_t to_seq, std::vector<HistoryRecord>* out) const;
+  // HistoryHead is the seq of the wallet's newest entry (0: none), also for
+  // a deleted wallet.
+  absl::StatusOr<uint64_t> HistoryHead(uint64_t org_id, uint64_t wallet_id) const;
 
   // EncodeSnapshot appends the whole state to *out (engine/SNAPSHOT.md):
   // what DecodeSnapshot needs to give a ledger with the same Digest() that

@@ -242,6 +242,34 @@ absl::StatusOr<HistoryPage> Ledger::GetHistory(const HistoryQuery& q) const {
   }
 }
 
+uint64_t Ledger::history_begin_seq() const { return state_->history.begin() + 1; }
+
+void Ledger::ExportHistory(uint64_t from_seq, uint64_t to_seq,
+                           std::vector<HistoryRecord>* out) const {
+  const State& s = *state_;
+  TALLY_ASSERT(from_seq >= 1 && from_seq <= to_seq);
+  TALLY_ASSERT(from_seq - 1 >= s.history.begin() && to_seq - 1 <= s.history.total());
+  for (uint64_t index = from_seq - 1; index + 1 < to_seq; ++index) {
+    const HistoryEntry& e = s.history.at(index);
+    HistoryRecord r;
+    r.view = ViewOf(s, index);
+    r.org_id = s.orgs[s.wallets.at(e.wallet_slot).org_slot]->id;
+    if (e.prev_distance != 0 && e.prev_distance != UINT32_MAX && e.prev_distance <= index) {
+      r.prev_seq = index - e.prev_distance + 1;
+    }
+    out->push_back(std::move(r));
+  }
+}
+
+absl::StatusOr<uint64_t> Ledger::HistoryHead(uint64_t org_id, uint64_t wallet_id) const {
+  const State& s = *state_;
+  const Org* org = s.FindOrg(org_id);
+  if (org == nullptr) return NotFound(ResultCode::unknown_org);
+  uint32_t slot = s.FindWallet(*org, wallet_id);
+  if (slot == no_slot) return NotFound(ResultCode::unknown_wallet);
+  return s.wallets.at(slot).history_head;
+}
+
 absl::StatusOr<std::vector<RequestView>> Ledger::GetRequests(uint64_t org_id,
                                                              RequestStatus status) const {
   const State& s = *state_;

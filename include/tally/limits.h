@@ -33,6 +33,9 @@ inline constexpr uint32_t ledger_orgs_max = 1u << 24;
 inline constexpr uint32_t sweep_lots_max = 65536;
 // Entries one history page may return.
 inline constexpr uint32_t history_page_entries_max = 10000;
+// History entries one org-wide query may examine on disk (wal/HISTORY.md)
+// before it returns what it found with a cursor to go on from.
+inline constexpr uint64_t history_scan_entries_max = uint64_t{1} << 20;
 
 // Operation-id memory (idempotent retries), per ledger.  An id is remembered
 // for at least op_ids_retention_us after its batch, and while fewer than
