@@ -199,6 +199,9 @@ class ServerImpl {
   EventHub hub_;
   std::vector<std::unique_ptr<asio::io_context>> contexts_;
   std::unique_ptr<tcp::acceptor> acceptor_;
+  // Made in Open(), before the listening line is printed: a signal that
+  // comes before Run() waits in it instead of killing the process.
+  std::unique_ptr<asio::signal_set> signals_;
   tcp::endpoint endpoint_;
   uint32_t next_context_ = 0;
 
@@ -824,6 +827,9 @@ absl::Status ServerImpl::Open() {
     return absl::UnavailableError(Cat("listen on ", options_.listen, ": ", ec.message()));
   }
   endpoint_ = acceptor_->local_endpoint(ec);
+  if (options_.handle_signals) {
+    signals_ = std::make_unique<asio::signal_set>(*contexts_[0], SIGINT, SIGTERM);
+  }
   return absl::OkStatus();
 }
 
@@ -881,10 +887,8 @@ void ServerImpl::Run() {
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
   for (auto& context : contexts_) guards.push_back(asio::make_work_guard(*context));
   asio::co_spawn(*contexts_[0], AcceptLoop(), asio::detached);
-  std::unique_ptr<asio::signal_set> signals;
-  if (options_.handle_signals) {
-    signals = std::make_unique<asio::signal_set>(*contexts_[0], SIGINT, SIGTERM);
-    signals->async_wait([this](boost::system::error_code ec, int) {
+  if (signals_) {
+    signals_->async_wait([this](boost::system::error_code ec, int) {
       if (!ec) Stop();
     });
   }
@@ -899,10 +903,10 @@ void ServerImpl::Run() {
   }
   std::fprintf(stderr, "tallyd: shutting down\n");
   // 1. No new connections.
-  asio::post(*contexts_[0], [this, &signals] {
+  asio::post(*contexts_[0], [this] {
     boost::system::error_code ec;
     acceptor_->close(ec);
-    if (signals) signals->cancel(ec);
+    if (signals_) signals_->cancel(ec);
   });
   // 2. Each shard finishes its batch and syncs; what is still queued is
   // answered shutting_down.  Their replies are posted to the connections.

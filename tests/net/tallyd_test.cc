@@ -119,5 +119,259 @@ TEST_F(TallydTest, RestartKeepsEverything) {
   }
 }
 
+
+int64_t NowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+constexpr int64_t kDayUs = int64_t{24} * 3600 * 1000000;
+
+// Every operation of SPEC §2 and every query, as the seed stories tell them,
+// through the client and the real server.
+TEST_F(TallydTest, SeedStoriesEveryOperationAndQueryEndToEnd) {
+  StartServer();
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  Ok(*c, cmd::OrgCreate(kOrg));
+  // Buy credits for the org: one lot expires in 10 days, one never.
+  const int64_t expiry = NowUs() + 10 * kDayUs;
+  const uint64_t g1 = Ok(*c, cmd::Topup(kOrg, 1000, expiry)).id;
+  const uint64_t g2 = Ok(*c, cmd::Topup(kOrg, 500)).id;
+  EXPECT_NE(g1, 0u);
+  EXPECT_NE(g2, 0u);
+  for (uint64_t w : {1, 2, 3}) Ok(*c, cmd::WalletUpsert(kOrg, w, "user"));
+
+  // Allocate to all users, then to chosen users with different amounts.
+  Result r = Ok(*c, cmd::AllocateAll(kOrg, 100));
+  EXPECT_EQ(r.pool_before(), 1500);
+  EXPECT_EQ(r.allocated(), 300);
+  EXPECT_EQ(r.pool_after(), 1200);
+  std::vector<WalletAmount> targets = {{1, 50}, {4, 20}};
+  r = Ok(*c, cmd::Allocate(kOrg, targets));
+  EXPECT_EQ(r.pool_after(), 1130);
+  // Beyond the pool: refused with the numbers, nothing changes.
+  Command too_much = cmd::AllocateAll(kOrg, 1000);
+  too_much.op_id = next_op_id_++;
+  absl::StatusOr<Result> refused = c->Apply(too_much);
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_EQ(refused->code, ResultCode::insufficient_pool);
+  EXPECT_EQ(refused->available(), 1130);
+  EXPECT_EQ(refused->requested(), 4000);
+  EXPECT_EQ(refused->shortfall(), 2870);
+
+  // Remove credits from a user: the pool grows.
+  r = Ok(*c, cmd::Reclaim(kOrg, 1, 30));
+  EXPECT_EQ(r.applied(), 30);
+  EXPECT_EQ(r.balance_after(), 120);
+
+  // Grant a promotional lot with expiry and reason, then void another.
+  Command welcome = cmd::Grant(kOrg, 2, 40, expiry);
+  welcome.text = "welcome";
+  const uint64_t promo = Ok(*c, welcome).id;
+  EXPECT_NE(promo, 0u);
+  const uint64_t wrong = Ok(*c, cmd::Grant(kOrg, 2, 25)).id;
+  Ok(*c, cmd::VoidGrant(kOrg, wrong, "granted by mistake"));
+  // Set the promo credit to a new amount with a note.
+  Command reset = cmd::AdjustTo(kOrg, 3, 60);
+  reset.text = "promo reset";
+  r = Ok(*c, reset);
+  EXPECT_EQ(r.balance_after(), 60);
+
+  // A metered call, and an invoice paid partly in credits.
+  r = Ok(*c, cmd::Deduct(kOrg, 2, 10));
+  EXPECT_EQ(r.applied(), 10);
+  Command invoice = cmd::Deduct(kOrg, 3, 100, /*partial=*/true);
+  r = Ok(*c, invoice);
+  EXPECT_EQ(r.applied(), 60);
+  EXPECT_EQ(r.remainder(), 40);
+  Command short_deduct = cmd::Deduct(kOrg, 3, 1);
+  short_deduct.op_id = next_op_id_++;
+  refused = c->Apply(short_deduct);
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->code, ResultCode::insufficient_funds);
+
+  // Credits applied to an unpaid invoice show as pending, then captured.
+  const uint64_t hold = Ok(*c, cmd::Hold(kOrg, 1, 50)).id;
+  absl::StatusOr<Balance> b = c->GetBalance({.org_id = kOrg, .wallet_id = 1});
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->held, 50);
+  EXPECT_EQ(b->available, 70);
+  r = Ok(*c, cmd::Capture(kOrg, hold, 20));
+  EXPECT_EQ(r.applied(), 20);
+  const uint64_t hold2 = Ok(*c, cmd::Hold(kOrg, 1, 10)).id;
+  Ok(*c, cmd::Release(kOrg, hold2));
+  b = c->GetBalance({.org_id = kOrg, .wallet_id = 1});
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->held, 0);
+  EXPECT_EQ(b->available, 100);
+
+  // A user asks for credits; one is approved with an adjusted amount, one
+  // rejected, then two more approved all at once.
+  const uint64_t q1 = Ok(*c, cmd::Request(kOrg, 2, 80, "project")).id;
+  const uint64_t q2 = Ok(*c, cmd::Request(kOrg, 2, 5000, "too much")).id;
+  r = Ok(*c, cmd::Approve(kOrg, q1, 70));
+  EXPECT_EQ(r.allocated(), 70);
+  Ok(*c, cmd::Reject(kOrg, q2, "no"));
+  Ok(*c, cmd::Request(kOrg, 3, 10));
+  Ok(*c, cmd::Request(kOrg, 4, 15));
+  absl::StatusOr<OrgSummary> summary = c->GetOrgSummary(kOrg);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->pending_requests, 2u);
+  EXPECT_EQ(summary->pending_requested, 25);
+  EXPECT_EQ(summary->pool_if_all_approved, summary->pool - 25);
+  Ok(*c, cmd::ApproveAll(kOrg));
+  auto approved = c->GetRequests(kOrg, RequestStatus::approved);
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  EXPECT_EQ(approved->size(), 3u);
+  auto rejected = c->GetRequests(kOrg, RequestStatus::rejected);
+  ASSERT_TRUE(rejected.ok());
+  ASSERT_EQ(rejected->size(), 1u);
+  EXPECT_EQ((*rejected)[0].request_id, q2);
+  EXPECT_EQ((*rejected)[0].decision_note, "no");
+  EXPECT_EQ((*rejected)[0].decided_by, "admin") << "the token's name is the actor";
+
+  // The user is deleted: unused credits go back to the pool.
+  summary = c->GetOrgSummary(kOrg);
+  ASSERT_TRUE(summary.ok());
+  const int64_t total_before = summary->total;
+  Ok(*c, cmd::WalletDelete(kOrg, 4));
+  summary = c->GetOrgSummary(kOrg);
+  ASSERT_TRUE(summary.ok());
+  EXPECT_EQ(summary->total, total_before);
+  EXPECT_EQ(summary->wallets, 3u);
+  b = c->GetBalance({.org_id = kOrg, .wallet_id = 4});
+  EXPECT_EQ(RefusalCode(b.status()), ResultCode::unknown_wallet);
+
+  // The agency disables credit payments.
+  OrgSettings off;
+  off.credit_payments = false;
+  Ok(*c, cmd::OrgSettingsCmd(kOrg, off, setting_credit_payments));
+  auto settings = c->GetSettings(kOrg);
+  ASSERT_TRUE(settings.ok()) << settings.status();
+  EXPECT_FALSE(settings->credit_payments);
+  Command disabled = cmd::Deduct(kOrg, 2, 1);
+  disabled.op_id = next_op_id_++;
+  refused = c->Apply(disabled);
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->code, ResultCode::credit_payments_disabled);
+
+  // History of a wallet, newest first, with the running balance.
+  HistoryQuery hq{.org_id = kOrg, .wallet_id = 2, .limit = 100};
+  auto page = c->GetHistory(hq);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_FALSE(page->entries.empty());
+  EXPECT_EQ(page->entries.front().kind, HistoryKind::allocate) << "the approval came last";
+  b = c->GetBalance({.org_id = kOrg, .wallet_id = 2});
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(page->entries.front().balance_after, b->available);
+  bool saw_void = false;
+  for (const HistoryEntryView& e : page->entries) {
+    if (e.kind == HistoryKind::void_grant) {
+      saw_void = true;
+      EXPECT_EQ(e.amount, 25);
+      EXPECT_EQ(e.reference, "granted by mistake");
+    }
+  }
+  EXPECT_TRUE(saw_void);
+  // Org-wide, paged by the cursor.
+  HistoryQuery org_q{.org_id = kOrg, .all_wallets = true, .limit = 5};
+  auto first = c->GetHistory(org_q);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->entries.size(), 5u);
+  ASSERT_NE(first->next_cursor, 0u);
+  org_q.cursor = first->next_cursor;
+  auto second = c->GetHistory(org_q);
+  ASSERT_TRUE(second.ok());
+  ASSERT_FALSE(second->entries.empty());
+  EXPECT_LT(second->entries.front().seq, first->entries.back().seq);
+
+  // Usage report and the invariant from the running totals.
+  auto usage = c->GetUsage(kOrg, 0, 0);
+  ASSERT_TRUE(usage.ok()) << usage.status();
+  int64_t spent = 0;
+  for (const UsageRow& row : *usage) spent += row.spent;
+  EXPECT_EQ(spent, 10 + 60 + 20 + 40) << "deducts, capture and the adjust down from 100 to 60";
+  auto totals = c->GetTotals(kOrg);
+  ASSERT_TRUE(totals.ok()) << totals.status();
+  EXPECT_EQ(totals->in, totals->available + totals->held + totals->spent + totals->expired +
+                            totals->voided + totals->adjusted_out);
+  EXPECT_EQ(totals->voided, 25);
+  EXPECT_EQ(totals->spent, 90);
+}
+
+TEST_F(TallydTest, RetriedOperationIdIsAppliedOnceAlsoAfterRestart) {
+  StartServer();
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  Ok(*c, cmd::OrgCreate(kOrg));
+  Ok(*c, cmd::Topup(kOrg, 100));
+  Command d = cmd::Deduct(kOrg, 0, 7);
+  d.op_id = 424242;
+  absl::StatusOr<Result> first = c->Apply(d);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->code, ResultCode::ok);
+  EXPECT_FALSE(first->replayed);
+  absl::StatusOr<Result> again = c->Apply(d);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->code, ResultCode::ok);
+  EXPECT_TRUE(again->replayed);
+  EXPECT_EQ(again->balance_after(), first->balance_after());
+  c.reset();
+  Restart();
+  c = Connect();
+  ASSERT_NE(c, nullptr);
+  absl::StatusOr<Result> after = c->Apply(d);
+  ASSERT_TRUE(after.ok());
+  EXPECT_TRUE(after->replayed);
+  auto b = c->GetBalance({.org_id = kOrg, .wallet_id = 0});
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->available, 93);
+}
+
+// One frame carries commands of many orgs, so of many shards; each is
+// answered in request order.
+TEST_F(TallydTest, FrameAcrossShardsIsAnsweredInOrder) {
+  StartServer({"--shards", "4", "--io-threads", "2"});
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  std::vector<Command> setup;
+  for (uint64_t org = 1; org <= 16; ++org) {
+    setup.push_back(cmd::OrgCreate(org));
+    setup.push_back(cmd::Topup(org, 1000));
+  }
+  for (Command& cmd : setup) cmd.op_id = next_op_id_++;
+  auto results = c->Apply(setup);
+  ASSERT_TRUE(results.ok()) << results.status();
+  for (const Result& r : *results) EXPECT_EQ(r.code, ResultCode::ok);
+  std::vector<uint32_t> shards_used(4);
+  std::vector<Command> deducts;
+  for (uint64_t org = 1; org <= 16; ++org) {
+    deducts.push_back(cmd::Deduct(org, 0, static_cast<int64_t>(org)));
+    deducts.back().op_id = next_op_id_++;
+    ++shards_used[ShardOf(org, 4)];
+  }
+  for (uint32_t n : shards_used) EXPECT_GT(n, 0u) << "the orgs should cover every shard";
+  results = c->Apply(deducts);
+  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_EQ(results->size(), 16u);
+  for (uint64_t org = 1; org <= 16; ++org) {
+    EXPECT_EQ((*results)[org - 1].balance_after(), 1000 - static_cast<int64_t>(org));
+  }
+}
+
+// The shard count is stored with the data; a different explicit one is an
+// error, no flag at all takes the stored one.
+TEST_F(TallydTest, ShardCountIsFixedPerDataDirectory) {
+  StartServer({"--shards", "3", "--io-threads", "1"});
+  ASSERT_EQ(tallyd_.Terminate(), 0);
+  TallydProcess other;
+  EXPECT_FALSE(other.Start(data(), {"--shards", "5"}).ok());
+  ASSERT_TRUE(tallyd_.Start(data(), {"--io-threads", "1"}).ok());
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->shards(), 3u);
+}
+
 }  // namespace
 }  // namespace tally
