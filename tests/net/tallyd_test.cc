@@ -2,6 +2,7 @@
 // over loopback TCP.  Each test starts its own tallyd on a free port with a
 // temp data directory (tests/net/tallyd_process.h).
 #include <atomic>
+#include <fstream>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -11,6 +12,7 @@
 #include "tally/client.h"
 #include "tally/commands.h"
 #include "tally/shard.h"
+#include "tests/net/raw_connection.h"
 #include "tests/net/tallyd_process.h"
 
 namespace tally {
@@ -371,6 +373,213 @@ TEST_F(TallydTest, ShardCountIsFixedPerDataDirectory) {
   auto c = Connect();
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(c->shards(), 3u);
+}
+
+
+// ---- tokens ------------------------------------------------------------------
+
+class TallydTokensTest : public TallydTest {
+ protected:
+  void SetUp() override {
+    std::string path = dir_.path() + "/tokens";
+    std::ofstream out(path);
+    out << "# test tokens\n"
+        << "boss-token admin boss\n"
+        << "\n"
+        << "meter-token service meter\n"
+        << "viewer-token read viewer\n"
+        << "seven-token read seven-only 7\n"
+        << "seven-svc service seven-meter 7,9\n";
+    out.close();
+    StartServer({"--shards", "2", "--io-threads", "2", "--tokens", path});
+    auto admin = Connect("boss-token");
+    ASSERT_NE(admin, nullptr);
+    for (uint64_t org : {7, 8}) {
+      Ok(*admin, cmd::OrgCreate(org));
+      Ok(*admin, cmd::Topup(org, 1000));
+    }
+  }
+};
+
+TEST_F(TallydTokensTest, FrameBeforeHelloIsRefusedAndClosed) {
+  testing::RawConnection raw(tallyd_.port());
+  ASSERT_TRUE(raw.connected());
+  std::string body;
+  proto::EncodeBalanceRequest({.org_id = 7}, &body);
+  ASSERT_TRUE(raw.Write(testing::Frame(proto::Opcode::balance, 5, body)));
+  auto frame = raw.ReadFrame();
+  ASSERT_TRUE(frame.has_value());
+  EXPECT_EQ(frame->header.opcode, proto::Opcode::error);
+  EXPECT_EQ(frame->header.result(), ResultCode::unauthenticated);
+  EXPECT_EQ(frame->header.request_id, 5u);
+  EXPECT_TRUE(raw.ClosedByPeer());
+}
+
+TEST_F(TallydTokensTest, UnknownTokenIsRefused) {
+  auto client = Client::Connect(tallyd_.address(), "no-such-token");
+  ASSERT_FALSE(client.ok());
+  EXPECT_EQ(RefusalCode(client.status()), ResultCode::unauthenticated) << client.status();
+}
+
+TEST_F(TallydTokensTest, ServiceTokenMayDeductButNotAllocate) {
+  auto meter = Connect("meter-token");
+  ASSERT_NE(meter, nullptr);
+  EXPECT_EQ(meter->role(), proto::Role::service);
+  Command allocate = cmd::AllocateAll(7, 10);
+  allocate.op_id = 9001;
+  Command deduct = cmd::Deduct(7, 0, 5);
+  deduct.op_id = 9002;
+  std::vector<Command> frame = {allocate, deduct};
+  auto results = meter->Apply(frame);
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_EQ((*results)[0].code, ResultCode::forbidden);
+  EXPECT_EQ((*results)[1].code, ResultCode::ok) << "the others in the frame are applied";
+  EXPECT_TRUE(meter->GetBalance({.org_id = 7}).ok());
+  auto summary = meter->GetOrgSummary(7);
+  EXPECT_EQ(RefusalCode(summary.status()), ResultCode::forbidden) << summary.status();
+  // Nothing was allocated; the deduct was.
+  auto admin = Connect("boss-token");
+  auto pool = admin->GetBalance({.org_id = 7});
+  ASSERT_TRUE(pool.ok());
+  EXPECT_EQ(pool->available, 995);
+}
+
+TEST_F(TallydTokensTest, ReadTokenMayQueryButNotChange) {
+  auto viewer = Connect("viewer-token");
+  ASSERT_NE(viewer, nullptr);
+  Command deduct = cmd::Deduct(7, 0, 5);
+  deduct.op_id = 77;
+  auto r = viewer->Apply(deduct);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->code, ResultCode::forbidden);
+  auto summary = viewer->GetOrgSummary(8);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->pool, 1000);
+}
+
+TEST_F(TallydTokensTest, OrgLimitedTokenCannotReadOrChangeAnotherOrg) {
+  auto seven = Connect("seven-token");
+  ASSERT_NE(seven, nullptr);
+  EXPECT_TRUE(seven->GetBalance({.org_id = 7}).ok());
+  auto other = seven->GetBalance({.org_id = 8});
+  EXPECT_EQ(RefusalCode(other.status()), ResultCode::forbidden) << other.status();
+  auto history = seven->GetHistory({.org_id = 8, .all_wallets = true});
+  EXPECT_EQ(RefusalCode(history.status()), ResultCode::forbidden);
+  auto svc = Connect("seven-svc");
+  ASSERT_NE(svc, nullptr);
+  Command mine = cmd::Deduct(7, 0, 1);
+  mine.op_id = 1;
+  Command theirs = cmd::Deduct(8, 0, 1);
+  theirs.op_id = 2;
+  std::vector<Command> frame = {mine, theirs};
+  auto results = svc->Apply(frame);
+  ASSERT_TRUE(results.ok());
+  EXPECT_EQ((*results)[0].code, ResultCode::ok);
+  EXPECT_EQ((*results)[1].code, ResultCode::forbidden);
+}
+
+// ---- events --------------------------------------------------------------------
+
+// WaitForEvent reads events until one of `kind` arrives (bounded).
+std::optional<Event> WaitForEvent(Client& subscriber, EventKind kind, int timeout_ms,
+                                  std::vector<Event>* seen = nullptr) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto events = subscriber.NextEvents(100);
+    if (!events.ok()) return std::nullopt;
+    for (const Event& e : *events) {
+      if (seen != nullptr) seen->push_back(e);
+      if (e.kind == kind) return e;
+    }
+  }
+  return std::nullopt;
+}
+
+TEST_F(TallydTest, SubscriberGetsEventsOfADeductAfterItIsDurable) {
+  StartServer();
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  Ok(*c, cmd::OrgCreate(kOrg));
+  Ok(*c, cmd::OrgCreate(kOrg + 1));
+  auto subscriber = Connect();
+  ASSERT_NE(subscriber, nullptr);
+  ASSERT_TRUE(subscriber->Subscribe(kOrg).ok());
+  Ok(*c, cmd::Grant(kOrg + 1, 3, 50));  // another org: not for this subscriber
+  Ok(*c, cmd::Grant(kOrg, 3, 50));
+  Ok(*c, cmd::Deduct(kOrg, 3, 50));
+  std::vector<Event> seen;
+  auto depleted = WaitForEvent(*subscriber, EventKind::balance_depleted, 5000, &seen);
+  ASSERT_TRUE(depleted.has_value());
+  EXPECT_EQ(depleted->org_id, kOrg);
+  EXPECT_EQ(depleted->wallet_id, 3u);
+  EXPECT_EQ(depleted->balance_after, 0);
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.front().kind, EventKind::credits_granted) << "events come in the shard's order";
+  for (const Event& e : seen) EXPECT_EQ(e.org_id, kOrg);
+}
+
+TEST_F(TallydTest, ExpiryHappensWithNoTrafficAndRaisesAnEvent) {
+  StartServer({"--shards", "2", "--io-threads", "2", "--sweep-every-ms", "100"});
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  Ok(*c, cmd::OrgCreate(kOrg));
+  auto subscriber = Connect();
+  ASSERT_NE(subscriber, nullptr);
+  ASSERT_TRUE(subscriber->Subscribe(0).ok());
+  Ok(*c, cmd::Grant(kOrg, 4, 80, NowUs() + 700 * 1000));
+  auto b = c->GetBalance({.org_id = kOrg, .wallet_id = 4});
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->available, 80);
+  // No request from here on: the server's own timer expires the lot.
+  auto expired = WaitForEvent(*subscriber, EventKind::credits_expired, 10000);
+  ASSERT_TRUE(expired.has_value()) << "no credits.expired within 10 s";
+  EXPECT_EQ(expired->amount, 80);
+  EXPECT_EQ(expired->wallet_id, 4u);
+  auto totals = c->GetTotals(kOrg);
+  ASSERT_TRUE(totals.ok());
+  EXPECT_EQ(totals->expired, 80);
+}
+
+TEST_F(TallydTest, HoldTimesOutWithNoTraffic) {
+  StartServer({"--shards", "1", "--io-threads", "1", "--sweep-every-ms", "50"});
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  Ok(*c, cmd::OrgCreate(kOrg));
+  Ok(*c, cmd::Grant(kOrg, 4, 80));
+  Ok(*c, cmd::Hold(kOrg, 4, 30, NowUs() + 300 * 1000));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  int64_t held = -1;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto b = c->GetBalance({.org_id = kOrg, .wallet_id = 4});
+    ASSERT_TRUE(b.ok());
+    held = b->held;
+    if (held == 0) {
+      EXPECT_EQ(b->available, 80);
+      break;
+    }
+  }
+  EXPECT_EQ(held, 0) << "the hold was not released by its timeout";
+}
+
+TEST_F(TallydTest, SubscribedConnectionTakesNoFurtherRequests) {
+  StartServer();
+  testing::RawConnection raw(tallyd_.port());
+  ASSERT_TRUE(raw.Write(testing::HelloFrame(tallyd_.AdminToken())));
+  ASSERT_TRUE(raw.ReadFrame().has_value());
+  std::string body;
+  proto::EncodeSubscribeRequest({.org_id = 0}, &body);
+  ASSERT_TRUE(raw.Write(testing::Frame(proto::Opcode::subscribe, 2, body)));
+  auto ok = raw.ReadFrame();
+  ASSERT_TRUE(ok.has_value());
+  EXPECT_EQ(ok->header.result(), ResultCode::ok);
+  body.clear();
+  proto::EncodeBalanceRequest({.org_id = 1}, &body);
+  ASSERT_TRUE(raw.Write(testing::Frame(proto::Opcode::balance, 3, body)));
+  auto error = raw.ReadFrame();
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(error->header.opcode, proto::Opcode::error);
+  EXPECT_TRUE(raw.ClosedByPeer());
 }
 
 }  // namespace
