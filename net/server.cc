@@ -3,6 +3,7 @@
 // docs/SERVER.md.
 #include "net/server.h"
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -248,9 +249,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // ShutDown is the server stopping: the last replies are already queued.
   void ShutDown() { Refuse(ResultCode::shutting_down, "shutting_down: the server is stopping", 0); }
 
+  // gone() may be read on any thread: a shard skips the queries of a
+  // connection that is gone instead of computing replies no one reads.
+  bool gone() const { return gone_.load(std::memory_order_relaxed); }
+
   void Close() {
     if (closed_) return;
     closed_ = true;
+    gone_.store(true, std::memory_order_relaxed);
     closing_ = true;
     boost::system::error_code ec;
     socket_.shutdown(tcp::socket::shutdown_both, ec);
@@ -664,6 +670,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     ++in_flight_;
     QueryFn query = [self = shared_from_this(), op, id,
                      compute = std::move(compute)](const ShardView& view) {
+      if (self->gone()) return;  // its in-flight count died with it
       Answer answer = view.ledger != nullptr ? compute(*view.ledger, view.now_us)
                                              : Refusal(view.refusal, view.reason);
       asio::post(self->executor(), [self, op, id, answer = std::move(answer)] {
@@ -719,6 +726,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool subscribed_ = false;
   bool closing_ = false;  // no more requests are read; close after the last write
   bool closed_ = false;
+  std::atomic<bool> gone_{false};  // closed_, for other threads
   bool writing_ = false;
   uint32_t in_flight_ = 0;
   std::string pending_;   // frames queued behind the write in progress

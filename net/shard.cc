@@ -89,10 +89,12 @@ void Shard::Run() {
     bool stopping = false;
     {
       std::unique_lock lock(mu_);
+      // A shard with queries left over from the last round does not sleep.
       wake_.wait_until(lock, next_sweep,
                        [&] { return stop_ || !parts_.empty() || !queries_.empty(); });
       stopping = stop_;
-      // One batch: every query, and whole parts while they fit the batch
+      // One round: up to shard_batch_queries_max queries, and whole parts
+      // while they fit one batch
       // (one command is kept for the sweep).
       uint64_t commands = 0;
       while (!parts_.empty() &&
@@ -101,7 +103,7 @@ void Shard::Run() {
         parts.push_back(std::move(parts_.front()));
         parts_.pop_front();
       }
-      while (!queries_.empty()) {
+      while (!queries_.empty() && queries.size() < shard_batch_queries_max) {
         queries.push_back(std::move(queries_.front()));
         queries_.pop_front();
       }
