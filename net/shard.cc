@@ -90,7 +90,11 @@ void Shard::Run() {
     {
       std::unique_lock lock(mu_);
       // A shard with queries left over from the last round does not sleep.
-      wake_.wait_until(lock, next_sweep,
+      // With the sweep off, wake up now and then all the same (a bounded wait).
+      Clock::time_point wake_at = options_.sweep_every_ms > 0
+                                      ? next_sweep
+                                      : Clock::now() + std::chrono::seconds(60);
+      wake_.wait_until(lock, wake_at,
                        [&] { return stop_ || !parts_.empty() || !queries_.empty(); });
       stopping = stop_;
       // One round: up to shard_batch_queries_max queries, and whole parts
