@@ -801,6 +801,8 @@ absl::Status ServerImpl::PrepareDataDir() {
     shard_options.index = i;
     shard_options.dir = Cat(data, "/shard-", i);
     shard_options.sweep_every_ms = options_.sweep_every_ms;
+    shard_options.snapshot_every_records = options_.snapshot_every_records;
+    shard_options.snapshot_every_s = options_.snapshot_every_s;
     absl::StatusOr<std::unique_ptr<Shard>> shard =
         Shard::Open(&fs_, shard_options, [this](std::span<const Event> events) {
           hub_.Publish(events);

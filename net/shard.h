@@ -82,6 +82,10 @@ struct ShardOptions {
   std::string dir;  // the wal::Store directory, <data>/shard-<index>
   uint32_t sweep_every_ms = 1000;
   uint32_t queue_commands_max = shard_queue_commands_max;
+  // Snapshot policy (0 = never), for Store::MaybeSnapshot after a batch's
+  // sync once the store offers it (docs/SERVER.md, "Snapshots").
+  uint64_t snapshot_every_records = 0;
+  uint64_t snapshot_every_s = 0;
   wal::StoreOptions store;
 };
 
