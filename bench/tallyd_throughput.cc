@@ -49,14 +49,22 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string_view flag = argv[i];
     std::string value = argv[i + 1];
-    if (flag == "--server") o.server = value;
-    else if (flag == "--token") o.token = value;
-    else if (flag == "--connections") o.connections = std::atoi(value.c_str());
-    else if (flag == "--frame-commands") o.frame_commands = std::atoi(value.c_str());
-    else if (flag == "--seconds") o.seconds = std::atoi(value.c_str());
-    else if (flag == "--orgs") o.orgs = std::strtoull(value.c_str(), nullptr, 10);
-    else if (flag == "--wallets") o.wallets = std::strtoull(value.c_str(), nullptr, 10);
-    else return Fail("unknown flag " + std::string(flag));
+    if (flag == "--server")
+      o.server = value;
+    else if (flag == "--token")
+      o.token = value;
+    else if (flag == "--connections")
+      o.connections = std::atoi(value.c_str());
+    else if (flag == "--frame-commands")
+      o.frame_commands = std::atoi(value.c_str());
+    else if (flag == "--seconds")
+      o.seconds = std::atoi(value.c_str());
+    else if (flag == "--orgs")
+      o.orgs = std::strtoull(value.c_str(), nullptr, 10);
+    else if (flag == "--wallets")
+      o.wallets = std::strtoull(value.c_str(), nullptr, 10);
+    else
+      return Fail("unknown flag " + std::string(flag));
   }
   if (o.connections < 1 || o.frame_commands < 1 ||
       o.frame_commands > static_cast<int>(tally::frame_commands_max) || o.seconds < 1 ||
@@ -65,8 +73,9 @@ int main(int argc, char** argv) {
   }
   // Op ids: unique per run (time-based), so reruns on the same data are not
   // answered from the op-id memory.
-  const uint64_t op_base = static_cast<uint64_t>(
-      std::chrono::system_clock::now().time_since_epoch().count()) & ((uint64_t{1} << 62) - 1);
+  const uint64_t op_base =
+      static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count()) &
+      ((uint64_t{1} << 62) - 1);
   std::atomic<uint64_t> next_op{op_base};
   {
     auto admin = tally::Client::Connect(o.server, o.token);
@@ -116,8 +125,7 @@ int main(int argc, char** argv) {
           if (r.code != tally::ResultCode::ok) refused.fetch_add(1, std::memory_order_relaxed);
         }
         deducts.fetch_add(results->size(), std::memory_order_relaxed);
-        latencies_us[t].push_back(
-            std::chrono::duration<double, std::micro>(end - start).count());
+        latencies_us[t].push_back(std::chrono::duration<double, std::micro>(end - start).count());
       }
     });
   }
@@ -125,7 +133,8 @@ int main(int argc, char** argv) {
   std::this_thread::sleep_for(std::chrono::seconds(o.seconds));
   stop = true;
   for (auto& t : threads) t.join();
-  double elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+  double elapsed_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
 
   std::vector<double> all;
   for (auto& v : latencies_us) all.insert(all.end(), v.begin(), v.end());
@@ -133,10 +142,11 @@ int main(int argc, char** argv) {
   auto pct = [&](double p) {
     return all.empty() ? 0.0 : all[std::min(all.size() - 1, static_cast<size_t>(p * all.size()))];
   };
-  std::printf("connections %d, %d deducts a frame, %.1f s: %.0f durable deducts/s "
-              "(%llu frames; frame latency p50 %.0f us, p99 %.0f us, max %.0f us; %llu refused)\n",
-              o.connections, o.frame_commands, elapsed_s, deducts.load() / elapsed_s,
-              static_cast<unsigned long long>(all.size()), pct(0.5), pct(0.99),
-              all.empty() ? 0.0 : all.back(), static_cast<unsigned long long>(refused.load()));
+  std::printf(
+      "connections %d, %d deducts a frame, %.1f s: %.0f durable deducts/s "
+      "(%llu frames; frame latency p50 %.0f us, p99 %.0f us, max %.0f us; %llu refused)\n",
+      o.connections, o.frame_commands, elapsed_s, deducts.load() / elapsed_s,
+      static_cast<unsigned long long>(all.size()), pct(0.5), pct(0.99),
+      all.empty() ? 0.0 : all.back(), static_cast<unsigned long long>(refused.load()));
   return 0;
 }

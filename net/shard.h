@@ -95,8 +95,7 @@ class Shard {
 
   // Open recovers the shard's store; Start() runs its thread.
   static absl::StatusOr<std::unique_ptr<Shard>> Open(wal::FileSystem* fs,
-                                                     const ShardOptions& options,
-                                                     EventSink events);
+                                                     const ShardOptions& options, EventSink events);
   ~Shard();
   Shard(const Shard&) = delete;
   Shard& operator=(const Shard&) = delete;
@@ -131,11 +130,11 @@ class Shard {
 
   std::mutex mu_;
   std::condition_variable wake_;
-  std::deque<ApplyPart> parts_;  // guarded by mu_
-  std::deque<QueryFn> queries_;  // guarded by mu_
-  uint64_t queued_commands_ = 0; // guarded by mu_
-  bool stop_ = false;            // guarded by mu_
-  bool stopped_ = false;         // guarded by mu_: the thread no longer takes work
+  std::deque<ApplyPart> parts_;   // guarded by mu_
+  std::deque<QueryFn> queries_;   // guarded by mu_
+  uint64_t queued_commands_ = 0;  // guarded by mu_
+  bool stop_ = false;             // guarded by mu_
+  bool stopped_ = false;          // guarded by mu_: the thread no longer takes work
 
   // Shard thread only.
   std::string failed_reason_;  // nonempty: the store failed, for good
