@@ -588,6 +588,15 @@ TEST_F(TallydTokensTest, OrgLimitedTokenCannotReadOrChangeAnotherOrg) {
   EXPECT_EQ((*results)[1].code, ResultCode::forbidden);
 }
 
+TEST_F(TallydTest, BadTokenFileStopsTheStart) {
+  std::string path = dir_.path() + "/bad-tokens";
+  std::ofstream(path) << "abc superuser boss\n";
+  TallydProcess bad;
+  EXPECT_FALSE(bad.Start(data(), {"--tokens", path}).ok());
+  TallydProcess missing;
+  EXPECT_FALSE(missing.Start(data(), {"--tokens", dir_.path() + "/no-such-file"}).ok());
+}
+
 // ---- events --------------------------------------------------------------------
 
 // WaitForEvent reads events until one of `kind` arrives (bounded).
