@@ -182,8 +182,10 @@ absl::Status Store::LoadSnapshot(const std::vector<uint64_t>& candidates) {
     ledger_ = std::move(*ledger);
     report_.snapshot_path = path;
     report_.snapshot_lsn = lsn;
+    report_.snapshot_load_s = SecondsSince(start);
     Log(absl::StrFormat("recovery: %s: snapshot %s (LSN %d, %.1f MB) loaded in %.2f s", dir_,
-                        path, lsn, static_cast<double>(bytes->size()) / 1e6, SecondsSince(start)));
+                        path, lsn, static_cast<double>(bytes->size()) / 1e6,
+                        report_.snapshot_load_s));
     return absl::OkStatus();
   }
   ledger_ = std::make_unique<Ledger>(options_.ledger);
@@ -260,6 +262,7 @@ absl::Status Store::Replay() {
       }
     }
   }
+  report_.replay_s = SecondsSince(start);
   const LogEnd& end = (*reader)->end();
   report_.torn_bytes_dropped = end.dropped_bytes;
   if (end.dropped_bytes > 0) {

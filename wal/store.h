@@ -87,6 +87,8 @@ struct RecoveryReport {
   uint64_t bytes_replayed = 0;
   uint64_t torn_bytes_dropped = 0;  // a torn tail cut off the log's end
   uint64_t next_lsn = 1;
+  double snapshot_load_s = 0;      // reading and decoding the snapshot
+  double replay_s = 0;             // reading and applying the log after it
   bool had_manifest = false;        // false: a new store, or one from before manifests
   std::vector<std::string> retired;  // leftovers of an interrupted retirement finished
   HistoryRecovery history;
