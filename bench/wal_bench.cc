@@ -64,15 +64,21 @@ void Check(const absl::Status& s, const char* what) {
   if (!s.ok()) Die(std::string(what) + ": " + std::string(s.message()));
 }
 
-std::string BenchRoot() {
-  static const std::string root = [] {
+// BenchRoot is this run's directory; never destroyed, so the atexit hook
+// that removes it can still read it.
+const std::string& BenchRoot() {
+  static const std::string* root = [] {
     const char* base = std::getenv("TALLY_BENCH_DIR");
-    std::string tmpl = std::string(base != nullptr ? base : "/tmp") + "/tally-wal-bench-XXXXXX";
-    if (mkdtemp(tmpl.data()) == nullptr) Die("mkdtemp " + tmpl);
-    std::atexit([] { std::filesystem::remove_all(BenchRoot()); });
+    auto* tmpl =
+        new std::string(std::string(base != nullptr ? base : "/tmp") + "/tally-wal-bench-XXXXXX");
+    if (mkdtemp(tmpl->data()) == nullptr) Die("mkdtemp " + *tmpl);
     return tmpl;
   }();
-  return root;
+  static const bool hooked = [] {
+    return std::atexit([] { std::filesystem::remove_all(*root); }) == 0;
+  }();
+  (void)hooked;
+  return *root;
 }
 
 LedgerOptions WorldLedgerOptions() {
