@@ -16,6 +16,8 @@ MAKEFLAGS += --no-print-directory
 # runs `apt-get update` only when something is missing.
 PACKAGES := cmake g++ make libboost1.81-dev libabsl-dev libxxhash-dev libbenchmark-dev \
             libgtest-dev
+# The `tally` command line's --xlsx exports (tools/cli/), found through pkg-config.
+PACKAGES += libxlsxwriter-dev pkgconf
 
 JOBS ?= $(shell nproc)
 # Tests and the warnings-as-errors build run two at a time: CI machines are small.
