@@ -98,6 +98,9 @@ inline constexpr uint32_t idle_timeout_ms_default = 300000;
 // read) while the queue is full.
 inline constexpr uint32_t shard_queue_commands_max = 262144;
 inline constexpr uint32_t shards_max = 256;
+// Queries a shard thread answers between two batches: a flood of queries
+// cannot starve the changes queued behind them.
+inline constexpr uint32_t shard_batch_queries_max = 1024;
 // ---- end of protocol and server limits -------------------------------------
 
 // ---- Load generator (tools/bench/, docs/BENCH.md) ---------------------------
