@@ -88,6 +88,21 @@ Answer FromStatus(const absl::Status& status, std::string_view subject) {
   return Refusal(code, subject);
 }
 
+// NamesItsActor: commands a person decides (grants, allocations, approvals,
+// settings) record the token's name as their actor when they carry none.
+// The metering hot path (deduct, hold, capture, release) does not: one text
+// per metered history entry would cost the engine a map entry each, in time
+// and in RAM, to repeat the same service name millions of times.
+bool NamesItsActor(CommandKind kind) {
+  switch (kind) {
+    case CommandKind::deduct:
+    case CommandKind::hold:
+    case CommandKind::capture:
+    case CommandKind::release: return false;
+    default: return true;
+  }
+}
+
 absl::StatusOr<uint32_t> ReadShardCount(const std::string& path) {
   std::ifstream in(path);
   std::string text;
@@ -506,7 +521,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         job->results[i] = Result{.code = ResultCode::forbidden};
         continue;
       }
-      if (c.actor.empty()) c.actor = job->actor;
+      if (c.actor.empty() && NamesItsActor(c.kind)) c.actor = job->actor;
       by_shard[ShardOf(c.org_id, shards)].push_back(i);
     }
     uint32_t parts = 0;
