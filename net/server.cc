@@ -100,8 +100,10 @@ bool NamesItsActor(CommandKind kind) {
     case CommandKind::deduct:
     case CommandKind::hold:
     case CommandKind::capture:
-    case CommandKind::release: return false;
-    default: return true;
+    case CommandKind::release:
+      return false;
+    default:
+      return true;
   }
 }
 
@@ -125,6 +127,9 @@ absl::StatusOr<tcp::endpoint> ResolveListen(const std::string& listen) {
     return absl::InvalidArgumentError(Cat("--listen '", listen, "' is not HOST:PORT"));
   }
   std::string host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);  // [::1]:7411
+  }
   boost::system::error_code ec;
   asio::ip::address address = asio::ip::make_address(host, ec);
   if (!ec) return tcp::endpoint(address, static_cast<uint16_t>(port));
@@ -185,7 +190,9 @@ class ServerImpl {
   EventHub& hub() { return hub_; }
   void Closed(const Connection* connection);
   std::string listen_address() const {
-    return Cat(endpoint_.address().to_string(), ":", endpoint_.port());
+    std::string host = endpoint_.address().to_string();
+    if (endpoint_.address().is_v6()) host = "[" + host + "]";
+    return Cat(host, ":", endpoint_.port());
   }
   uint16_t port() const { return endpoint_.port(); }
 
@@ -704,7 +711,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Shard& shard = server_->shard(ShardOf(org_id, server_->shard_count()));
     asio::steady_timer wait(executor());
     for (;;) {
-      Shard::Push pushed = shard.PushQuery(std::move(query));
+      Shard::Push pushed = shard.PushQuery(std::move(query), reinterpret_cast<uintptr_t>(this));
       if (pushed == Shard::Push::accepted) break;
       if (pushed == Shard::Push::stopped) {
         Reply(op, id, Refusal(ResultCode::shutting_down, "the server is stopping"));

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "tally/assert.h"
 
@@ -55,13 +56,13 @@ Shard::Push Shard::PushApply(ApplyPart&& part) {
   return Push::accepted;
 }
 
-Shard::Push Shard::PushQuery(QueryFn&& query) {
+Shard::Push Shard::PushQuery(QueryFn&& query, uint64_t owner) {
   {
     std::lock_guard lock(mu_);
     if (stop_) return Push::stopped;
     if (queued_commands_ + 1 > options_.queue_commands_max) return Push::full;
     queued_commands_ += 1;
-    queries_.push_back(std::move(query));
+    queries_.push_back(QueuedQuery{std::move(query), owner});
   }
   wake_.notify_one();
   return Push::accepted;
@@ -81,7 +82,9 @@ void Shard::Run() {
   const auto sweep_every = std::chrono::milliseconds(options_.sweep_every_ms);
   Clock::time_point next_sweep = Clock::now() + sweep_every;
   std::vector<ApplyPart> parts;
-  std::vector<QueryFn> queries;
+  std::vector<QueuedQuery> queries;
+  std::deque<QueuedQuery> left;
+  absl::flat_hash_map<uint64_t, uint32_t> per_owner;
   for (;;) {
     parts.clear();
     queries.clear();
@@ -104,10 +107,18 @@ void Shard::Run() {
         parts.push_back(std::move(parts_.front()));
         parts_.pop_front();
       }
-      while (!queries_.empty() && queries.size() < shard_batch_queries_max) {
-        queries.push_back(std::move(queries_.front()));
-        queries_.pop_front();
+      // Queries: in order, but at most a few of each owner this round.
+      per_owner.clear();
+      left.clear();
+      for (QueuedQuery& q : queries_) {
+        if (queries.size() < shard_batch_queries_max &&
+            per_owner[q.owner]++ < shard_round_queries_per_owner_max) {
+          queries.push_back(std::move(q));
+        } else {
+          left.push_back(std::move(q));
+        }
       }
+      queries_.swap(left);
       queued_commands_ -= commands + queries.size();
     }
 
@@ -121,7 +132,22 @@ void Shard::Run() {
       view.refusal = ResultCode::unavailable;
       view.reason = failed_reason_;
     }
-    for (QueryFn& query : queries) query(view);
+    // Queries get a time budget per round: a flood of heavy ones (history
+    // pages) cannot hold back the batch queued behind them; what is left
+    // goes back to the front of the queue, in order.
+    const auto query_deadline =
+        Clock::now() + std::chrono::microseconds(shard_round_queries_us_max);
+    size_t answered = 0;
+    while (answered < queries.size()) {
+      queries[answered++].fn(view);
+      if (Clock::now() >= query_deadline) break;
+    }
+    if (answered < queries.size()) {
+      std::lock_guard lock(mu_);
+      queries_.insert(queries_.begin(), std::make_move_iterator(queries.begin() + answered),
+                      std::make_move_iterator(queries.end()));
+      queued_commands_ += queries.size() - answered;
+    }
 
     bool sweep = options_.sweep_every_ms > 0 && Clock::now() >= next_sweep;
     if (sweep) next_sweep = Clock::now() + sweep_every;
@@ -143,8 +169,8 @@ void Shard::Run() {
       stopped_ = true;
       std::vector<ApplyPart> rest(std::make_move_iterator(parts_.begin()),
                                   std::make_move_iterator(parts_.end()));
-      std::vector<QueryFn> rest_queries(std::make_move_iterator(queries_.begin()),
-                                        std::make_move_iterator(queries_.end()));
+      std::vector<QueuedQuery> rest_queries(std::make_move_iterator(queries_.begin()),
+                                            std::make_move_iterator(queries_.end()));
       parts_.clear();
       queries_.clear();
       queued_commands_ = 0;
@@ -184,15 +210,15 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
   if (!out_.events.empty() && events_) events_(out_.events);
 }
 
-void Shard::Refuse(std::vector<ApplyPart>& parts, std::vector<QueryFn>* queries, ResultCode code,
-                   const std::string& reason) {
+void Shard::Refuse(std::vector<ApplyPart>& parts, std::vector<QueuedQuery>* queries,
+                   ResultCode code, const std::string& reason) {
   for (ApplyPart& part : parts) {
     for (uint32_t index : part.indices) part.job->results[index] = Result{.code = code};
     part.job->FinishPart();
   }
   ShardView view{.store = nullptr, .refusal = code, .reason = reason, .now_us = WallClockUs()};
   if (queries != nullptr) {
-    for (QueryFn& query : *queries) query(view);
+    for (QueuedQuery& query : *queries) query.fn(view);
   }
 }
 

@@ -77,6 +77,12 @@ struct ShardView {
 };
 using QueryFn = std::function<void(const ShardView& view)>;
 
+// QueuedQuery is a query and who sent it (a connection), for fairness.
+struct QueuedQuery {
+  QueryFn fn;
+  uint64_t owner = 0;
+};
+
 // EventSink receives a shard's events once their batch is durable.
 using EventSink = std::function<void(std::span<const Event> events)>;
 
@@ -105,7 +111,10 @@ class Shard {
   // now (the caller waits and retries), `stopped` after Stop().
   Push PushApply(ApplyPart&& part);
   // PushQuery queues a query (it counts as one command of the queue).
-  Push PushQuery(QueryFn&& query);
+  // `owner` names its sender: a round answers at most
+  // shard_round_queries_per_owner_max of one owner's queries, so one
+  // client's flood does not delay everyone else's.
+  Push PushQuery(QueryFn&& query, uint64_t owner = 0);
   // Stop finishes the batch in progress, answers the rest `shutting_down`
   // and joins the thread.  Idempotent.
   void Stop();
@@ -119,7 +128,7 @@ class Shard {
   void Run();
   // ApplyBatch applies and syncs the taken parts (and a sweep when due).
   void ApplyBatch(std::vector<ApplyPart>& parts, bool sweep);
-  void Refuse(std::vector<ApplyPart>& parts, std::vector<QueryFn>* queries, ResultCode code,
+  void Refuse(std::vector<ApplyPart>& parts, std::vector<QueuedQuery>* queries, ResultCode code,
               const std::string& reason);
   void Fail(const absl::Status& status);
   void MaybeSnapshot();
@@ -131,11 +140,11 @@ class Shard {
 
   std::mutex mu_;
   std::condition_variable wake_;
-  std::deque<ApplyPart> parts_;   // guarded by mu_
-  std::deque<QueryFn> queries_;   // guarded by mu_
-  uint64_t queued_commands_ = 0;  // guarded by mu_
-  bool stop_ = false;             // guarded by mu_
-  bool stopped_ = false;          // guarded by mu_: the thread no longer takes work
+  std::deque<ApplyPart> parts_;      // guarded by mu_
+  std::deque<QueuedQuery> queries_;  // guarded by mu_
+  uint64_t queued_commands_ = 0;     // guarded by mu_
+  bool stop_ = false;                // guarded by mu_
+  bool stopped_ = false;             // guarded by mu_: the thread no longer takes work
 
   // Shard thread only.
   std::string failed_reason_;  // nonempty: the store failed, for good

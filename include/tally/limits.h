@@ -114,6 +114,11 @@ inline constexpr uint32_t shards_max = 256;
 // Queries a shard thread answers between two batches: a flood of queries
 // cannot starve the changes queued behind them.
 inline constexpr uint32_t shard_batch_queries_max = 1024;
+// ... and the time they may take in one round (µs; at least one is answered).
+inline constexpr uint32_t shard_round_queries_us_max = 2000;
+// ... and how many of them one connection's may be, so one client's flood of
+// queries does not delay everyone else's.
+inline constexpr uint32_t shard_round_queries_per_owner_max = 16;
 // tallyd's default snapshot policy (--snapshot-every-records / -s; 0 = off):
 // a restart replays at most about this much log per shard.
 inline constexpr uint64_t snapshot_every_records_default = 100000;

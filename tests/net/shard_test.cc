@@ -2,9 +2,11 @@
 // system: group commit, and a failed log that refuses everything after.
 #include "net/shard.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -123,6 +125,35 @@ TEST(ShardTest, AFullQueueSaysFullAndAStoppedShardSaysStopped) {
   EXPECT_EQ(a.Wait()[1].code, ResultCode::ok);
   (*shard)->Stop();
   EXPECT_EQ((*shard)->PushApply(b.Part()), Shard::Push::stopped);
+}
+
+TEST(ShardTest, OneConnectionsFloodOfQueriesDoesNotDelayAnothers) {
+  wal::MemFileSystem fs;
+  auto shard = OpenShard(&fs, 0);
+  ASSERT_NE(shard, nullptr);
+  std::mutex mu;
+  std::vector<uint64_t> order;  // owners, in the order their queries ran
+  auto query = [&](uint64_t owner) {
+    return [&, owner](const ShardView&) {
+      std::lock_guard lock(mu);
+      order.push_back(owner);
+    };
+  };
+  for (int i = 0; i < 200; ++i) ASSERT_EQ(shard->PushQuery(query(1), 1), Shard::Push::accepted);
+  ASSERT_EQ(shard->PushQuery(query(2), 2), Shard::Push::accepted);
+  std::promise<void> all_done;
+  ASSERT_EQ(shard->PushQuery([&](const ShardView&) { all_done.set_value(); }, 3),
+            Shard::Push::accepted);
+  shard->Start();
+  all_done.get_future().wait();
+  shard->Stop();
+  std::lock_guard lock(mu);
+  ASSERT_EQ(order.size(), 201u);
+  size_t at = std::find(order.begin(), order.end(), 2u) - order.begin();
+  EXPECT_LE(at, shard_round_queries_per_owner_max)
+      << "the second connection's query waited behind the first one's flood";
+  // The flood is answered too, all of it.
+  EXPECT_EQ(std::count(order.begin(), order.end(), 1u), 200);
 }
 
 }  // namespace
