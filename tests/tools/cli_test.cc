@@ -317,5 +317,20 @@ TEST(CliRun, ExitCodesWithoutAServer) {
   std::fclose(err);
 }
 
+// Output that cannot be written (a full device) is exit 4, not a silent 0.
+TEST(CliRun, OutputThatCannotBeWrittenExitsFour) {
+  std::FILE* full = std::fopen("/dev/full", "w");
+  if (full == nullptr) GTEST_SKIP() << "no /dev/full";
+  std::FILE* err = std::tmpfile();
+  ASSERT_NE(err, nullptr);
+  EXPECT_EQ(tally::cli::Run({"help"}, TestEnv(), full, err), exit_output);
+  std::fclose(full);
+  std::rewind(err);
+  char line[256] = {};
+  ASSERT_NE(std::fgets(line, sizeof line, err), nullptr);
+  EXPECT_EQ(std::string(line).rfind("tally: cannot write output", 0), 0u) << line;
+  std::fclose(err);
+}
+
 }  // namespace
 }  // namespace tally::cli

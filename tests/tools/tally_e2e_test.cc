@@ -544,5 +544,55 @@ TEST_F(TallyCli, HelpNeedsNoServer) {
   EXPECT_EQ(nothing.exit_code, 2);
 }
 
+// Tokens from a file: roles and org lists are enforced, and the CLI reports a
+// refusal for the token's rights as `forbidden` (exit 1).  The same tallyd is
+// then restarted: what the CLI changed before is all there after.
+TEST(TallyCliTokens, RolesAndOrgListsAreRefusedAsForbiddenAndARestartKeepsEverything) {
+  TempDir dir;
+  std::string tokens = dir.path() + "/tokens";
+  {
+    std::ofstream f(tokens);
+    f << "# test tokens\n"
+         "boss-token admin boss\n"
+         "meter-token service meter\n"
+         "seven-viewer read viewer7 7\n";
+  }
+  TallydProcess tallyd;
+  std::vector<std::string> flags = {"--shards", "2", "--io-threads", "2", "--tokens", tokens};
+  ASSERT_TRUE(tallyd.Start(dir.path() + "/data", flags).ok());
+  auto as = [&](const std::string& token, std::vector<std::string> args) {
+    std::vector<std::string> full = {"--server", tallyd.address(), "--token", token};
+    full.insert(full.end(), args.begin(), args.end());
+    return RunTally(full);
+  };
+  for (const char* org : {"7", "8"}) {
+    ASSERT_EQ(as("boss-token", {"org", "create", org}).exit_code, 0);
+    ASSERT_EQ(as("boss-token", {"topup", org, "1000"}).exit_code, 0);
+  }
+  // A service token deducts, but may not allocate.
+  EXPECT_EQ(as("meter-token", {"deduct", "7", "pool", "5"}).exit_code, 0);
+  TallyRun alloc = as("meter-token", {"allocate", "7", "--all", "10"});
+  EXPECT_EQ(alloc.exit_code, 1);
+  EXPECT_EQ(alloc.err.rfind("tally: forbidden: ", 0), 0u) << alloc.err;
+  TallyRun summary = as("meter-token", {"summary", "7", "--json"});
+  EXPECT_EQ(summary.exit_code, 1);
+  EXPECT_EQ(ParseJson(summary.out).value_or(Json{})["error"].Str(), "forbidden") << summary.out;
+  // A read token limited to org 7 reads 7, not 8, and changes nothing.
+  EXPECT_EQ(as("seven-viewer", {"balance", "7", "pool"}).exit_code, 0);
+  TallyRun other = as("seven-viewer", {"balance", "8", "pool"});
+  EXPECT_EQ(other.exit_code, 1);
+  EXPECT_EQ(other.err.rfind("tally: forbidden: ", 0), 0u) << other.err;
+  EXPECT_EQ(as("seven-viewer", {"deduct", "7", "pool", "1"}).exit_code, 1);
+
+  ASSERT_EQ(tallyd.Terminate(), 0);
+  ASSERT_TRUE(tallyd.Start(dir.path() + "/data", flags).ok());
+  TallyRun after = as("boss-token", {"balance", "7", "pool", "--json"});
+  ASSERT_EQ(after.exit_code, 0) << after.err;
+  EXPECT_EQ(ParseJson(after.out).value_or(Json{})["available"].Int(), 995);
+  TallyRun hist = as("boss-token", {"history", "7", "pool", "--json"});
+  EXPECT_EQ(ParseJson(hist.out).value_or(Json{})["entries"].size(), 2u) << hist.out;
+  EXPECT_EQ(tallyd.Terminate(), 0);
+}
+
 }  // namespace
 }  // namespace tally
