@@ -42,6 +42,9 @@ absl::StatusOr<int64_t> ParseInt64(std::string_view text, std::string_view what,
     digits.remove_prefix(1);
   }
   if (digits.empty()) return Bad(what, text, "is not a number");
+  if (!allow_sign && (digits[0] == '-' || digits[0] == '+')) {
+    return Bad(what, text, "must be a plain number, no sign");
+  }
   for (char c : digits) {
     if (c == '.' || c == ',') return Bad(what, text, "must be a whole number (minor units)");
     if (!IsDigit(c)) return Bad(what, text, "is not a number");
