@@ -533,6 +533,30 @@ TEST_F(TallyCli, OutputThatCannotBeWrittenExitsFour) {
   EXPECT_NE(r.err.find("no-such-dir"), std::string::npos) << r.err;
 }
 
+TEST(TallyCliOutput, AReaderThatWentAwayIsExitFourNotSigpipe) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ::close(fds[0]);  // nobody will read
+  std::string path = TALLY_PATH;
+  char help[] = "help";
+  char* argv[] = {path.data(), help, nullptr};
+  char* envp[] = {nullptr};
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(fds[1], STDOUT_FILENO);
+    int null_fd = ::open("/dev/null", O_WRONLY);
+    ::dup2(null_fd, STDERR_FILENO);
+    ::execve(argv[0], argv, envp);
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  ASSERT_GT(pid, 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "ended by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 4);
+}
+
 TEST_F(TallyCli, HelpNeedsNoServer) {
   TallyRun overview = RunTally({"help"});
   EXPECT_EQ(overview.exit_code, 0);
