@@ -459,6 +459,30 @@ TEST_F(TallyCli, EventsFollowTheStream) {
     EXPECT_EQ((*e)["wallet_id"].Uint(), 42u);
     EXPECT_EQ((*e)["amount"].Int(), 10);
   }
+  // Unbounded, in text: one line per event until Ctrl-C, which ends it with 0.
+  std::atomic<pid_t> follower_pid{0};
+  TallyRun text;
+  std::thread text_follower([&] {
+    text = RunTally({"--server", tallyd_->address(), "--token", token_, "events", "--org", org_},
+                    {}, "", 20000, [&](pid_t pid) { follower_pid = pid; });
+  });
+  for (int i = 0; i < 100 && follower_pid == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  // Grants for two seconds: the follower subscribes within that and prints
+  // each event as it comes.
+  for (int i = 0; i < 20; ++i) {
+    J({"grant", org_, "43", "7"});
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_NE(follower_pid.load(), 0);
+  ::kill(follower_pid.load(), SIGINT);
+  text_follower.join();
+  EXPECT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_EQ(text.out.rfind("credits.granted  20", 0), 0u) << text.out;
+  EXPECT_NE(text.out.find("Z  org_id=" + org_ + "  wallet_id=43  id="), std::string::npos)
+      << text.out;
+  EXPECT_NE(text.out.find("  amount=7  balance_after="), std::string::npos) << text.out;
   // Bounded by time alone: no events, exit 0 after --for.
   TallyRun quiet = T({"events", "--org", org_, "--for", "1s"});
   EXPECT_EQ(quiet.exit_code, 0) << quiet.err;

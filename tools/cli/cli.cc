@@ -3,8 +3,11 @@
 // prints its answer.  docs/CLI.md is the user's side of this file.
 #include "tools/cli/cli.h"
 
+#include <signal.h>
+
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -1180,13 +1183,24 @@ int Runner::RunQuery(const QueryPlan& q) {
   return Emit(doc);
 }
 
+// Ctrl-C (or SIGTERM) ends `tally events` as a normal end of following.
+volatile std::sig_atomic_t stop_following = 0;
+void StopFollowing(int) { stop_following = 1; }
+
 int Runner::RunEvents(const QueryPlan& q) {
   if (absl::Status s = client_->Subscribe(q.org_id); !s.ok()) return QueryFailed(s);
+  struct sigaction action {};
+  action.sa_handler = StopFollowing;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = 0;  // no SA_RESTART: the wait for events returns at once
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
   using Clock = std::chrono::steady_clock;
   const Clock::time_point start = Clock::now();
   uint64_t seen = 0;
   constexpr uint32_t poll_ms = 500;
   for (;;) {
+    if (stop_following) return exit_ok;
     uint32_t wait_ms = poll_ms;
     if (q.events_for_us != 0) {
       int64_t left_us = q.events_for_us - std::chrono::duration_cast<std::chrono::microseconds>(
@@ -1196,6 +1210,7 @@ int Runner::RunEvents(const QueryPlan& q) {
       wait_ms = static_cast<uint32_t>(std::min<int64_t>(poll_ms, (left_us + 999) / 1000));
     }
     absl::StatusOr<std::vector<Event>> events = client_->NextEvents(wait_ms);
+    if (stop_following) return exit_ok;
     if (!events.ok()) return QueryFailed(events.status());
     for (const Event& e : *events) {
       Doc doc;
