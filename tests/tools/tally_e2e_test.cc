@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tally/client.h"
+#include "tally/commands.h"
 #include "tests/net/tallyd_process.h"
 #include "tests/tools/json.h"
 #include "tests/tools/tally_process.h"
@@ -351,6 +353,38 @@ TEST_F(TallyCli, HistoryFiltersPagesAndExports) {
   char magic[4] = {};
   f.read(magic, 4);
   EXPECT_EQ(std::string(magic, 4), std::string("PK\x03\x04", 4));
+}
+
+// More entries than one reply carries (2,000): --limit is fetched page by
+// page; a CSV that stops early names the cursor to go on from on stderr.
+TEST_F(TallyCli, HistoryBeyondOnePageIsFetchedPageByPage) {
+  NewOrg();
+  J({"grant", org_, "42", "1000000"});
+  auto client = Client::Connect(tallyd_->address(), token_);
+  ASSERT_TRUE(client.ok()) << client.status();
+  const uint64_t org = std::stoull(org_);
+  std::vector<Command> deducts;
+  for (uint64_t i = 0; i < 2500; ++i) {
+    Command c = cmd::Deduct(org, 42, 1);
+    c.op_id = 1000000 + i;
+    deducts.push_back(c);
+  }
+  auto results = (*client)->Apply(deducts);
+  ASSERT_TRUE(results.ok()) << results.status();
+  Json some = J({"history", org_, "42", "--limit", "2400"});
+  ASSERT_EQ(some["entries"].size(), 2400u);
+  EXPECT_FALSE(some["next_cursor"].IsNull());
+  Json all = J({"history", org_, "42", "--limit", "3000"});
+  ASSERT_EQ(all["entries"].size(), 2501u);
+  EXPECT_TRUE(all["next_cursor"].IsNull());
+  EXPECT_EQ(all["entries"][2500]["kind"].Str(), "grant");
+  for (size_t i = 1; i < all["entries"].size(); ++i) {
+    ASSERT_LT(all["entries"][i]["seq"].Uint(), all["entries"][i - 1]["seq"].Uint()) << i;
+  }
+  TallyRun csv = T({"history", org_, "42", "--limit", "10", "--csv"});
+  EXPECT_EQ(csv.exit_code, 0);
+  EXPECT_EQ(std::count(csv.out.begin(), csv.out.end(), '\n'), 11);
+  EXPECT_NE(csv.err.find("more entries: --cursor "), std::string::npos) << csv.err;
 }
 
 TEST_F(TallyCli, UsageReportAndTotals) {
