@@ -113,9 +113,9 @@ TEST(CliPeer, ABrokenConnectionAfterAChangeSaysTheOutcomeIsUnknownAndHowToRetry)
   });
   std::FILE* out = std::tmpfile();
   std::FILE* err = std::tmpfile();
-  int rc = tally::cli::Run({"--server", peer.address(), "--token", "t", "deduct", "7", "42", "3", "--op-id",
-                "55"},
-               TestEnv(), out, err);
+  int rc = tally::cli::Run(
+      {"--server", peer.address(), "--token", "t", "deduct", "7", "42", "3", "--op-id", "55"},
+      TestEnv(), out, err);
   EXPECT_EQ(rc, exit_connect);
   std::string e = ReadAll(err);
   EXPECT_NE(e.find("outcome is unknown"), std::string::npos) << e;
@@ -146,9 +146,9 @@ TEST(CliPeer, ApproveSendsTheCommandWithTheTokenNameAsActor) {
   });
   std::FILE* out = std::tmpfile();
   std::FILE* err = std::tmpfile();
-  int rc = tally::cli::Run({"--server", peer.address(), "--token", "t", "--json", "approve", "7", "3",
-                "--amount", "200"},
-               TestEnv(), out, err);
+  int rc = tally::cli::Run({"--server", peer.address(), "--token", "t", "--json", "approve", "7",
+                            "3", "--amount", "200"},
+                           TestEnv(), out, err);
   EXPECT_EQ(rc, exit_ok) << ReadAll(err);
   EXPECT_EQ(ReadAll(out),
             "{\"result\":\"ok\",\"op_id\":4242,\"replayed\":false,\"request_id\":3,"

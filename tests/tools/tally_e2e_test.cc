@@ -212,8 +212,8 @@ TEST_F(TallyCli, ApproveAllRejectAndRejectAll) {
 TEST_F(TallyCli, AnInvoiceOf150With50CreditsApplies50) {
   NewOrg();
   J({"grant", org_, "42", "50", "--reason", "welcome"});
-  Json e = Refused({"deduct", org_, "42", "150", "--reference", "invoice-881"},
-                   "insufficient_funds");
+  Json e =
+      Refused({"deduct", org_, "42", "150", "--reference", "invoice-881"}, "insufficient_funds");
   EXPECT_EQ(e["available"].Int(), 50);
   EXPECT_EQ(e["requested"].Int(), 150);
   EXPECT_EQ(e["shortfall"].Int(), 100);
@@ -459,7 +459,8 @@ TEST_F(TallyCli, BalanceAtAPastTime) {
   std::tm tm{};
   gmtime_r(&seconds, &tm);
   std::strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::string at_text = std::string(at) + "." + std::to_string(1000 + now_ms % 1000).substr(1) + "Z";
+  std::string at_text =
+      std::string(at) + "." + std::to_string(1000 + now_ms % 1000).substr(1) + "Z";
   Json past = J({"balance", org_, "42", "--at", at_text});
   EXPECT_EQ(past["available"].Int(), 100) << at_text;
   EXPECT_EQ(J({"balance", org_, "42"})["available"].Int(), 60);
@@ -535,10 +536,14 @@ TEST_F(TallyCli, BadInputExitsTwoAndSendsNothing) {
   NewOrg();
   J({"topup", org_, "100"});
   for (std::vector<std::string> bad :
-       {std::vector<std::string>{"topup", org_, "1.5"}, {"topup", org_, "-5"},
-        {"topup", org_, "100", "--expires-in", "soon"}, {"allocate", org_, "--to", "42=x"},
-        {"grant", org_, "42", "5", "--expires-at", "2026-13-01T00:00:00Z"}, {"frobnicate"},
-        {"deduct", org_, "42"}, {"history", org_, "--kind", "spend"}}) {
+       {std::vector<std::string>{"topup", org_, "1.5"},
+        {"topup", org_, "-5"},
+        {"topup", org_, "100", "--expires-in", "soon"},
+        {"allocate", org_, "--to", "42=x"},
+        {"grant", org_, "42", "5", "--expires-at", "2026-13-01T00:00:00Z"},
+        {"frobnicate"},
+        {"deduct", org_, "42"},
+        {"history", org_, "--kind", "spend"}}) {
     TallyRun r = T(bad);
     EXPECT_EQ(r.exit_code, 2) << bad[0] << " " << r.err;
     EXPECT_EQ(r.err.rfind("tally: ", 0), 0u) << r.err;
@@ -550,8 +555,8 @@ TEST_F(TallyCli, BadInputExitsTwoAndSendsNothing) {
 }
 
 TEST_F(TallyCli, WrongTokenOrNoServerExitsThree) {
-  TallyRun wrong = RunTally({"--server", tallyd_->address(), "--token", "not-a-token", "summary",
-                             "1"});
+  TallyRun wrong =
+      RunTally({"--server", tallyd_->address(), "--token", "not-a-token", "summary", "1"});
   EXPECT_EQ(wrong.exit_code, 3) << wrong.err;
   EXPECT_NE(wrong.err.find("unauthenticated"), std::string::npos) << wrong.err;
   // A port nothing listens on: bind one, close it, connect to it.
@@ -571,14 +576,13 @@ TEST_F(TallyCli, ServerAndTokenFromTheEnvironmentOrTheDataDirectory) {
   TempDir cwd;
   std::filesystem::create_directories(cwd.path() + "/tally-data");
   std::filesystem::copy_file(dir_->path() + "/data/tokens", cwd.path() + "/tally-data/tokens");
-  TallyRun file = RunTally({"summary", org_, "--json"}, {"TALLY_SERVER=" + tallyd_->address()},
-                           cwd.path());
+  TallyRun file =
+      RunTally({"summary", org_, "--json"}, {"TALLY_SERVER=" + tallyd_->address()}, cwd.path());
   EXPECT_EQ(file.exit_code, 0) << file.err;
   EXPECT_EQ(ParseJson(file.out).value_or(Json{})["pool"].Int(), 5);
   // Neither: exit 3 naming what to do.
   TempDir empty;
-  TallyRun none = RunTally({"summary", org_}, {"TALLY_SERVER=" + tallyd_->address()},
-                           empty.path());
+  TallyRun none = RunTally({"summary", org_}, {"TALLY_SERVER=" + tallyd_->address()}, empty.path());
   EXPECT_EQ(none.exit_code, 3);
   EXPECT_NE(none.err.find("TALLY_TOKEN"), std::string::npos) << none.err;
 }
