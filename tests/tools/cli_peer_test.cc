@@ -165,5 +165,35 @@ TEST(CliPeer, ApproveSendsTheCommandWithTheTokenNameAsActor) {
   std::fclose(err);
 }
 
+// A capture of a hold past its timeout: exit 1, the code name and the
+// numbers on one stderr line, and with --json one error object on stdout.
+TEST(CliPeer, HoldExpiredIsARefusalWithAppliedAndRemainder) {
+  Peer peer([](Peer& p) {
+    proto::FrameHeader h;
+    std::string body;
+    ASSERT_TRUE(p.Read(&h, &body));
+    std::vector<Result> results(1);
+    results[0].code = ResultCode::hold_expired;
+    results[0].n[1] = 60;
+    std::string reply;
+    proto::EncodeApplyReply(1, results, &reply);
+    p.Reply(Opcode::apply, h.request_id, reply);
+  });
+  std::FILE* out = std::tmpfile();
+  std::FILE* err = std::tmpfile();
+  std::vector<std::string> argv = {"--server", peer.address(), "--token", "t", "capture", "7",
+                                   "1",        "60",           "--json"};
+  int rc = tally::cli::Run(argv, TestEnv(), out, err);
+  EXPECT_EQ(rc, exit_refused);
+  EXPECT_EQ(ReadAll(err),
+            "tally: hold_expired: hold 1 of org 7 timed out and was released; applied 0, "
+            "remainder 60\n");
+  EXPECT_EQ(ReadAll(out),
+            "{\"error\":\"hold_expired\",\"applied\":0,\"remainder\":60,\"detail\":\"hold 1 "
+            "of org 7 timed out and was released; applied 0, remainder 60\",\"op_id\":4242}\n");
+  std::fclose(out);
+  std::fclose(err);
+}
+
 }  // namespace
 }  // namespace tally::cli
