@@ -377,7 +377,7 @@ void BM_SnapshotWriterPause(benchmark::State& state) {
   BatchOutput out;
   int64_t t = store->ledger().last_time_us();
   static int64_t now_ms = 0;
-  double fork_call_ms = 0, pause_during_ms = 0, before_ms = 0, snapshot_s = 0;
+  double fork_call_ms = 0, reap_call_ms = 0, pause_during_ms = 0, before_ms = 0, snapshot_s = 0;
   double during_sum_ms = 0;
   uint64_t during_n = 0;
   for (auto _ : state) {
@@ -403,7 +403,10 @@ void BM_SnapshotWriterPause(benchmark::State& state) {
         pause_during_ms = std::max(pause_during_ms, iteration_ms);
         during_sum_ms += iteration_ms;
         ++during_n;
-        if (!store->snapshot_running()) break;  // reaped and committed in this call
+        if (!store->snapshot_running()) {  // reaped in this call
+          reap_call_ms = std::max(reap_call_ms, Seconds(t2 - t1) * 1e3);
+          break;
+        }
       } else {
         before_ms = std::max(before_ms, iteration_ms);
       }
@@ -417,6 +420,7 @@ void BM_SnapshotWriterPause(benchmark::State& state) {
   }
   state.counters["pause_max_ms"] = pause_during_ms;
   state.counters["fork_call_ms"] = fork_call_ms;
+  state.counters["reap_call_ms"] = reap_call_ms;
   state.counters["max_before_ms"] = before_ms;
   state.counters["mean_during_ms"] = during_n ? during_sum_ms / static_cast<double>(during_n) : 0;
   state.counters["snapshot_s"] = snapshot_s;

@@ -383,12 +383,20 @@ absl::Status Store::StartSnapshot() {
       ::_exit(3);
     }
     // Sockets and the log stay the parent's alone (a peer must see a close
-    // when the parent closes, not when this child exits).
+    // when the parent closes, not when this child exits).  fs_ is a
+    // PosixFileSystem: it holds no descriptors.
     ::close_range(3, ~0U, 0);
-    PosixFileSystem fs;
-    if (absl::Status s = WriteSnapshotFile(&fs, dir_, *ledger_, lsn); !s.ok()) {
+    if (absl::Status s = WriteSnapshotFile(fs_, dir_, *ledger_, lsn); !s.ok()) {
       std::fprintf(stderr, "snapshot child: %s\n", std::string(s.message()).c_str());
       ::_exit(4);
+    }
+    // The commit too (manifest, retirement): its fsyncs and unlinks would
+    // otherwise stall the writer.  Safe beside it: the writer only appends to
+    // the newest segment, which is never retired, and a crash half way
+    // leaves garbage the next start removes, never a gap.
+    if (absl::Status s = CommitSnapshot(lsn); !s.ok()) {
+      std::fprintf(stderr, "snapshot child: commit: %s\n", std::string(s.message()).c_str());
+      ::_exit(5);
     }
     ::_exit(0);
   }
@@ -408,7 +416,17 @@ absl::Status Store::ReapSnapshot(bool block) {
   const pid_t pid = child_pid_;
   child_pid_ = 0;
   if (r < 0) return absl::ErrnoToStatus(errno, absl::StrCat("waitpid snapshot child ", pid));
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return CommitSnapshot(child_lsn_);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    // The child committed it: take the manifest it wrote.
+    absl::StatusOr<std::optional<Manifest>> m = ReadManifest(fs_, dir_);
+    if (!m.ok()) return m.status();
+    if (!m->has_value() || (*m)->current_snapshot_lsn() != child_lsn_) {
+      return absl::InternalError(absl::StrCat(dir_, ": the snapshot child of LSN ", child_lsn_,
+                                              " exited 0 but the manifest does not name it"));
+    }
+    manifest_ = **m;
+    return absl::OkStatus();
+  }
   const std::string why = WIFEXITED(status)
                               ? absl::StrCat("exit code ", WEXITSTATUS(status))
                               : absl::StrCat("signal ", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
