@@ -170,10 +170,23 @@ absl::Status Store::LoadSnapshot(const std::vector<uint64_t>& candidates) {
   for (uint64_t lsn : candidates) {
     const std::string path = absl::StrCat(dir_, "/", SnapshotName(lsn));
     const auto start = std::chrono::steady_clock::now();
-    absl::StatusOr<std::string> bytes = ReadWholeFile(fs_, path);
+    // Real files are mapped (no copy); others are read.
+    std::unique_ptr<MappedFile> mapped;
+    std::string read;
+    absl::Status got;
+    if (auto* posix = dynamic_cast<PosixFileSystem*>(fs_); posix != nullptr) {
+      absl::StatusOr<std::unique_ptr<MappedFile>> m = posix->MapReadOnly(path);
+      if (m.ok()) mapped = std::move(*m);
+      got = m.status();
+    } else {
+      absl::StatusOr<std::string> r = ReadWholeFile(fs_, path);
+      if (r.ok()) read = std::move(*r);
+      got = r.status();
+    }
+    const std::string_view bytes = mapped ? mapped->bytes() : std::string_view(read);
     absl::StatusOr<std::unique_ptr<Ledger>> ledger =
-        bytes.ok() ? Ledger::DecodeSnapshot(*bytes, options_.ledger)
-                   : absl::StatusOr<std::unique_ptr<Ledger>>(bytes.status());
+        got.ok() ? Ledger::DecodeSnapshot(bytes, options_.ledger)
+                 : absl::StatusOr<std::unique_ptr<Ledger>>(got);
     if (!ledger.ok()) {
       report_.snapshots_skipped.push_back(path + ": " + std::string(ledger.status().message()));
       Log(absl::StrCat("recovery: skipped snapshot ", report_.snapshots_skipped.back()));
@@ -184,7 +197,7 @@ absl::Status Store::LoadSnapshot(const std::vector<uint64_t>& candidates) {
     report_.snapshot_lsn = lsn;
     report_.snapshot_load_s = SecondsSince(start);
     Log(absl::StrFormat("recovery: %s: snapshot %s (LSN %d, %.1f MB) loaded in %.2f s", dir_,
-                        path, lsn, static_cast<double>(bytes->size()) / 1e6,
+                        path, lsn, static_cast<double>(bytes.size()) / 1e6,
                         report_.snapshot_load_s));
     return absl::OkStatus();
   }
