@@ -4,13 +4,18 @@
 #include "net/server.h"
 
 #include <atomic>
+#include <boost/asio.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <condition_variable>
-#include <cstring>
-#include <functional>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -19,12 +24,6 @@
 #include <thread>
 #include <utility>
 #include <vector>
-
-#include <boost/asio.hpp>
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/awaitable.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
 #include "absl/strings/numbers.h"
 #include "net/shard.h"
@@ -77,7 +76,8 @@ Answer Refusal(ResultCode code, std::string_view detail) {
 Answer FromStatus(const absl::Status& status, std::string_view subject) {
   ResultCode code = ResultCode::invalid_command;
   if (status.code() == absl::StatusCode::kNotFound) {
-    code = ParseResultCode(std::string_view(status.message().data(), status.message().size())).value_or(ResultCode::invalid_command);
+    code = ParseResultCode(std::string_view(status.message().data(), status.message().size()))
+               .value_or(ResultCode::invalid_command);
   } else if (status.code() == absl::StatusCode::kOutOfRange) {
     code = ResultCode::limit_exceeded;
   }
@@ -101,8 +101,8 @@ absl::StatusOr<uint32_t> ReadShardCount(const std::string& path) {
 
 // WriteFileDurably writes `text` to `path` through a temp file, fsync and
 // rename, then syncs the directory.
-absl::Status WriteFileDurably(wal::FileSystem* fs, const std::string& dir,
-                              const std::string& path, std::string_view text) {
+absl::Status WriteFileDurably(wal::FileSystem* fs, const std::string& dir, const std::string& path,
+                              std::string_view text) {
   std::string tmp = path + ".tmp";
   (void)fs->Remove(tmp);
   absl::StatusOr<std::unique_ptr<wal::File>> file = fs->Open(tmp, wal::OpenMode::kCreate);
@@ -148,8 +148,8 @@ class EventHub {
   void Add(const std::shared_ptr<Connection>& connection, asio::any_io_executor executor,
            uint64_t org_id, const Token* token, uint64_t request_id) {
     std::lock_guard lock(mu_);
-    subscribers_.push_back(Subscriber{connection, std::move(executor), org_id, token, request_id,
-                                      connection.get()});
+    subscribers_.push_back(
+        Subscriber{connection, std::move(executor), org_id, token, request_id, connection.get()});
   }
   void Remove(const Connection* connection) {
     std::lock_guard lock(mu_);
@@ -208,9 +208,9 @@ class ServerImpl {
 
   std::mutex mu_;
   std::condition_variable stop_wake_;
-  bool stop_ = false;  // guarded by mu_
+  bool stop_ = false;                                   // guarded by mu_
   std::vector<std::weak_ptr<Connection>> connections_;  // guarded by mu_
-  uint32_t connection_count_ = 0;                        // guarded by mu_
+  uint32_t connection_count_ = 0;                       // guarded by mu_
 };
 
 // Connection is one client.  Every member runs on the connection's own
@@ -219,11 +219,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(ServerImpl* server, tcp::socket socket)
       : server_(server),
+        executor_(socket.get_executor()),
         socket_(std::move(socket)),
-        resume_(socket_.get_executor()),
-        watchdog_(socket_.get_executor()) {}
+        resume_(executor_),
+        watchdog_(executor_) {}
 
-  asio::any_io_executor executor() { return socket_.get_executor(); }
+  // executor() may be called on any thread (it never changes).
+  const asio::any_io_executor& executor() const { return executor_; }
 
   void Start() {
     boost::system::error_code ec;
@@ -288,15 +290,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Write(Opcode op, uint64_t request_id, ResultCode status, std::string_view body,
              bool counted) {
     if (closed_) return;
-    if (counted && (closing_ || pending_.size() + in_write_.size() + body.size() +
-                                        proto::frame_header_bytes >
-                                    server_->options().connection_unsent_bytes_max)) {
+    if (counted &&
+        (closing_ || pending_.size() + in_write_.size() + body.size() + proto::frame_header_bytes >
+                         server_->options().connection_unsent_bytes_max)) {
       if (closing_) return;
       pending_.clear();
       Refuse(ResultCode::limit_exceeded,
-             Cat("limit_exceeded: more than ",
-                          server_->options().connection_unsent_bytes_max,
-                          " reply bytes unread; the client stopped reading"),
+             Cat("limit_exceeded: more than ", server_->options().connection_unsent_bytes_max,
+                 " reply bytes unread; the client stopped reading"),
              0);
       return;
     }
@@ -311,10 +312,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     in_write_.swap(pending_);
     pending_.clear();
     writing_ = true;
-    asio::async_write(socket_, asio::buffer(in_write_),
-                      [self = shared_from_this()](boost::system::error_code ec, size_t) {
-                        self->Written(ec);
-                      });
+    asio::async_write(
+        socket_, asio::buffer(in_write_),
+        [self = shared_from_this()](boost::system::error_code ec, size_t) { self->Written(ec); });
   }
 
   void Written(boost::system::error_code ec) {
@@ -329,6 +329,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
       StartWrite();
     } else if (closing_) {
       Close();
+    } else {
+      FinishDrain();
+    }
+  }
+
+  // FinishDrain closes a connection whose peer has finished sending once
+  // every reply it asked for is out (a subscriber goes on receiving events).
+  void FinishDrain() {
+    if (draining_ && !closing_ && !subscribed_ && in_flight_ == 0 && !writing_ &&
+        pending_.empty()) {
+      Close();
     }
   }
 
@@ -340,6 +351,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     TALLY_ASSERT(in_flight_ > 0);
     --in_flight_;
     resume_.cancel();
+    FinishDrain();
   }
 
   asio::awaitable<void> Watchdog(std::shared_ptr<Connection> /*keep_alive*/) {
@@ -360,15 +372,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
     char header_bytes[proto::frame_header_bytes];
     std::string body;
     while (!closing_) {
-      auto [ec, n] = co_await asio::async_read(socket_, asio::buffer(header_bytes),
-                                               nothrow_awaitable);
+      auto [ec, n] =
+          co_await asio::async_read(socket_, asio::buffer(header_bytes), nothrow_awaitable);
       if (closing_) break;
       if (ec) {
         if (ec == asio::error::eof && n > 0) {
           Refuse(ResultCode::malformed_frame,
-                 Cat("malformed_frame: truncated frame: ", n, " of ",
-                              proto::frame_header_bytes, " header bytes before the end"),
+                 Cat("malformed_frame: truncated frame: ", n, " of ", proto::frame_header_bytes,
+                     " header bytes before the end"),
                  0);
+        } else if (ec == asio::error::eof) {
+          // The peer finished sending between frames: answer what it asked.
+          draining_ = true;
+          FinishDrain();
         } else {
           Close();
         }
@@ -381,8 +397,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (std::memcmp(header_bytes, "TALY", 4) == 0) {
           std::memcpy(&request_id, header_bytes + 8, sizeof(request_id));
         }
-        Refuse(ResultCode::malformed_frame, Cat("malformed_frame: ", s.message()),
-               request_id);
+        Refuse(ResultCode::malformed_frame, Cat("malformed_frame: ", s.message()), request_id);
         break;
       }
       body.resize(header.body_bytes);
@@ -393,8 +408,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (body_ec) {
           if (body_ec == asio::error::eof) {
             Refuse(ResultCode::malformed_frame,
-                   Cat("malformed_frame: truncated frame: ", body_n, " of ",
-                                header.body_bytes, " body bytes before the end"),
+                   Cat("malformed_frame: truncated frame: ", body_n, " of ", header.body_bytes,
+                       " body bytes before the end"),
                    header.request_id);
           } else {
             Close();
@@ -436,17 +451,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
       co_return;
     }
     switch (header.opcode) {
-      case Opcode::hello: Hello(id, body); co_return;
-      case Opcode::apply: co_await Apply(id, std::move(body)); co_return;
-      case Opcode::subscribe: Subscribe(id, body); co_return;
+      case Opcode::hello:
+        Hello(id, body);
+        co_return;
+      case Opcode::apply:
+        co_await Apply(id, std::move(body));
+        co_return;
+      case Opcode::subscribe:
+        Subscribe(id, body);
+        co_return;
       case Opcode::event:
       case Opcode::error:
         Refuse(ResultCode::malformed_frame,
                Cat("malformed_frame: opcode ", proto::OpcodeName(header.opcode),
-                            " is sent by the server only"),
+                   " is sent by the server only"),
                id);
         co_return;
-      default: co_await Query(header.opcode, id, body); co_return;
+      default:
+        co_await Query(header.opcode, id, body);
+        co_return;
     }
   }
 
@@ -457,8 +480,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     proto::HelloRequest hello;
     if (absl::Status s = proto::DecodeHello(body, &hello); !s.ok()) {
-      Refuse(ResultCode::malformed_frame, Cat("malformed_frame: hello: ", s.message()),
-             id);
+      Refuse(ResultCode::malformed_frame, Cat("malformed_frame: hello: ", s.message()), id);
       return;
     }
     const Token* token = server_->tokens().Find(hello.token);
@@ -478,15 +500,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     auto job = std::make_shared<ApplyJob>();
     job->body = std::move(body);
     if (absl::Status s = DecodeBatch(job->body, &job->batch); !s.ok()) {
-      Refuse(ResultCode::malformed_frame, Cat("malformed_frame: apply: ", s.message()),
-             id);
+      Refuse(ResultCode::malformed_frame, Cat("malformed_frame: apply: ", s.message()), id);
       co_return;
     }
     const size_t count = job->batch.commands.size();
     if (job->batch.time_us != 0 || count == 0 || count > frame_commands_max) {
       Refuse(ResultCode::malformed_frame,
              Cat("malformed_frame: apply wants time_us 0 and 1 to ", frame_commands_max,
-                          " commands; got time_us ", job->batch.time_us, " and ", count),
+                 " commands; got time_us ", job->batch.time_us, " and ", count),
              id);
       co_return;
     }
@@ -511,13 +532,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // still being handed out.
     job->parts_left.store(parts + 1, std::memory_order_relaxed);
     job->done = [self = shared_from_this(), id](ApplyJob& done) {
-      asio::post(self->executor(), [self, id, time_us = done.time_us.load(),
-                                    results = std::move(done.results)] {
-        Answer answer;
-        proto::EncodeApplyReply(time_us, results, &answer.body);
-        self->Reply(Opcode::apply, id, answer);
-        self->RequestDone();
-      });
+      asio::post(self->executor(),
+                 [self, id, time_us = done.time_us.load(), results = std::move(done.results)] {
+                   Answer answer;
+                   proto::EncodeApplyReply(time_us, results, &answer.body);
+                   self->Reply(Opcode::apply, id, answer);
+                   self->RequestDone();
+                 });
     };
     ++in_flight_;
     asio::steady_timer wait(executor());
@@ -548,7 +569,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       Reply(op, id,
             Refusal(ResultCode::forbidden,
                     Cat("token ", token_->name, " (", proto::RoleName(token_->role),
-                                 ") may not send ", proto::OpcodeName(op))));
+                        ") may not send ", proto::OpcodeName(op))));
       co_return;
     }
     absl::Status decoded;
@@ -609,8 +630,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         compute = [q](const Ledger& ledger, int64_t) {
           auto page = ledger.GetHistory(q);
           if (!page.ok()) {
-            return FromStatus(page.status(),
-                              Cat("org ", q.org_id, " wallet ", q.wallet_id));
+            return FromStatus(page.status(), Cat("org ", q.org_id, " wallet ", q.wallet_id));
           }
           Answer answer;
           proto::EncodeHistoryReply(*page, &answer.body);
@@ -650,21 +670,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
       }
       default:
         Refuse(ResultCode::malformed_frame,
-               Cat("malformed_frame: opcode ", static_cast<int>(op),
-                            " is not a request"),
-               id);
+               Cat("malformed_frame: opcode ", static_cast<int>(op), " is not a request"), id);
         co_return;
     }
     if (!decoded.ok()) {
       Refuse(ResultCode::malformed_frame,
-             Cat("malformed_frame: ", proto::OpcodeName(op), ": ", decoded.message()),
-             id);
+             Cat("malformed_frame: ", proto::OpcodeName(op), ": ", decoded.message()), id);
       co_return;
     }
     if (!token_->MayUseOrg(org_id)) {
-      Reply(op, id,
-            Refusal(ResultCode::forbidden,
-                    Cat("token ", token_->name, " may not use org ", org_id)));
+      Reply(
+          op, id,
+          Refusal(ResultCode::forbidden, Cat("token ", token_->name, " may not use org ", org_id)));
       co_return;
     }
     ++in_flight_;
@@ -696,14 +713,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Subscribe(uint64_t id, std::string_view body) {
     if (!proto::RoleMayQuery(token_->role, Opcode::subscribe)) {
       Reply(Opcode::subscribe, id,
-            Refusal(ResultCode::forbidden,
-                    Cat("token ", token_->name, " may not subscribe")));
+            Refusal(ResultCode::forbidden, Cat("token ", token_->name, " may not subscribe")));
       return;
     }
     proto::SubscribeRequest r;
     if (absl::Status s = proto::DecodeSubscribeRequest(body, &r); !s.ok()) {
-      Refuse(ResultCode::malformed_frame,
-             Cat("malformed_frame: subscribe: ", s.message()), id);
+      Refuse(ResultCode::malformed_frame, Cat("malformed_frame: subscribe: ", s.message()), id);
       return;
     }
     if (r.org_id != 0 && !token_->MayUseOrg(r.org_id)) {
@@ -718,13 +733,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   ServerImpl* server_;
+  const asio::any_io_executor executor_;
   tcp::socket socket_;
   asio::steady_timer resume_;    // the reader waits here while in_flight_ is at its bound
   asio::steady_timer watchdog_;  // idle timeout and close grace
   Clock::time_point deadline_{};
   const Token* token_ = nullptr;  // set by a successful hello
   bool subscribed_ = false;
-  bool closing_ = false;  // no more requests are read; close after the last write
+  bool draining_ = false;  // the peer sent its end of stream between frames
+  bool closing_ = false;   // no more requests are read; close after the last write
   bool closed_ = false;
   std::atomic<bool> gone_{false};  // closed_, for other threads
   bool writing_ = false;
@@ -744,8 +761,7 @@ void EventHub::Publish(std::span<const Event> events) {
       }
     }
     if (mine.empty()) continue;
-    asio::post(s.executor, [connection = s.connection, id = s.request_id,
-                            mine = std::move(mine)] {
+    asio::post(s.executor, [connection = s.connection, id = s.request_id, mine = std::move(mine)] {
       if (auto c = connection.lock()) c->SendEvents(id, mine);
     });
   }
@@ -765,12 +781,12 @@ absl::Status ServerImpl::PrepareDataDir() {
     if (options_.shards != 0 && options_.shards != *stored) {
       return absl::FailedPreconditionError(
           Cat(data, " holds ", *stored, " shards; --shards ", options_.shards,
-                       " differs (the shard count of a data directory never changes)"));
+              " differs (the shard count of a data directory never changes)"));
     }
     shards = *stored;
   } else {
-    shards = options_.shards != 0 ? options_.shards
-                                  : std::max(1u, std::thread::hardware_concurrency());
+    shards =
+        options_.shards != 0 ? options_.shards : std::max(1u, std::thread::hardware_concurrency());
     if (shards > shards_max) {
       if (options_.shards != 0) {
         return absl::InvalidArgumentError(
@@ -778,14 +794,12 @@ absl::Status ServerImpl::PrepareDataDir() {
       }
       shards = shards_max;
     }
-    if (absl::Status s = WriteFileDurably(&fs_, data, shards_path, Cat(shards, "\n"));
-        !s.ok()) {
+    if (absl::Status s = WriteFileDurably(&fs_, data, shards_path, Cat(shards, "\n")); !s.ok()) {
       return s;
     }
   }
 
-  std::string tokens_path =
-      options_.tokens_path.empty() ? data + "/tokens" : options_.tokens_path;
+  std::string tokens_path = options_.tokens_path.empty() ? data + "/tokens" : options_.tokens_path;
   if (options_.tokens_path.empty() && !std::filesystem::exists(tokens_path)) {
     absl::StatusOr<std::string> created = CreateAdminTokenFile(tokens_path);
     if (!created.ok()) return created.status();
@@ -801,10 +815,10 @@ absl::Status ServerImpl::PrepareDataDir() {
     shard_options.index = i;
     shard_options.dir = Cat(data, "/shard-", i);
     shard_options.sweep_every_ms = options_.sweep_every_ms;
-    absl::StatusOr<std::unique_ptr<Shard>> shard =
-        Shard::Open(&fs_, shard_options, [this](std::span<const Event> events) {
-          hub_.Publish(events);
-        });
+    shard_options.snapshot_every_records = options_.snapshot_every_records;
+    shard_options.snapshot_every_s = options_.snapshot_every_s;
+    absl::StatusOr<std::unique_ptr<Shard>> shard = Shard::Open(
+        &fs_, shard_options, [this](std::span<const Event> events) { hub_.Publish(events); });
     if (!shard.ok()) return shard.status();
     const wal::RecoveryReport& report = (*shard)->recovery();
     if (report.torn_bytes_dropped > 0) {
@@ -867,8 +881,7 @@ asio::awaitable<void> ServerImpl::AcceptLoop() {
     asio::post(connection->executor(), [connection, over, max = options_.connections_max] {
       if (over) {
         connection->Refuse(ResultCode::limit_exceeded,
-                           Cat("limit_exceeded: the server has ", max,
-                                        " connections, its limit"),
+                           Cat("limit_exceeded: the server has ", max, " connections, its limit"),
                            0);
       } else {
         connection->Start();

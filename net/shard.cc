@@ -23,8 +23,7 @@ void ApplyJob::FinishPart() {
   if (parts_left.fetch_sub(1, std::memory_order_acq_rel) == 1) done(*this);
 }
 
-absl::StatusOr<std::unique_ptr<Shard>> Shard::Open(wal::FileSystem* fs,
-                                                   const ShardOptions& options,
+absl::StatusOr<std::unique_ptr<Shard>> Shard::Open(wal::FileSystem* fs, const ShardOptions& options,
                                                    EventSink events) {
   absl::StatusOr<std::unique_ptr<wal::Store>> store =
       wal::Store::Open(fs, options.dir, options.store);
@@ -91,9 +90,8 @@ void Shard::Run() {
       std::unique_lock lock(mu_);
       // A shard with queries left over from the last round does not sleep.
       // With the sweep off, wake up now and then all the same (a bounded wait).
-      Clock::time_point wake_at = options_.sweep_every_ms > 0
-                                      ? next_sweep
-                                      : Clock::now() + std::chrono::seconds(60);
+      Clock::time_point wake_at =
+          options_.sweep_every_ms > 0 ? next_sweep : Clock::now() + std::chrono::seconds(60);
       wake_.wait_until(lock, wake_at,
                        [&] { return stop_ || !parts_.empty() || !queries_.empty(); });
       stopping = stop_;
@@ -101,8 +99,7 @@ void Shard::Run() {
       // while they fit one batch
       // (one command is kept for the sweep).
       uint64_t commands = 0;
-      while (!parts_.empty() &&
-             commands + parts_.front().indices.size() < batch_commands_max) {
+      while (!parts_.empty() && commands + parts_.front().indices.size() < batch_commands_max) {
         commands += parts_.front().indices.size();
         parts.push_back(std::move(parts_.front()));
         parts_.pop_front();
@@ -185,8 +182,8 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
   if (!out_.events.empty() && events_) events_(out_.events);
 }
 
-void Shard::Refuse(std::vector<ApplyPart>& parts, std::vector<QueryFn>* queries,
-                   ResultCode code, const std::string& reason) {
+void Shard::Refuse(std::vector<ApplyPart>& parts, std::vector<QueryFn>* queries, ResultCode code,
+                   const std::string& reason) {
   for (ApplyPart& part : parts) {
     for (uint32_t index : part.indices) part.job->results[index] = Result{.code = code};
     part.job->FinishPart();

@@ -82,6 +82,10 @@ struct ShardOptions {
   std::string dir;  // the wal::Store directory, <data>/shard-<index>
   uint32_t sweep_every_ms = 1000;
   uint32_t queue_commands_max = shard_queue_commands_max;
+  // Snapshot policy (0 = never), for Store::MaybeSnapshot after a batch's
+  // sync once the store offers it (docs/SERVER.md, "Snapshots").
+  uint64_t snapshot_every_records = 0;
+  uint64_t snapshot_every_s = 0;
   wal::StoreOptions store;
 };
 
@@ -91,8 +95,7 @@ class Shard {
 
   // Open recovers the shard's store; Start() runs its thread.
   static absl::StatusOr<std::unique_ptr<Shard>> Open(wal::FileSystem* fs,
-                                                     const ShardOptions& options,
-                                                     EventSink events);
+                                                     const ShardOptions& options, EventSink events);
   ~Shard();
   Shard(const Shard&) = delete;
   Shard& operator=(const Shard&) = delete;
@@ -127,11 +130,11 @@ class Shard {
 
   std::mutex mu_;
   std::condition_variable wake_;
-  std::deque<ApplyPart> parts_;  // guarded by mu_
-  std::deque<QueryFn> queries_;  // guarded by mu_
-  uint64_t queued_commands_ = 0; // guarded by mu_
-  bool stop_ = false;            // guarded by mu_
-  bool stopped_ = false;         // guarded by mu_: the thread no longer takes work
+  std::deque<ApplyPart> parts_;   // guarded by mu_
+  std::deque<QueryFn> queries_;   // guarded by mu_
+  uint64_t queued_commands_ = 0;  // guarded by mu_
+  bool stop_ = false;             // guarded by mu_
+  bool stopped_ = false;          // guarded by mu_: the thread no longer takes work
 
   // Shard thread only.
   std::string failed_reason_;  // nonempty: the store failed, for good

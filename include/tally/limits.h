@@ -70,6 +70,19 @@ static_assert(wal_segment_bytes_min <= wal_segment_bytes_default);
 static_assert(wal_segment_bytes_default <= wal_segment_bytes_max);
 // ---- end of write-ahead log limits ----------------------------------------
 
+// ---- Store (wal/store.h): manifest, snapshots, retirement.  wal/FORMAT.md. --
+// Bytes of a MANIFEST file, and numbers on one of its lines: both bound what
+// a damaged or hostile manifest can make the reader allocate.
+inline constexpr uint64_t manifest_bytes_max = uint64_t{1} << 20;
+inline constexpr uint64_t manifest_entries_max = 10000;
+// Snapshots a store keeps (the newest and the ones recovery falls back to);
+// the log is kept from the oldest of them on.
+inline constexpr uint32_t store_snapshots_kept_default = 2;
+inline constexpr uint32_t store_snapshots_kept_max = 64;
+static_assert(store_snapshots_kept_default >= 1);
+static_assert(store_snapshots_kept_max < manifest_entries_max);
+// ---- end of store limits --------------------------------------------------
+
 // ---- Protocol (include/tally/PROTOCOL.md) and server (net/) ---------------
 // Body of one frame, either direction.  A reader refuses a longer header
 // before it reads or allocates anything.

@@ -2,8 +2,8 @@
 // over loopback TCP.  Each test starts its own tallyd on a free port with a
 // temp data directory (tests/net/tallyd_process.h).
 #include <atomic>
-#include <fstream>
 #include <chrono>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -120,7 +120,6 @@ TEST_F(TallydTest, RestartKeepsEverything) {
     EXPECT_EQ(wallet->available, 100 - static_cast<int64_t>(org));
   }
 }
-
 
 int64_t NowUs() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
@@ -374,7 +373,6 @@ TEST_F(TallydTest, ShardCountIsFixedPerDataDirectory) {
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(c->shards(), 3u);
 }
-
 
 // ---- tokens ------------------------------------------------------------------
 
