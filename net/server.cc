@@ -794,7 +794,9 @@ absl::Status ServerImpl::PrepareDataDir() {
       }
       shards = shards_max;
     }
-    if (absl::Status s = WriteFileDurably(&fs_, data, shards_path, Cat(shards, "\n")); !s.ok()) {
+    // Qualified: wal::WriteFileDurably (manifest.h) is found by ADL too.
+    if (absl::Status s = net::WriteFileDurably(&fs_, data, shards_path, Cat(shards, "\n"));
+        !s.ok()) {
       return s;
     }
   }
