@@ -4,6 +4,7 @@
 #   make test   install what is missing, build with warnings as errors, run every test
 #   make asan   build and test with AddressSanitizer + UBSan
 #   make bench  build (release) and run the engine benchmarks
+#   make bench-wal  build (release) and run the durability benchmarks
 #
 # Presets live in CMakePresets.json; build trees in build/<preset>/.
 
@@ -24,7 +25,7 @@ TEST_JOBS ?= 2
 BENCH_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: all deps build run test asan bench debug fuzz format clean
+.PHONY: all deps build run test asan bench bench-wal debug fuzz format clean
 
 all: build
 
@@ -68,6 +69,14 @@ bench: deps
 	cmake --preset release
 	cmake --build --preset release -j $(JOBS) --target ledger_bench
 	./build/release/bench/ledger_bench $(BENCH_ARGS)
+
+# Durability benchmarks (bench/wal_bench.cc): group commit against raw fdatasync,
+# replay, start from a 1M-wallet snapshot, writer pause during a snapshot.
+# Real files under $$TALLY_BENCH_DIR (default /tmp); needs ~3 GB of disk and ~6 GB of RAM.
+bench-wal: deps
+	cmake --preset release
+	cmake --build --preset release -j $(JOBS) --target wal_bench
+	./build/release/bench/wal_bench $(BENCH_ARGS)
 
 # Fuzz a decoder (FUZZ_TARGET: codec_fuzz or protocol_fuzz) with libFuzzer for FUZZ_SECONDS (clang-14, not in CI:
 # CI runs the decoder's unit tests, which include random and mutated input).

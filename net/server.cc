@@ -4,13 +4,18 @@
 #include "net/server.h"
 
 #include <atomic>
+#include <boost/asio.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <condition_variable>
-#include <cstring>
-#include <functional>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -20,12 +25,6 @@
 #include <utility>
 #include <vector>
 
-#include <boost/asio.hpp>
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/awaitable.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/use_awaitable.hpp>
-
 #include "absl/strings/numbers.h"
 #include "net/shard.h"
 #include "net/tokens.h"
@@ -34,6 +33,7 @@
 #include "tally/protocol.h"
 #include "tally/shard.h"
 #include "wal/file.h"
+#include "wal/manifest.h"
 
 namespace tally::net {
 namespace {
@@ -77,7 +77,8 @@ Answer Refusal(ResultCode code, std::string_view detail) {
 Answer FromStatus(const absl::Status& status, std::string_view subject) {
   ResultCode code = ResultCode::invalid_command;
   if (status.code() == absl::StatusCode::kNotFound) {
-    code = ParseResultCode(std::string_view(status.message().data(), status.message().size())).value_or(ResultCode::invalid_command);
+    code = ParseResultCode(std::string_view(status.message().data(), status.message().size()))
+               .value_or(ResultCode::invalid_command);
   } else if (status.code() == absl::StatusCode::kOutOfRange) {
     code = ResultCode::limit_exceeded;
   }
@@ -85,6 +86,21 @@ Answer FromStatus(const absl::Status& status, std::string_view subject) {
     return Refusal(code, Cat(status.message(), " (", subject, ")"));
   }
   return Refusal(code, subject);
+}
+
+// NamesItsActor: commands a person decides (grants, allocations, approvals,
+// settings) record the token's name as their actor when they carry none.
+// The metering hot path (deduct, hold, capture, release) does not: one text
+// per metered history entry would cost the engine a map entry each, in time
+// and in RAM, to repeat the same service name millions of times.
+bool NamesItsActor(CommandKind kind) {
+  switch (kind) {
+    case CommandKind::deduct:
+    case CommandKind::hold:
+    case CommandKind::capture:
+    case CommandKind::release: return false;
+    default: return true;
+  }
 }
 
 absl::StatusOr<uint32_t> ReadShardCount(const std::string& path) {
@@ -97,24 +113,6 @@ absl::StatusOr<uint32_t> ReadShardCount(const std::string& path) {
         Cat(path, " does not hold a shard count in 1..", shards_max, ": '", text, "'"));
   }
   return shards;
-}
-
-// WriteFileDurably writes `text` to `path` through a temp file, fsync and
-// rename, then syncs the directory.
-absl::Status WriteFileDurably(wal::FileSystem* fs, const std::string& dir,
-                              const std::string& path, std::string_view text) {
-  std::string tmp = path + ".tmp";
-  (void)fs->Remove(tmp);
-  absl::StatusOr<std::unique_ptr<wal::File>> file = fs->Open(tmp, wal::OpenMode::kCreate);
-  if (!file.ok()) return file.status();
-  if (absl::Status s = (*file)->PWrite(0, std::as_bytes(std::span(text.data(), text.size())));
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = (*file)->Sync(); !s.ok()) return s;
-  file->reset();
-  if (absl::Status s = fs->Rename(tmp, path); !s.ok()) return s;
-  return fs->SyncDir(dir);
 }
 
 absl::StatusOr<tcp::endpoint> ResolveListen(const std::string& listen) {
@@ -148,8 +146,8 @@ class EventHub {
   void Add(const std::shared_ptr<Connection>& connection, asio::any_io_executor executor,
            uint64_t org_id, const Token* token, uint64_t request_id) {
     std::lock_guard lock(mu_);
-    subscribers_.push_back(Subscriber{connection, std::move(executor), org_id, token, request_id,
-                                      connection.get()});
+    subscribers_.push_back(
+        Subscriber{connection, std::move(executor), org_id, token, request_id, connection.get()});
   }
   void Remove(const Connection* connection) {
     std::lock_guard lock(mu_);
@@ -208,9 +206,9 @@ class ServerImpl {
 
   std::mutex mu_;
   std::condition_variable stop_wake_;
-  bool stop_ = false;  // guarded by mu_
+  bool stop_ = false;                                   // guarded by mu_
   std::vector<std::weak_ptr<Connection>> connections_;  // guarded by mu_
-  uint32_t connection_count_ = 0;                        // guarded by mu_
+  uint32_t connection_count_ = 0;                       // guarded by mu_
 };
 
 // Connection is one client.  Every member runs on the connection's own
@@ -219,11 +217,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(ServerImpl* server, tcp::socket socket)
       : server_(server),
+        executor_(socket.get_executor()),
         socket_(std::move(socket)),
-        resume_(socket_.get_executor()),
-        watchdog_(socket_.get_executor()) {}
+        resume_(executor_),
+        watchdog_(executor_) {}
 
-  asio::any_io_executor executor() { return socket_.get_executor(); }
+  // executor() may be called on any thread (it never changes).
+  const asio::any_io_executor& executor() const { return executor_; }
 
   void Start() {
     boost::system::error_code ec;
@@ -288,15 +288,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Write(Opcode op, uint64_t request_id, ResultCode status, std::string_view body,
              bool counted) {
     if (closed_) return;
-    if (counted && (closing_ || pending_.size() + in_write_.size() + body.size() +
-                                        proto::frame_header_bytes >
-                                    server_->options().connection_unsent_bytes_max)) {
+    if (counted &&
+        (closing_ || pending_.size() + in_write_.size() + body.size() + proto::frame_header_bytes >
+                         server_->options().connection_unsent_bytes_max)) {
       if (closing_) return;
       pending_.clear();
       Refuse(ResultCode::limit_exceeded,
-             Cat("limit_exceeded: more than ",
-                          server_->options().connection_unsent_bytes_max,
-                          " reply bytes unread; the client stopped reading"),
+             Cat("limit_exceeded: more than ", server_->options().connection_unsent_bytes_max,
+                 " reply bytes unread; the client stopped reading"),
              0);
       return;
     }
@@ -311,10 +310,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     in_write_.swap(pending_);
     pending_.clear();
     writing_ = true;
-    asio::async_write(socket_, asio::buffer(in_write_),
-                      [self = shared_from_this()](boost::system::error_code ec, size_t) {
-                        self->Written(ec);
-                      });
+    asio::async_write(
+        socket_, asio::buffer(in_write_),
+        [self = shared_from_this()](boost::system::error_code ec, size_t) { self->Written(ec); });
   }
 
   void Written(boost::system::error_code ec) {
@@ -329,6 +327,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
       StartWrite();
     } else if (closing_) {
       Close();
+    } else {
+      FinishDrain();
+    }
+  }
+
+  // FinishDrain closes a connection whose peer has finished sending once
+  // every reply it asked for is out (a subscriber goes on receiving events).
+  void FinishDrain() {
+    if (draining_ && !closing_ && !subscribed_ && in_flight_ == 0 && !writing_ &&
+        pending_.empty()) {
+      Close();
     }
   }
 
@@ -340,6 +349,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     TALLY_ASSERT(in_flight_ > 0);
     --in_flight_;
     resume_.cancel();
+    FinishDrain();
   }
 
   asio::awaitable<void> Watchdog(std::shared_ptr<Connection> /*keep_alive*/) {
@@ -360,15 +370,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
     char header_bytes[proto::frame_header_bytes];
     std::string body;
     while (!closing_) {
-      auto [ec, n] = co_await asio::async_read(socket_, asio::buffer(header_bytes),
-                                               nothrow_awaitable);
+      auto [ec, n] =
+          co_await asio::async_read(socket_, asio::buffer(header_bytes), nothrow_awaitable);
       if (closing_) break;
       if (ec) {
         if (ec == asio::error::eof && n > 0) {
           Refuse(ResultCode::malformed_frame,
-                 Cat("malformed_frame: truncated frame: ", n, " of ",
-                              proto::frame_header_bytes, " header bytes before the end"),
+                 Cat("malformed_frame: truncated frame: ", n, " of ", proto::frame_header_bytes,
+                     " header bytes before the end"),
                  0);
+        } else if (ec == asio::error::eof) {
+          // The peer finished sending between frames: answer what it asked.
+          draining_ = true;
+          FinishDrain();
         } else {
           Close();
         }
@@ -381,8 +395,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (std::memcmp(header_bytes, "TALY", 4) == 0) {
           std::memcpy(&request_id, header_bytes + 8, sizeof(request_id));
         }
-        Refuse(ResultCode::malformed_frame, Cat("malformed_frame: ", s.message()),
-               request_id);
+        Refuse(ResultCode::malformed_frame, Cat("malformed_frame: ", s.message()), request_id);
         break;
       }
       body.resize(header.body_bytes);
@@ -393,8 +406,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (body_ec) {
           if (body_ec == asio::error::eof) {
             Refuse(ResultCode::malformed_frame,
-                   Cat("malformed_frame: truncated frame: ", body_n, " of ",
-                                header.body_bytes, " body bytes before the end"),
+                   Cat("malformed_frame: truncated frame: ", body_n, " of ", header.body_bytes,
+                       " body bytes before the end"),
                    header.request_id);
           } else {
             Close();
@@ -436,17 +449,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
       co_return;
     }
     switch (header.opcode) {
-      case Opcode::hello: Hello(id, body); co_return;
-      case Opcode::apply: co_await Apply(id, std::move(body)); co_return;
-      case Opcode::subscribe: Subscribe(id, body); co_return;
+      case Opcode::hello:
+        Hello(id, body);
+        co_return;
+      case Opcode::apply:
+        co_await Apply(id, std::move(body));
+        co_return;
+      case Opcode::subscribe:
+        Subscribe(id, body);
+        co_return;
       case Opcode::event:
       case Opcode::error:
         Refuse(ResultCode::malformed_frame,
                Cat("malformed_frame: opcode ", proto::OpcodeName(header.opcode),
-                            " is sent by the server only"),
+                   " is sent by the server only"),
                id);
         co_return;
-      default: co_await Query(header.opcode, id, body); co_return;
+      default:
+        co_await Query(header.opcode, id, body);
+        co_return;
     }
   }
 
@@ -457,8 +478,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     proto::HelloRequest hello;
     if (absl::Status s = proto::DecodeHello(body, &hello); !s.ok()) {
-      Refuse(ResultCode::malformed_frame, Cat("malformed_frame: hello: ", s.message()),
-             id);
+      Refuse(ResultCode::malformed_frame, Cat("malformed_frame: hello: ", s.message()), id);
       return;
     }
     const Token* token = server_->tokens().Find(hello.token);
@@ -478,15 +498,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     auto job = std::make_shared<ApplyJob>();
     job->body = std::move(body);
     if (absl::Status s = DecodeBatch(job->body, &job->batch); !s.ok()) {
-      Refuse(ResultCode::malformed_frame, Cat("malformed_frame: apply: ", s.message()),
-             id);
+      Refuse(ResultCode::malformed_frame, Cat("malformed_frame: apply: ", s.message()), id);
       co_return;
     }
     const size_t count = job->batch.commands.size();
     if (job->batch.time_us != 0 || count == 0 || count > frame_commands_max) {
       Refuse(ResultCode::malformed_frame,
              Cat("malformed_frame: apply wants time_us 0 and 1 to ", frame_commands_max,
-                          " commands; got time_us ", job->batch.time_us, " and ", count),
+                 " commands; got time_us ", job->batch.time_us, " and ", count),
              id);
       co_return;
     }
@@ -502,7 +521,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         job->results[i] = Result{.code = ResultCode::forbidden};
         continue;
       }
-      if (c.actor.empty()) c.actor = job->actor;
+      if (c.actor.empty() && NamesItsActor(c.kind)) c.actor = job->actor;
       by_shard[ShardOf(c.org_id, shards)].push_back(i);
     }
     uint32_t parts = 0;
@@ -511,13 +530,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // still being handed out.
     job->parts_left.store(parts + 1, std::memory_order_relaxed);
     job->done = [self = shared_from_this(), id](ApplyJob& done) {
-      asio::post(self->executor(), [self, id, time_us = done.time_us.load(),
-                                    results = std::move(done.results)] {
-        Answer answer;
-        proto::EncodeApplyReply(time_us, results, &answer.body);
-        self->Reply(Opcode::apply, id, answer);
-        self->RequestDone();
-      });
+      asio::post(self->executor(),
+                 [self, id, time_us = done.time_us.load(), results = std::move(done.results)] {
+                   Answer answer;
+                   proto::EncodeApplyReply(time_us, results, &answer.body);
+                   self->Reply(Opcode::apply, id, answer);
+                   self->RequestDone();
+                 });
     };
     ++in_flight_;
     asio::steady_timer wait(executor());
@@ -548,22 +567,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
       Reply(op, id,
             Refusal(ResultCode::forbidden,
                     Cat("token ", token_->name, " (", proto::RoleName(token_->role),
-                                 ") may not send ", proto::OpcodeName(op))));
+                        ") may not send ", proto::OpcodeName(op))));
       co_return;
     }
     absl::Status decoded;
     uint64_t org_id = 0;
-    std::function<Answer(const Ledger&, int64_t)> compute;
+    std::function<Answer(const wal::Store&, int64_t)> compute;
     switch (op) {
       case Opcode::balance: {
         proto::BalanceRequest r;
         decoded = proto::DecodeBalanceRequest(body, &r);
         org_id = r.org_id;
-        compute = [r](const Ledger& ledger, int64_t now_us) {
+        compute = [r](const wal::Store& store, int64_t now_us) {
+          const Ledger& ledger = store.ledger();
           std::string subject = Cat("org ", r.org_id, " wallet ", r.wallet_id);
           Answer answer;
           if (r.at_us != 0) {
-            absl::StatusOr<int64_t> at = ledger.BalanceAt(r.org_id, r.wallet_id, r.asset, r.at_us);
+            // From the history, on disk where the RAM window ends.
+            absl::StatusOr<int64_t> at = store.BalanceAt(r.org_id, r.wallet_id, r.asset, r.at_us);
             if (!at.ok()) return FromStatus(at.status(), subject);
             proto::EncodeBalanceReply(Balance{.available = *at}, r.at_us, &answer.body);
             return answer;
@@ -581,7 +602,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         proto::OrgRequest r;
         decoded = proto::DecodeOrgRequest(body, &r);
         org_id = r.org_id;
-        compute = [r, op](const Ledger& ledger, int64_t now_us) {
+        compute = [r, op](const wal::Store& store, int64_t now_us) {
+          const Ledger& ledger = store.ledger();
           std::string subject = Cat("org ", r.org_id);
           Answer answer;
           if (op == Opcode::org_summary) {
@@ -606,11 +628,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
         decoded = proto::DecodeHistoryRequest(body, &q);
         org_id = q.org_id;
         q.limit = std::min(q.limit, wire_history_entries_max);
-        compute = [q](const Ledger& ledger, int64_t) {
-          auto page = ledger.GetHistory(q);
+        compute = [q](const wal::Store& store, int64_t) {
+          auto page = store.GetHistory(q);  // continues on disk beyond the RAM window
           if (!page.ok()) {
-            return FromStatus(page.status(),
-                              Cat("org ", q.org_id, " wallet ", q.wallet_id));
+            return FromStatus(page.status(), Cat("org ", q.org_id, " wallet ", q.wallet_id));
           }
           Answer answer;
           proto::EncodeHistoryReply(*page, &answer.body);
@@ -622,8 +643,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         proto::RequestsRequest r;
         decoded = proto::DecodeRequestsRequest(body, &r);
         org_id = r.org_id;
-        compute = [r](const Ledger& ledger, int64_t) {
-          auto rows = ledger.GetRequests(r.org_id, r.status);
+        compute = [r](const wal::Store& store, int64_t) {
+          auto rows = store.ledger().GetRequests(r.org_id, r.status);
           if (!rows.ok()) return FromStatus(rows.status(), Cat("org ", r.org_id));
           bool truncated = rows->size() > wire_requests_max;
           if (truncated) rows->resize(wire_requests_max);
@@ -637,8 +658,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         proto::UsageRequest r;
         decoded = proto::DecodeUsageRequest(body, &r);
         org_id = r.org_id;
-        compute = [r](const Ledger& ledger, int64_t) {
-          auto rows = ledger.GetUsage(r.org_id, r.from_us, r.to_us);
+        compute = [r](const wal::Store& store, int64_t) {
+          auto rows = store.ledger().GetUsage(r.org_id, r.from_us, r.to_us);
           if (!rows.ok()) return FromStatus(rows.status(), Cat("org ", r.org_id));
           bool truncated = rows->size() > wire_usage_rows_max;
           if (truncated) rows->resize(wire_usage_rows_max);
@@ -650,29 +671,26 @@ class Connection : public std::enable_shared_from_this<Connection> {
       }
       default:
         Refuse(ResultCode::malformed_frame,
-               Cat("malformed_frame: opcode ", static_cast<int>(op),
-                            " is not a request"),
-               id);
+               Cat("malformed_frame: opcode ", static_cast<int>(op), " is not a request"), id);
         co_return;
     }
     if (!decoded.ok()) {
       Refuse(ResultCode::malformed_frame,
-             Cat("malformed_frame: ", proto::OpcodeName(op), ": ", decoded.message()),
-             id);
+             Cat("malformed_frame: ", proto::OpcodeName(op), ": ", decoded.message()), id);
       co_return;
     }
     if (!token_->MayUseOrg(org_id)) {
-      Reply(op, id,
-            Refusal(ResultCode::forbidden,
-                    Cat("token ", token_->name, " may not use org ", org_id)));
+      Reply(
+          op, id,
+          Refusal(ResultCode::forbidden, Cat("token ", token_->name, " may not use org ", org_id)));
       co_return;
     }
     ++in_flight_;
     QueryFn query = [self = shared_from_this(), op, id,
                      compute = std::move(compute)](const ShardView& view) {
       if (self->gone()) return;  // its in-flight count died with it
-      Answer answer = view.ledger != nullptr ? compute(*view.ledger, view.now_us)
-                                             : Refusal(view.refusal, view.reason);
+      Answer answer = view.store != nullptr ? compute(*view.store, view.now_us)
+                                            : Refusal(view.refusal, view.reason);
       asio::post(self->executor(), [self, op, id, answer = std::move(answer)] {
         self->Reply(op, id, answer);
         self->RequestDone();
@@ -696,14 +714,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Subscribe(uint64_t id, std::string_view body) {
     if (!proto::RoleMayQuery(token_->role, Opcode::subscribe)) {
       Reply(Opcode::subscribe, id,
-            Refusal(ResultCode::forbidden,
-                    Cat("token ", token_->name, " may not subscribe")));
+            Refusal(ResultCode::forbidden, Cat("token ", token_->name, " may not subscribe")));
       return;
     }
     proto::SubscribeRequest r;
     if (absl::Status s = proto::DecodeSubscribeRequest(body, &r); !s.ok()) {
-      Refuse(ResultCode::malformed_frame,
-             Cat("malformed_frame: subscribe: ", s.message()), id);
+      Refuse(ResultCode::malformed_frame, Cat("malformed_frame: subscribe: ", s.message()), id);
       return;
     }
     if (r.org_id != 0 && !token_->MayUseOrg(r.org_id)) {
@@ -718,13 +734,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   ServerImpl* server_;
+  const asio::any_io_executor executor_;
   tcp::socket socket_;
   asio::steady_timer resume_;    // the reader waits here while in_flight_ is at its bound
   asio::steady_timer watchdog_;  // idle timeout and close grace
   Clock::time_point deadline_{};
   const Token* token_ = nullptr;  // set by a successful hello
   bool subscribed_ = false;
-  bool closing_ = false;  // no more requests are read; close after the last write
+  bool draining_ = false;  // the peer sent its end of stream between frames
+  bool closing_ = false;   // no more requests are read; close after the last write
   bool closed_ = false;
   std::atomic<bool> gone_{false};  // closed_, for other threads
   bool writing_ = false;
@@ -744,8 +762,7 @@ void EventHub::Publish(std::span<const Event> events) {
       }
     }
     if (mine.empty()) continue;
-    asio::post(s.executor, [connection = s.connection, id = s.request_id,
-                            mine = std::move(mine)] {
+    asio::post(s.executor, [connection = s.connection, id = s.request_id, mine = std::move(mine)] {
       if (auto c = connection.lock()) c->SendEvents(id, mine);
     });
   }
@@ -765,12 +782,12 @@ absl::Status ServerImpl::PrepareDataDir() {
     if (options_.shards != 0 && options_.shards != *stored) {
       return absl::FailedPreconditionError(
           Cat(data, " holds ", *stored, " shards; --shards ", options_.shards,
-                       " differs (the shard count of a data directory never changes)"));
+              " differs (the shard count of a data directory never changes)"));
     }
     shards = *stored;
   } else {
-    shards = options_.shards != 0 ? options_.shards
-                                  : std::max(1u, std::thread::hardware_concurrency());
+    shards =
+        options_.shards != 0 ? options_.shards : std::max(1u, std::thread::hardware_concurrency());
     if (shards > shards_max) {
       if (options_.shards != 0) {
         return absl::InvalidArgumentError(
@@ -778,14 +795,13 @@ absl::Status ServerImpl::PrepareDataDir() {
       }
       shards = shards_max;
     }
-    if (absl::Status s = WriteFileDurably(&fs_, data, shards_path, Cat(shards, "\n"));
+    if (absl::Status s = wal::WriteFileDurably(&fs_, data, shards_path, Cat(shards, "\n"));
         !s.ok()) {
       return s;
     }
   }
 
-  std::string tokens_path =
-      options_.tokens_path.empty() ? data + "/tokens" : options_.tokens_path;
+  std::string tokens_path = options_.tokens_path.empty() ? data + "/tokens" : options_.tokens_path;
   if (options_.tokens_path.empty() && !std::filesystem::exists(tokens_path)) {
     absl::StatusOr<std::string> created = CreateAdminTokenFile(tokens_path);
     if (!created.ok()) return created.status();
@@ -801,10 +817,14 @@ absl::Status ServerImpl::PrepareDataDir() {
     shard_options.index = i;
     shard_options.dir = Cat(data, "/shard-", i);
     shard_options.sweep_every_ms = options_.sweep_every_ms;
-    absl::StatusOr<std::unique_ptr<Shard>> shard =
-        Shard::Open(&fs_, shard_options, [this](std::span<const Event> events) {
-          hub_.Publish(events);
-        });
+    shard_options.store.snapshot_every_records = options_.snapshot_every_records;
+    shard_options.store.snapshot_every_ms = static_cast<int64_t>(options_.snapshot_every_s) * 1000;
+    shard_options.store.log_sink = [i](std::string_view line) {
+      std::fprintf(stderr, "tallyd: shard %u: %.*s\n", i, static_cast<int>(line.size()),
+                   line.data());
+    };
+    absl::StatusOr<std::unique_ptr<Shard>> shard = Shard::Open(
+        &fs_, shard_options, [this](std::span<const Event> events) { hub_.Publish(events); });
     if (!shard.ok()) return shard.status();
     const wal::RecoveryReport& report = (*shard)->recovery();
     if (report.torn_bytes_dropped > 0) {
@@ -867,8 +887,7 @@ asio::awaitable<void> ServerImpl::AcceptLoop() {
     asio::post(connection->executor(), [connection, over, max = options_.connections_max] {
       if (over) {
         connection->Refuse(ResultCode::limit_exceeded,
-                           Cat("limit_exceeded: the server has ", max,
-                                        " connections, its limit"),
+                           Cat("limit_exceeded: the server has ", max, " connections, its limit"),
                            0);
       } else {
         connection->Start();

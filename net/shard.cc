@@ -23,8 +23,7 @@ void ApplyJob::FinishPart() {
   if (parts_left.fetch_sub(1, std::memory_order_acq_rel) == 1) done(*this);
 }
 
-absl::StatusOr<std::unique_ptr<Shard>> Shard::Open(wal::FileSystem* fs,
-                                                   const ShardOptions& options,
+absl::StatusOr<std::unique_ptr<Shard>> Shard::Open(wal::FileSystem* fs, const ShardOptions& options,
                                                    EventSink events) {
   absl::StatusOr<std::unique_ptr<wal::Store>> store =
       wal::Store::Open(fs, options.dir, options.store);
@@ -91,9 +90,8 @@ void Shard::Run() {
       std::unique_lock lock(mu_);
       // A shard with queries left over from the last round does not sleep.
       // With the sweep off, wake up now and then all the same (a bounded wait).
-      Clock::time_point wake_at = options_.sweep_every_ms > 0
-                                      ? next_sweep
-                                      : Clock::now() + std::chrono::seconds(60);
+      Clock::time_point wake_at =
+          options_.sweep_every_ms > 0 ? next_sweep : Clock::now() + std::chrono::seconds(60);
       wake_.wait_until(lock, wake_at,
                        [&] { return stop_ || !parts_.empty() || !queries_.empty(); });
       stopping = stop_;
@@ -101,8 +99,7 @@ void Shard::Run() {
       // while they fit one batch
       // (one command is kept for the sweep).
       uint64_t commands = 0;
-      while (!parts_.empty() &&
-             commands + parts_.front().indices.size() < batch_commands_max) {
+      while (!parts_.empty() && commands + parts_.front().indices.size() < batch_commands_max) {
         commands += parts_.front().indices.size();
         parts.push_back(std::move(parts_.front()));
         parts_.pop_front();
@@ -119,7 +116,7 @@ void Shard::Run() {
     ShardView view;
     view.now_us = WallClockUs();
     if (failed_reason_.empty()) {
-      view.ledger = &store_->ledger();
+      view.store = store_.get();
     } else {
       view.refusal = ResultCode::unavailable;
       view.reason = failed_reason_;
@@ -138,6 +135,8 @@ void Shard::Run() {
         next_sweep = Clock::now();
       }
     }
+
+    if (failed_reason_.empty()) MaybeSnapshot();
 
     if (stopping) {
       std::lock_guard lock(mu_);
@@ -185,15 +184,26 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
   if (!out_.events.empty() && events_) events_(out_.events);
 }
 
-void Shard::Refuse(std::vector<ApplyPart>& parts, std::vector<QueryFn>* queries,
-                   ResultCode code, const std::string& reason) {
+void Shard::Refuse(std::vector<ApplyPart>& parts, std::vector<QueryFn>* queries, ResultCode code,
+                   const std::string& reason) {
   for (ApplyPart& part : parts) {
     for (uint32_t index : part.indices) part.job->results[index] = Result{.code = code};
     part.job->FinishPart();
   }
-  ShardView view{.ledger = nullptr, .refusal = code, .reason = reason, .now_us = WallClockUs()};
+  ShardView view{.store = nullptr, .refusal = code, .reason = reason, .now_us = WallClockUs()};
   if (queries != nullptr) {
     for (QueryFn& query : *queries) query(view);
+  }
+}
+
+void Shard::MaybeSnapshot() {
+  const wal::StoreOptions& store = options_.store;
+  if (store.snapshot_every_records == 0 && store.snapshot_every_ms == 0) return;
+  // A failed snapshot leaves the store working (the log just grows); the
+  // store retries later.  Every batch before it is durable already.
+  if (absl::Status s = store_->MaybeSnapshot(WallClockUs() / 1000); !s.ok()) {
+    std::fprintf(stderr, "tallyd: shard %u: snapshot failed: %s\n", options_.index,
+                 std::string(s.message()).c_str());
   }
 }
 

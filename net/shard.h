@@ -11,7 +11,9 @@
 //      as one batch, plus an expire_sweep when the sweep timer is due;
 //   4. Store::Sync: one fdatasync for the whole batch (group commit: what
 //      queued during this sync goes into the next batch);
-//   5. hand the results and the events back.
+//   5. hand the results and the events back;
+//   6. Store::MaybeSnapshot: reap a finished snapshot child, start one when
+//      due (also when idle: the thread wakes at least every sweep period).
 //
 // A failed Apply or Sync fails the store for good: from then on every
 // command and query of this shard is answered `unavailable` with the reason.
@@ -65,9 +67,10 @@ struct ApplyPart {
   std::vector<uint32_t> indices;  // into job->batch.commands, in order
 };
 
-// ShardView is what a query sees: the ledger, or why it may not look.
+// ShardView is what a query sees: the store (its ledger, and the history
+// on disk beyond the ledger's RAM window), or why it may not look.
 struct ShardView {
-  const Ledger* ledger = nullptr;  // nullptr: refused with `refusal`
+  const wal::Store* store = nullptr;  // nullptr: refused with `refusal`
   ResultCode refusal = ResultCode::ok;
   std::string reason;
   int64_t now_us = 0;
@@ -82,6 +85,7 @@ struct ShardOptions {
   std::string dir;  // the wal::Store directory, <data>/shard-<index>
   uint32_t sweep_every_ms = 1000;
   uint32_t queue_commands_max = shard_queue_commands_max;
+  // Includes the snapshot policy: Store::MaybeSnapshot runs between batches.
   wal::StoreOptions store;
 };
 
@@ -91,8 +95,7 @@ class Shard {
 
   // Open recovers the shard's store; Start() runs its thread.
   static absl::StatusOr<std::unique_ptr<Shard>> Open(wal::FileSystem* fs,
-                                                     const ShardOptions& options,
-                                                     EventSink events);
+                                                     const ShardOptions& options, EventSink events);
   ~Shard();
   Shard(const Shard&) = delete;
   Shard& operator=(const Shard&) = delete;
@@ -119,6 +122,7 @@ class Shard {
   void Refuse(std::vector<ApplyPart>& parts, std::vector<QueryFn>* queries, ResultCode code,
               const std::string& reason);
   void Fail(const absl::Status& status);
+  void MaybeSnapshot();
 
   ShardOptions options_;
   std::unique_ptr<wal::Store> store_;
@@ -127,11 +131,11 @@ class Shard {
 
   std::mutex mu_;
   std::condition_variable wake_;
-  std::deque<ApplyPart> parts_;  // guarded by mu_
-  std::deque<QueryFn> queries_;  // guarded by mu_
-  uint64_t queued_commands_ = 0; // guarded by mu_
-  bool stop_ = false;            // guarded by mu_
-  bool stopped_ = false;         // guarded by mu_: the thread no longer takes work
+  std::deque<ApplyPart> parts_;   // guarded by mu_
+  std::deque<QueryFn> queries_;   // guarded by mu_
+  uint64_t queued_commands_ = 0;  // guarded by mu_
+  bool stop_ = false;             // guarded by mu_
+  bool stopped_ = false;          // guarded by mu_: the thread no longer takes work
 
   // Shard thread only.
   std::string failed_reason_;  // nonempty: the store failed, for good

@@ -60,12 +60,13 @@ const Token* Tokens::Find(std::string_view secret) const {
 absl::StatusOr<Tokens> Tokens::Parse(std::string_view text) {
   Tokens tokens;
   size_t line_number = 0;
-  for (std::string_view line : Split(text, [](char c) { return c == '\n'; }, false)) {
+  for (std::string_view line : Split(
+           text, [](char c) { return c == '\n'; }, false)) {
     ++line_number;
     line = Strip(line);
     if (line.empty() || line[0] == '#') continue;
-    std::vector<std::string_view> fields =
-        Split(line, [](char c) { return c == ' ' || c == '\t'; }, true);
+    std::vector<std::string_view> fields = Split(
+        line, [](char c) { return c == ' ' || c == '\t'; }, true);
     if (fields.size() < 3 || fields.size() > 4) {
       return LineError(line_number, "want <token> <role> <name> [<org>,<org>,...]");
     }
@@ -80,8 +81,7 @@ absl::StatusOr<Tokens> Tokens::Parse(std::string_view text) {
       }
     }
     if (!proto::ParseRole(fields[1], &token.role)) {
-      return LineError(line_number,
-                       Cat("role '", fields[1], "' is not admin, service or read"));
+      return LineError(line_number, Cat("role '", fields[1], "' is not admin, service or read"));
     }
     token.name = std::string(fields[2]);
     if (token.name.size() > text_bytes_max) {
@@ -89,7 +89,8 @@ absl::StatusOr<Tokens> Tokens::Parse(std::string_view text) {
     }
     if (fields.size() == 4) {
       token.all_orgs = false;
-      for (std::string_view org : Split(fields[3], [](char c) { return c == ','; }, false)) {
+      for (std::string_view org : Split(
+               fields[3], [](char c) { return c == ','; }, false)) {
         uint64_t org_id = 0;
         if (!absl::SimpleAtoi(absl::string_view(org.data(), org.size()), &org_id) || org_id == 0) {
           return LineError(line_number, Cat("org '", org, "' is not a nonzero number"));
@@ -122,9 +123,9 @@ absl::StatusOr<std::string> CreateAdminTokenFile(const std::string& path) {
   std::string token;
   static constexpr char hex[] = "0123456789abcdef";
   for (int i = 0; i < 32; ++i) token.push_back(hex[random() & 15]);
-  std::string text = Cat(
-      "# tallyd tokens: <token> <role admin|service|read> <name> [<org>,<org>,...]\n", token,
-      " admin admin\n");
+  std::string text =
+      Cat("# tallyd tokens: <token> <role admin|service|read> <name> [<org>,<org>,...]\n", token,
+          " admin admin\n");
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
     return absl::InternalError(Cat("create ", path, ": ", std::strerror(errno)));

@@ -55,11 +55,20 @@ bool AllZero(std::span<const std::byte> bytes) {
 
 absl::StatusOr<std::unique_ptr<LogReader>> LogReader::Open(FileSystem* fs, std::string dir,
                                                            LogReaderOptions options) {
-  absl::StatusOr<std::vector<std::string>> names = fs->List(dir);
-  if (!names.ok()) return names.status();
   std::vector<std::pair<uint64_t, std::string>> segments;
-  for (const std::string& name : *names) {
-    if (std::optional<uint64_t> lsn = ParseSegmentFileName(name)) segments.emplace_back(*lsn, name);
+  auto add = [&](const std::string& from, bool must_exist) -> absl::Status {
+    absl::StatusOr<std::vector<std::string>> names = fs->List(from);
+    if (!names.ok()) return must_exist ? names.status() : absl::OkStatus();
+    for (const std::string& name : *names) {
+      if (std::optional<uint64_t> lsn = ParseSegmentFileName(name)) {
+        segments.emplace_back(*lsn, absl::StrCat(from, "/", name));
+      }
+    }
+    return absl::OkStatus();
+  };
+  if (absl::Status s = add(dir, true); !s.ok()) return s;
+  if (!options.archive_dir.empty()) {
+    if (absl::Status s = add(options.archive_dir, false); !s.ok()) return s;
   }
   std::sort(segments.begin(), segments.end());
   if (options.start_lsn != kNoLsn && !segments.empty()) {
@@ -90,8 +99,8 @@ void LogReader::SetEnd(uint64_t offset, uint64_t dropped_bytes) {
 }
 
 absl::Status LogReader::LoadSegment() {
-  const auto& [name_lsn, name] = segments_[segment_index_];
-  path_ = absl::StrCat(dir_, "/", name);
+  const auto& [name_lsn, path] = segments_[segment_index_];
+  path_ = path;
   absl::StatusOr<std::unique_ptr<File>> file = fs_->Open(path_, OpenMode::kReadOnly);
   if (!file.ok()) return file.status();
   absl::StatusOr<uint64_t> size = (*file)->Size();

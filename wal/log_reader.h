@@ -64,6 +64,10 @@ struct LogReaderOptions {
   // Records below this LSN are checked but not returned; reading starts in
   // the segment that holds it.  0: from the oldest segment.
   uint64_t start_lsn = 0;
+  // A second directory of older segments (a store's archive/, wal/FORMAT.md):
+  // its segments and the log directory's are read as one log, in LSN order.
+  // Empty: none.  A missing directory counts as empty.
+  std::string archive_dir;
 };
 
 // LogReader reads one log directory.  Not thread-safe.
@@ -96,7 +100,7 @@ class LogReader {
   FileSystem* fs_;
   std::string dir_;
   LogReaderOptions options_;
-  std::vector<std::pair<uint64_t, std::string>> segments_;  // (first LSN, name), sorted
+  std::vector<std::pair<uint64_t, std::string>> segments_;  // (first LSN, path), sorted
   size_t segment_index_ = 0;
   bool loaded_ = false;
   std::string path_;  // the loaded segment

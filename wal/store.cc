@@ -1,11 +1,20 @@
 #include "wal/store.h"
 
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "tally/assert.h"
 #include "tally/codec.h"
 #include "wal/log_reader.h"
 
@@ -14,8 +23,16 @@ namespace {
 
 constexpr std::string_view kSnapshotPrefix = "snapshot-";
 constexpr std::string_view kSnapshotSuffix = ".snap";
+constexpr char kArchiveDir[] = "archive";
+// After a failed snapshot, the next is not tried before this much time.
+constexpr int64_t kSnapshotRetryMs = 1000;
 
-// ParseSnapshotName returns the LSN of a snapshot file name.
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
 std::optional<uint64_t> ParseSnapshotName(std::string_view name) {
   if (name.size() != kSnapshotPrefix.size() + 20 + kSnapshotSuffix.size() ||
       name.substr(0, kSnapshotPrefix.size()) != kSnapshotPrefix ||
@@ -30,75 +47,192 @@ std::optional<uint64_t> ParseSnapshotName(std::string_view name) {
   return lsn;
 }
 
-absl::StatusOr<std::string> ReadWhole(FileSystem* fs, const std::string& path) {
-  absl::StatusOr<std::unique_ptr<File>> file = fs->Open(path, OpenMode::kReadOnly);
-  if (!file.ok()) return file.status();
-  absl::StatusOr<uint64_t> size = (*file)->Size();
-  if (!size.ok()) return size.status();
-  std::string bytes(*size, '\0');
-  absl::StatusOr<size_t> got =
-      (*file)->PRead(0, std::as_writable_bytes(std::span(bytes.data(), bytes.size())));
-  if (!got.ok()) return got.status();
-  if (*got != *size) return absl::DataLossError(absl::StrCat(path, ": short read"));
-  return bytes;
-}
-
-std::span<const std::byte> AsBytes(const std::string& s) {
-  return std::as_bytes(std::span(s.data(), s.size()));
-}
-
-}  // namespace
-
 std::string SnapshotName(uint64_t lsn) {
   char digits[21];
   std::snprintf(digits, sizeof digits, "%020" PRIu64, lsn);
   return std::string(kSnapshotPrefix) + digits + std::string(kSnapshotSuffix);
 }
 
+absl::Status WriteSnapshotFile(FileSystem* fs, const std::string& dir, const Ledger& ledger,
+                               uint64_t lsn) {
+  std::string bytes;
+  ledger.EncodeSnapshot(&bytes);
+  return WriteFileDurably(fs, dir, absl::StrCat(dir, "/", SnapshotName(lsn)), bytes);
+}
+
+Store::Store(FileSystem* fs, std::string dir, const StoreOptions& options)
+    : fs_(fs), dir_(std::move(dir)), options_(options) {}
+
+Store::~Store() {
+  if (child_pid_ > 0) {  // shutting down: the half-written snapshot is left as a .tmp
+    ::kill(child_pid_, SIGKILL);
+    while (::waitpid(child_pid_, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+}
+
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(FileSystem* fs, std::string dir,
                                                    const StoreOptions& options) {
-  std::unique_ptr<Store> store(new Store(fs, std::move(dir)));
-  if (absl::Status s = store->Recover(options); !s.ok()) return s;
+  if (options.snapshots_kept < 1 || options.snapshots_kept > store_snapshots_kept_max) {
+    return absl::InvalidArgumentError(absl::StrCat("snapshots_kept must be in [1, ",
+                                                   store_snapshots_kept_max, "]"));
+  }
+  std::unique_ptr<Store> store(new Store(fs, std::move(dir), options));
+  if (absl::Status s = store->Recover(); !s.ok()) return s;
   return store;
 }
 
-absl::Status Store::Recover(const StoreOptions& options) {
+void Store::Log(std::string_view line) const {
+  if (options_.log_sink) {
+    options_.log_sink(line);
+  } else {
+    std::fprintf(stderr, "%.*s\n", static_cast<int>(line.size()), line.data());
+  }
+}
+
+absl::StatusOr<std::vector<uint64_t>> Store::LiveSegments() const {
+  absl::StatusOr<std::vector<std::string>> names = fs_->List(absl::StrCat(dir_, "/wal"));
+  if (!names.ok()) return names.status();
+  std::vector<uint64_t> lsns;
+  for (const std::string& name : *names) {
+    if (std::optional<uint64_t> lsn = ParseSegmentFileName(name)) lsns.push_back(*lsn);
+  }
+  std::sort(lsns.begin(), lsns.end());
+  return lsns;
+}
+
+absl::Status Store::Recover() {
   const std::string log_dir = absl::StrCat(dir_, "/wal");
   (void)fs_->CreateDir(dir_);  // exists already after the first start
   (void)fs_->CreateDir(log_dir);
   absl::StatusOr<std::vector<std::string>> names = fs_->List(dir_);
   if (!names.ok()) return names.status();
-
-  // Newest snapshot first; a damaged one falls back to the one before it.
-  std::vector<std::pair<uint64_t, std::string>> snapshots;
-  for (const std::string& name : *names) {
-    if (std::optional<uint64_t> lsn = ParseSnapshotName(name)) snapshots.emplace_back(*lsn, name);
+  for (const std::string& name : *names) {  // a crash while writing a snapshot or manifest
+    if (name.ends_with(".tmp")) (void)fs_->Remove(absl::StrCat(dir_, "/", name));
   }
-  std::sort(snapshots.rbegin(), snapshots.rend());
-  for (const auto& [lsn, name] : snapshots) {
-    std::string path = absl::StrCat(dir_, "/", name);
-    absl::StatusOr<std::string> bytes = ReadWhole(fs_, path);
+
+  absl::StatusOr<std::optional<Manifest>> manifest = ReadManifest(fs_, dir_);
+  if (!manifest.ok()) return manifest.status();  // damaged: never guess what is live
+  report_.had_manifest = manifest->has_value();
+
+  // The snapshots to try, newest first: the manifest's, or (a store from
+  // before manifests) every snapshot file.
+  std::vector<uint64_t> candidates;
+  if (report_.had_manifest) {
+    manifest_ = **manifest;
+    candidates = manifest_.snapshot_lsns;
+    absl::StatusOr<std::vector<uint64_t>> live = LiveSegments();
+    if (!live.ok()) return live.status();
+    for (uint64_t lsn : manifest_.segments) {
+      if (!std::binary_search(live->begin(), live->end(), lsn)) {
+        return absl::DataLossError(absl::StrCat(log_dir, "/", SegmentFileName(lsn),
+                                                ": named by ", dir_, "/", kManifestName,
+                                                " but missing"));
+      }
+    }
+  } else {
+    for (const std::string& name : *names) {
+      if (std::optional<uint64_t> lsn = ParseSnapshotName(name)) candidates.push_back(*lsn);
+    }
+    std::sort(candidates.rbegin(), candidates.rend());
+  }
+  if (absl::Status s = LoadSnapshot(candidates); !s.ok()) return s;
+  if (absl::Status s = Replay(); !s.ok()) return s;
+
+  absl::StatusOr<std::unique_ptr<HistoryFile>> history =
+      HistoryFile::Open(fs_, absl::StrCat(dir_, "/history"), *ledger_, &report_.history);
+  if (!history.ok()) return history.status();
+  history_ = std::move(*history);
+  if (report_.history.entries_lost > 0) {
+    Log(absl::StrCat("recovery: ", dir_, "/history: ", report_.history.entries_lost,
+                     " damaged entries older than the RAM window; queries stop before them"));
+  }
+
+  if (!report_.had_manifest) {
+    // The first manifest: the snapshot recovery used (if any), and the log from it.
+    manifest_ = Manifest{};
+    if (!report_.snapshot_path.empty()) manifest_.snapshot_lsns = {report_.snapshot_lsn};
+    manifest_.log_from_lsn = report_.snapshot_lsn + 1;
+    absl::StatusOr<std::vector<uint64_t>> live = LiveSegments();
+    if (!live.ok()) return live.status();
+    for (size_t i = 0; i < live->size(); ++i) {
+      const bool wholly_before = i + 1 < live->size() && (*live)[i + 1] <= manifest_.log_from_lsn;
+      if (!wholly_before) manifest_.segments.push_back((*live)[i]);
+    }
+    if (absl::Status s = WriteManifest(fs_, dir_, manifest_); !s.ok()) return s;
+  }
+  // Finish a retirement a crash interrupted (or clean up a pre-manifest store).
+  return Retire(&report_.retired);
+}
+
+absl::Status Store::LoadSnapshot(const std::vector<uint64_t>& candidates) {
+  // Newest first; a damaged one falls back to the one before it.
+  for (uint64_t lsn : candidates) {
+    const std::string path = absl::StrCat(dir_, "/", SnapshotName(lsn));
+    const auto start = std::chrono::steady_clock::now();
+    // Real files are mapped (no copy); others are read.
+    std::unique_ptr<MappedFile> mapped;
+    std::string read;
+    absl::Status got;
+    if (auto* posix = dynamic_cast<PosixFileSystem*>(fs_); posix != nullptr) {
+      absl::StatusOr<std::unique_ptr<MappedFile>> m = posix->MapReadOnly(path);
+      if (m.ok()) mapped = std::move(*m);
+      got = m.status();
+    } else {
+      absl::StatusOr<std::string> r = ReadWholeFile(fs_, path);
+      if (r.ok()) read = std::move(*r);
+      got = r.status();
+    }
+    const std::string_view bytes = mapped ? mapped->bytes() : std::string_view(read);
     absl::StatusOr<std::unique_ptr<Ledger>> ledger =
-        bytes.ok() ? Ledger::DecodeSnapshot(*bytes, options.ledger)
-                   : absl::StatusOr<std::unique_ptr<Ledger>>(bytes.status());
+        got.ok() ? Ledger::DecodeSnapshot(bytes, options_.ledger)
+                 : absl::StatusOr<std::unique_ptr<Ledger>>(got);
     if (!ledger.ok()) {
       report_.snapshots_skipped.push_back(path + ": " + std::string(ledger.status().message()));
+      Log(absl::StrCat("recovery: skipped snapshot ", report_.snapshots_skipped.back()));
       continue;
     }
     ledger_ = std::move(*ledger);
     report_.snapshot_path = path;
     report_.snapshot_lsn = lsn;
-    break;
+    report_.snapshot_load_s = SecondsSince(start);
+    Log(absl::StrFormat("recovery: %s: snapshot %s (LSN %d, %.1f MB) loaded in %.2f s", dir_,
+                        path, lsn, static_cast<double>(bytes.size()) / 1e6,
+                        report_.snapshot_load_s));
+    return absl::OkStatus();
   }
-  if (ledger_ == nullptr) ledger_ = std::make_unique<Ledger>(options.ledger);
+  ledger_ = std::make_unique<Ledger>(options_.ledger);
+  return absl::OkStatus();
+}
 
+absl::Status Store::Replay() {
   // Replay every record after the snapshot.  A log that no longer reaches
   // back to it (its segments removed) is an error from the reader: a damaged
   // newest snapshot falls back only as far as the log still covers.
+  const std::string log_dir = absl::StrCat(dir_, "/wal");
   LogReaderOptions read_options;
   read_options.start_lsn = report_.snapshot_lsn + 1;
   absl::StatusOr<std::unique_ptr<LogReader>> reader = LogReader::Open(fs_, log_dir, read_options);
   if (!reader.ok()) return reader.status();
+
+  // For the progress lines: the bytes of the segments to read (the first
+  // is read from its start, as the reader does).
+  uint64_t total_bytes = 0;
+  absl::StatusOr<std::vector<uint64_t>> live = LiveSegments();
+  if (!live.ok()) return live.status();
+  for (size_t i = 0; i < live->size(); ++i) {
+    if (i + 1 < live->size() && (*live)[i + 1] <= read_options.start_lsn) continue;
+    absl::StatusOr<std::unique_ptr<File>> f =
+        fs_->Open(absl::StrCat(log_dir, "/", SegmentFileName((*live)[i])), OpenMode::kReadOnly);
+    if (!f.ok()) continue;  // the reader names it
+    if (absl::StatusOr<uint64_t> size = (*f)->Size(); size.ok()) total_bytes += *size;
+  }
+
+  const auto start = std::chrono::steady_clock::now();
+  auto last_progress = start;
+  uint64_t bytes_done_before = 0;  // whole segments already read
+  std::string segment;             // the segment being read
+  uint64_t segment_bytes = 0;
   LogRecord record;
   DecodedBatch batch;
   BatchOutput out;
@@ -106,6 +240,15 @@ absl::Status Store::Recover(const StoreOptions& options) {
     absl::StatusOr<bool> more = (*reader)->Next(&record);
     if (!more.ok()) return more.status();
     if (!*more) break;
+    if (record.segment_path != segment) {
+      bytes_done_before += segment_bytes;
+      segment = record.segment_path;
+      segment_bytes = 0;
+      if (absl::StatusOr<std::unique_ptr<File>> f = fs_->Open(segment, OpenMode::kReadOnly);
+          f.ok()) {
+        segment_bytes = (*f)->Size().value_or(0);
+      }
+    }
     if (record.type != RecordType::kBatch) continue;
     std::string_view payload(reinterpret_cast<const char*>(record.payload.data()),
                              record.payload.size());
@@ -117,15 +260,42 @@ absl::Status Store::Recover(const StoreOptions& options) {
     ledger_->Apply(batch.time_us, batch.commands, &out);
     ++report_.records_replayed;
     report_.bytes_replayed += record.payload.size();
+    if ((report_.records_replayed & 255) == 0 || options_.progress_every_ms == 0) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_progress >= std::chrono::milliseconds(options_.progress_every_ms)) {
+        last_progress = now;
+        const uint64_t at = bytes_done_before + record.offset;
+        const double seconds = std::max(SecondsSince(start), 1e-9);
+        Log(absl::StrFormat(
+            "recovery: %s: replaying: %d records, %.1f MB, %.0f%%, %.2f M records/s", dir_,
+            report_.records_replayed, static_cast<double>(report_.bytes_replayed) / 1e6,
+            total_bytes == 0 ? 100.0 : 100.0 * static_cast<double>(at) /
+                                           static_cast<double>(total_bytes),
+            static_cast<double>(report_.records_replayed) / seconds / 1e6));
+      }
+    }
   }
+  report_.replay_s = SecondsSince(start);
   const LogEnd& end = (*reader)->end();
   report_.torn_bytes_dropped = end.dropped_bytes;
+  if (end.dropped_bytes > 0) {
+    Log(absl::StrCat("recovery: ", end.segment_path, ": cut a torn tail of ", end.dropped_bytes,
+                     " bytes at offset ", end.offset,
+                     " (a write the crash interrupted; never acknowledged)"));
+  }
   if (end.next_lsn <= report_.snapshot_lsn) {
     return absl::DataLossError(absl::StrCat("log ends at LSN ", end.next_lsn - 1,
                                             " before snapshot LSN ", report_.snapshot_lsn));
   }
+  if (report_.records_replayed > 0) {
+    const double seconds = std::max(SecondsSince(start), 1e-9);
+    Log(absl::StrFormat("recovery: %s: replayed %d records (%.1f MB) in %.2f s, %.2f M records/s",
+                        dir_, report_.records_replayed,
+                        static_cast<double>(report_.bytes_replayed) / 1e6, seconds,
+                        static_cast<double>(report_.records_replayed) / seconds / 1e6));
+  }
   absl::StatusOr<std::unique_ptr<LogWriter>> writer =
-      LogWriter::Resume(fs_, log_dir, end, options.log);
+      LogWriter::Resume(fs_, log_dir, end, options_.log);
   if (!writer.ok()) return writer.status();
   writer_ = std::move(*writer);
   next_lsn_ = end.next_lsn;
@@ -146,9 +316,13 @@ absl::StatusOr<uint64_t> Store::Apply(int64_t time_us, std::span<const Command> 
   int64_t at_us = std::max(time_us, ledger_->last_time_us());
   if (absl::Status s = EncodeBatch(at_us, commands, &encoded_); !s.ok()) return s;
   ledger_->Apply(at_us, commands, out);
-  absl::StatusOr<uint64_t> lsn = writer_->Append(RecordType::kBatch, AsBytes(encoded_));
+  absl::StatusOr<uint64_t> lsn = writer_->Append(
+      RecordType::kBatch, std::as_bytes(std::span(encoded_.data(), encoded_.size())));
   if (!lsn.ok()) return Fail(lsn.status());  // the ledger is now ahead of the log: stop
   next_lsn_ = *lsn + 1;
+  // The batch's history entries, to the page cache; synced before a snapshot
+  // lets the log records that also hold them go.
+  if (absl::Status s = history_->Append(*ledger_); !s.ok()) return Fail(s);
   return *lsn;
 }
 
@@ -158,21 +332,187 @@ absl::Status Store::Sync() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<HistoryPage> Store::GetHistory(const HistoryQuery& query) const {
+  return history_->GetHistory(*ledger_, query);
+}
+
+absl::StatusOr<int64_t> Store::BalanceAt(uint64_t org_id, uint64_t wallet_id, Asset asset,
+                                         int64_t at_us) const {
+  return history_->BalanceAt(*ledger_, org_id, wallet_id, asset, at_us);
+}
+
 absl::StatusOr<uint64_t> Store::WriteSnapshot() {
+  if (child_pid_ > 0) (void)ReapSnapshot(/*block=*/true);  // its error was logged
   if (absl::Status s = Sync(); !s.ok()) return s;
-  uint64_t lsn = last_lsn();
-  std::string bytes;
-  ledger_->EncodeSnapshot(&bytes);
-  const std::string path = absl::StrCat(dir_, "/", SnapshotName(lsn));
-  const std::string tmp = absl::StrCat(path, ".tmp");
-  (void)fs_->Remove(tmp);  // left by a crash while writing it
-  absl::StatusOr<std::unique_ptr<File>> file = fs_->Open(tmp, OpenMode::kCreate);
-  if (!file.ok()) return file.status();
-  if (absl::Status s = (*file)->PWrite(0, AsBytes(bytes)); !s.ok()) return s;
-  if (absl::Status s = (*file)->Sync(); !s.ok()) return s;
-  if (absl::Status s = fs_->Rename(tmp, path); !s.ok()) return s;
-  if (absl::Status s = fs_->SyncDir(dir_); !s.ok()) return s;
+  const uint64_t lsn = last_lsn();
+  if (absl::Status s = WriteSnapshotFile(fs_, dir_, *ledger_, lsn); !s.ok()) return s;
+  if (absl::Status s = history_->Sync(); !s.ok()) return Fail(s);
+  if (absl::Status s = CommitSnapshot(lsn); !s.ok()) return s;
   return lsn;
+}
+
+absl::Status Store::MaybeSnapshot(int64_t now_ms) {
+  if (!failed_.ok()) return failed_;
+  if (child_pid_ > 0) {
+    absl::Status s = ReapSnapshot(/*block=*/false);
+    if (!s.ok() && failed_.ok()) retry_after_ms_ = now_ms + kSnapshotRetryMs;
+    return s;
+  }
+  if (last_snapshot_ms_ < 0) last_snapshot_ms_ = now_ms;
+  const uint64_t since = last_lsn() - std::min(last_lsn(), manifest_.current_snapshot_lsn());
+  const bool due_by_records =
+      options_.snapshot_every_records > 0 && since >= options_.snapshot_every_records;
+  const bool due_by_time =
+      options_.snapshot_every_ms > 0 && now_ms - last_snapshot_ms_ >= options_.snapshot_every_ms;
+  if (since == 0 || !(due_by_records || due_by_time)) return absl::OkStatus();
+  if (now_ms < retry_after_ms_) return absl::OkStatus();  // the last one failed just now
+  last_snapshot_ms_ = now_ms;
+  absl::Status s = StartSnapshot();
+  if (!s.ok() && failed_.ok()) retry_after_ms_ = now_ms + kSnapshotRetryMs;
+  return s;
+}
+
+absl::Status Store::StartSnapshot() {
+  if (absl::Status s = Sync(); !s.ok()) return s;  // the snapshot covers only durable records
+  const uint64_t lsn = last_lsn();
+  if (!options_.snapshot_in_child || dynamic_cast<PosixFileSystem*>(fs_) == nullptr) {
+    if (absl::Status s = WriteSnapshotFile(fs_, dir_, *ledger_, lsn); !s.ok()) return s;
+    if (absl::Status s = history_->Sync(); !s.ok()) return Fail(s);
+    return CommitSnapshot(lsn);
+  }
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) return absl::ErrnoToStatus(errno, "fork for a snapshot");
+  if (pid == 0) {
+    // The child: a copy-on-write image of the ledger at `lsn`.  It dies with
+    // the writer (a later writer must not meet an orphan renaming files), and
+    // touches nothing of the parent's but the history file and the ledger.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(2);
+    // The history file up to here, so the log may go once this snapshot is
+    // durable: the entries were written before fork, fdatasync covers them.
+    if (absl::Status s = history_->Sync(); !s.ok()) {
+      std::fprintf(stderr, "snapshot child: history sync: %s\n", std::string(s.message()).c_str());
+      ::_exit(3);
+    }
+    // Sockets and the log stay the parent's alone (a peer must see a close
+    // when the parent closes, not when this child exits).  fs_ is a
+    // PosixFileSystem: it holds no descriptors.
+    ::close_range(3, ~0U, 0);
+    if (absl::Status s = WriteSnapshotFile(fs_, dir_, *ledger_, lsn); !s.ok()) {
+      std::fprintf(stderr, "snapshot child: %s\n", std::string(s.message()).c_str());
+      ::_exit(4);
+    }
+    // The commit too (manifest, retirement): its fsyncs and unlinks would
+    // otherwise stall the writer.  Safe beside it: the writer only appends to
+    // the newest segment, which is never retired, and a crash half way
+    // leaves garbage the next start removes, never a gap.
+    if (absl::Status s = CommitSnapshot(lsn); !s.ok()) {
+      std::fprintf(stderr, "snapshot child: commit: %s\n", std::string(s.message()).c_str());
+      ::_exit(5);
+    }
+    ::_exit(0);
+  }
+  child_pid_ = pid;
+  child_lsn_ = lsn;
+  return absl::OkStatus();
+}
+
+absl::Status Store::ReapSnapshot(bool block) {
+  TALLY_ASSERT(child_pid_ > 0);
+  int status = 0;
+  pid_t r;
+  do {
+    r = ::waitpid(child_pid_, &status, block ? 0 : WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r == 0) return absl::OkStatus();  // still at work
+  const pid_t pid = child_pid_;
+  child_pid_ = 0;
+  if (r < 0) return absl::ErrnoToStatus(errno, absl::StrCat("waitpid snapshot child ", pid));
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    // The child committed it: take the manifest it wrote.
+    absl::StatusOr<std::optional<Manifest>> m = ReadManifest(fs_, dir_);
+    if (!m.ok()) return m.status();
+    if (!m->has_value() || (*m)->current_snapshot_lsn() != child_lsn_) {
+      return absl::InternalError(absl::StrCat(dir_, ": the snapshot child of LSN ", child_lsn_,
+                                              " exited 0 but the manifest does not name it"));
+    }
+    manifest_ = **m;
+    return absl::OkStatus();
+  }
+  const std::string why = WIFEXITED(status)
+                              ? absl::StrCat("exit code ", WEXITSTATUS(status))
+                              : absl::StrCat("signal ", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  absl::Status s = absl::InternalError(
+      absl::StrCat(dir_, ": snapshot of LSN ", child_lsn_, " failed in child ", pid, " (", why,
+                   "; its reason is on standard error); the log is kept"));
+  Log(std::string(s.message()));
+  return s;
+}
+
+absl::Status Store::CommitSnapshot(uint64_t lsn) {
+  // The snapshot file and the history up to it are durable.
+  Manifest next;
+  next.snapshot_lsns.push_back(lsn);
+  for (uint64_t kept : manifest_.snapshot_lsns) {
+    if (kept < lsn && next.snapshot_lsns.size() < options_.snapshots_kept) {
+      next.snapshot_lsns.push_back(kept);
+    }
+  }
+  next.log_from_lsn = next.snapshot_lsns.back() + 1;
+  absl::StatusOr<std::vector<uint64_t>> live = LiveSegments();
+  if (!live.ok()) return live.status();
+  for (size_t i = 0; i < live->size(); ++i) {
+    const bool wholly_before = i + 1 < live->size() && (*live)[i + 1] <= next.log_from_lsn;
+    if (!wholly_before) next.segments.push_back((*live)[i]);
+  }
+  if (absl::Status s = WriteManifest(fs_, dir_, next); !s.ok()) return s;
+  manifest_ = std::move(next);
+  std::vector<std::string> retired;
+  return Retire(&retired);
+}
+
+absl::Status Store::Retire(std::vector<std::string>* retired) {
+  const std::string log_dir = absl::StrCat(dir_, "/wal");
+  const std::string archive_dir = absl::StrCat(dir_, "/", kArchiveDir);
+  if (options_.archive) (void)fs_->CreateDir(archive_dir);
+  auto retire = [&](const std::string& from_dir, const std::string& name) -> absl::Status {
+    const std::string from = absl::StrCat(from_dir, "/", name);
+    absl::Status s = options_.archive ? fs_->Rename(from, absl::StrCat(archive_dir, "/", name))
+                                      : fs_->Remove(from);
+    if (s.ok()) retired->push_back(from);
+    return s;
+  };
+  absl::StatusOr<std::vector<uint64_t>> live = LiveSegments();
+  if (!live.ok()) return live.status();
+  bool segments_retired = false;
+  for (size_t i = 0; i + 1 < live->size(); ++i) {  // never the newest segment
+    if ((*live)[i + 1] > manifest_.log_from_lsn) break;
+    if (absl::Status s = retire(log_dir, SegmentFileName((*live)[i])); !s.ok()) return s;
+    segments_retired = true;
+  }
+  absl::StatusOr<std::vector<std::string>> names = fs_->List(dir_);
+  if (!names.ok()) return names.status();
+  bool snapshots_retired = false;
+  for (const std::string& name : *names) {
+    std::optional<uint64_t> lsn = ParseSnapshotName(name);
+    if (!lsn || std::find(manifest_.snapshot_lsns.begin(), manifest_.snapshot_lsns.end(), *lsn) !=
+                    manifest_.snapshot_lsns.end()) {
+      continue;
+    }
+    if (absl::Status s = retire(dir_, name); !s.ok()) return s;
+    snapshots_retired = true;
+  }
+  if (segments_retired) {
+    if (absl::Status s = fs_->SyncDir(log_dir); !s.ok()) return s;
+  }
+  if (snapshots_retired) {
+    if (absl::Status s = fs_->SyncDir(dir_); !s.ok()) return s;
+  }
+  if (options_.archive && (segments_retired || snapshots_retired)) {
+    if (absl::Status s = fs_->SyncDir(archive_dir); !s.ok()) return s;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace tally::wal

@@ -3,13 +3,20 @@
 //
 // A Store owns a Ledger, a LogWriter and a directory:
 //
+//   <dir>/MANIFEST                           the kept snapshots, where the log
+//                                            must start, its segments (wal/manifest.h)
 //   <dir>/wal/wal-<first LSN>.log            the log (wal/FORMAT.md)
 //   <dir>/snapshot-<LSN, 20 digits>.snap     the ledger after record LSN
 //                                            (engine/SNAPSHOT.md; a .tmp while written)
+//   <dir>/archive/                           retired segments and snapshots,
+//                                            when StoreOptions::archive is on
 //
-// Open() recovers: the newest snapshot that decodes (a damaged one is
-// skipped, with a line in the report, when an older one and the log still
-// cover it), then every record after it replayed through the engine.  Apply()
+// Open() recovers: the newest snapshot the manifest keeps that decodes (a
+// damaged one is skipped, with a line in the report, when an older one and
+// the log still cover it), then every record after it replayed through the
+// engine.  After a snapshot is durable, a new manifest is written and the
+// segments wholly older than the oldest kept snapshot are removed (or moved
+// to archive/).  docs/DURABILITY.md has the whole picture.  Apply()
 // applies a batch and appends it to the log; Sync() makes everything appended
 // durable with one fdatasync (group commit: Apply many, Sync once, then
 // acknowledge).  The first failed write or sync fails the store for good.
@@ -21,23 +28,54 @@
 #ifndef TALLY_WAL_STORE_H_
 #define TALLY_WAL_STORE_H_
 
+#include <sys/types.h>
+
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/ledger.h"
 #include "wal/file.h"
+#include "wal/history_file.h"
 #include "wal/log_writer.h"
+#include "wal/manifest.h"
 
 namespace tally::wal {
+
+// LogSink receives the store's operator messages (recovery progress, a torn
+// tail cut, a snapshot that failed), one line each, without a newline.
+using LogSink = std::function<void(std::string_view line)>;
 
 struct StoreOptions {
   LedgerOptions ledger;
   LogWriterOptions log;
+  // Periodic snapshots, started by MaybeSnapshot: when this many records
+  // were appended since the last one, or this many ms passed (and something
+  // was appended).  0 turns either trigger off.
+  uint64_t snapshot_every_records = 0;
+  int64_t snapshot_every_ms = 0;
+  // Snapshots kept, in [1, store_snapshots_kept_max]: the newest and the
+  // ones recovery falls back to when it is damaged.  The log is kept from the
+  // oldest of them on.
+  uint32_t snapshots_kept = store_snapshots_kept_default;
+  // Move retired segments and snapshots to <dir>/archive/ instead of
+  // removing them (point-in-time rebuilds with `tally-wal replay`).
+  bool archive = false;
+  // Encode and write periodic snapshots in a forked child (copy-on-write), so
+  // the writer pauses only for fork().  Only with a PosixFileSystem; on any
+  // other file system snapshots are written inline.
+  bool snapshot_in_child = true;
+  // Where operator messages go; null: standard error.
+  LogSink log_sink;
+  // Recovery prints a progress line at most this often during a replay.
+  int64_t progress_every_ms = 1000;
 };
 
 // RecoveryReport says what Open() found and did.
@@ -49,6 +87,11 @@ struct RecoveryReport {
   uint64_t bytes_replayed = 0;
   uint64_t torn_bytes_dropped = 0;  // a torn tail cut off the log's end
   uint64_t next_lsn = 1;
+  double snapshot_load_s = 0;      // reading and decoding the snapshot
+  double replay_s = 0;             // reading and applying the log after it
+  bool had_manifest = false;        // false: a new store, or one from before manifests
+  std::vector<std::string> retired;  // leftovers of an interrupted retirement finished
+  HistoryRecovery history;
 };
 
 class Store {
@@ -63,30 +106,85 @@ class Store {
   // Sync makes every applied batch durable.
   absl::Status Sync();
   // WriteSnapshot syncs, then writes the ledger as snapshot-<last LSN>.snap
-  // (temp file, fsync, rename, directory fsync).  Returns its LSN.
+  // (temp file, fsync, rename, directory fsync) on the calling thread, then
+  // commits it (history synced, manifest, retirement).  Waits for a snapshot
+  // child that is still running first.  Returns its LSN.
   absl::StatusOr<uint64_t> WriteSnapshot();
+
+  // MaybeSnapshot is called by the shard's writer between batches.  It reaps
+  // a finished snapshot child without blocking (the child also wrote the new
+  // manifest and retired what it no longer needs; the parent takes the
+  // manifest), and starts a new snapshot when one is due by the options.
+  // An error says a snapshot failed; the store keeps working (the log just
+  // grows until a later snapshot succeeds), unless the store itself failed.
+  absl::Status MaybeSnapshot(int64_t now_ms);
+  // snapshot_running says a snapshot child is at work.
+  bool snapshot_running() const { return child_pid_ > 0; }
+
+  // GetHistory and BalanceAt answer from the ledger's RAM window and
+  // continue in <dir>/history (wal/HISTORY.md) where it ends.
+  absl::StatusOr<HistoryPage> GetHistory(const HistoryQuery& query) const;
+  absl::StatusOr<int64_t> BalanceAt(uint64_t org_id, uint64_t wallet_id, Asset asset,
+                                    int64_t at_us) const;
 
   const Ledger& ledger() const { return *ledger_; }
   const RecoveryReport& recovery() const { return report_; }
   uint64_t last_lsn() const { return next_lsn_ - 1; }
+  // manifest is the manifest as last written.
+  const Manifest& manifest() const { return manifest_; }
+
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
 
  private:
-  Store(FileSystem* fs, std::string dir) : fs_(fs), dir_(std::move(dir)) {}
-  absl::Status Recover(const StoreOptions& options);
+  Store(FileSystem* fs, std::string dir, const StoreOptions& options);
+  absl::Status Recover();
+  absl::Status LoadSnapshot(const std::vector<uint64_t>& candidates);
+  absl::Status Replay();
   absl::Status Fail(absl::Status status);
+  void Log(std::string_view line) const;
+  // StartSnapshot syncs and starts a snapshot of the current state: in a
+  // child, or inline (then committed before it returns).
+  absl::Status StartSnapshot();
+  // ReapSnapshot collects the child: `block` waits for it.
+  absl::Status ReapSnapshot(bool block);
+  // CommitSnapshot makes a durable snapshot file the current one: history
+  // synced, new manifest, retirement of what it no longer needs.
+  absl::Status CommitSnapshot(uint64_t lsn);
+  // Retire removes (or archives) the segments wholly before
+  // manifest_.log_from_lsn and the snapshot files the manifest does not keep.
+  absl::Status Retire(std::vector<std::string>* retired);
+  // LiveSegments lists the first LSNs of the segments in <dir>/wal.
+  absl::StatusOr<std::vector<uint64_t>> LiveSegments() const;
 
   FileSystem* fs_;
   std::string dir_;
+  StoreOptions options_;
   std::unique_ptr<Ledger> ledger_;
   std::unique_ptr<LogWriter> writer_;
+  std::unique_ptr<HistoryFile> history_;
   RecoveryReport report_;
+  Manifest manifest_;
   uint64_t next_lsn_ = 1;
   std::string encoded_;  // scratch: the batch being appended
   absl::Status failed_;
+  // Periodic snapshots.
+  int64_t last_snapshot_ms_ = -1;  // -1: not yet (the first MaybeSnapshot sets it)
+  pid_t child_pid_ = 0;            // a snapshot child at work, 0 none
+  uint64_t child_lsn_ = 0;         // the LSN it writes
+  int64_t retry_after_ms_ = 0;     // after a failed snapshot, no new one before
 };
 
 // SnapshotName is "snapshot-<lsn as 20 digits>.snap".
 std::string SnapshotName(uint64_t lsn);
+// ParseSnapshotName returns the LSN of a snapshot file name, nothing for any
+// other name.
+std::optional<uint64_t> ParseSnapshotName(std::string_view name);
+// WriteSnapshotFile encodes `ledger` and writes it as <dir>/SnapshotName(lsn)
+// durably (temp, fsync, rename, directory fsync).
+absl::Status WriteSnapshotFile(FileSystem* fs, const std::string& dir, const Ledger& ledger,
+                               uint64_t lsn);
 
 }  // namespace tally::wal
 

@@ -70,6 +70,22 @@ static_assert(wal_segment_bytes_min <= wal_segment_bytes_default);
 static_assert(wal_segment_bytes_default <= wal_segment_bytes_max);
 // ---- end of write-ahead log limits ----------------------------------------
 
+// ---- Store (wal/store.h): manifest, snapshots, retirement.  wal/FORMAT.md. --
+// Bytes of a MANIFEST file, and numbers on one of its lines: both bound what
+// a damaged or hostile manifest can make the reader allocate.
+inline constexpr uint64_t manifest_bytes_max = uint64_t{1} << 20;
+inline constexpr uint64_t manifest_entries_max = 10000;
+// Snapshots a store keeps (the newest and the ones recovery falls back to);
+// the log is kept from the oldest of them on.
+inline constexpr uint32_t store_snapshots_kept_default = 2;
+inline constexpr uint32_t store_snapshots_kept_max = 64;
+// A snapshot file is written and synced in slices of this size (see
+// WriteFileDurably in wal/manifest.cc).
+inline constexpr uint64_t durable_write_slice_bytes = uint64_t{4} << 20;
+static_assert(store_snapshots_kept_default >= 1);
+static_assert(store_snapshots_kept_max < manifest_entries_max);
+// ---- end of store limits --------------------------------------------------
+
 // ---- Protocol (include/tally/PROTOCOL.md) and server (net/) ---------------
 // Body of one frame, either direction.  A reader refuses a longer header
 // before it reads or allocates anything.
@@ -101,7 +117,29 @@ inline constexpr uint32_t shards_max = 256;
 // Queries a shard thread answers between two batches: a flood of queries
 // cannot starve the changes queued behind them.
 inline constexpr uint32_t shard_batch_queries_max = 1024;
+// tallyd's default snapshot policy (--snapshot-every-records / -s; 0 = off):
+// a restart replays at most about this much log per shard.
+inline constexpr uint64_t snapshot_every_records_default = 100000;
+inline constexpr uint64_t snapshot_every_s_default = 300;
 // ---- end of protocol and server limits -------------------------------------
+
+// ---- Load generator (tools/bench/, docs/BENCH.md) ---------------------------
+// Wallets one tally-bench run may drive (its expected-balance tables are
+// 16 bytes a wallet).
+inline constexpr uint64_t bench_wallets_max = 10000000;
+inline constexpr uint32_t bench_orgs_max = 4096;
+inline constexpr uint32_t bench_connections_max = 1024;
+inline constexpr uint32_t bench_threads_max = 64;
+// Frames one connection keeps in flight: the server stops reading at
+// connection_requests_in_flight_max.
+inline constexpr uint32_t bench_depth_max = 4096;
+// Holds and requests one connection remembers to capture / approve later.
+inline constexpr uint32_t bench_open_items_max = 4096;
+// Targets of one allocate command of the allocate workload.
+inline constexpr uint32_t bench_allocate_targets_max = 8192;
+inline constexpr uint32_t bench_invoice_lots_max = 16;
+inline constexpr uint32_t bench_duration_s_max = 86400;
+// ---- end of load generator limits -------------------------------------------
 
 static_assert(frame_commands_max <= batch_commands_max);
 static_assert(frame_commands_max * uint64_t{40} + 16 <= frame_body_bytes_max);
@@ -112,6 +150,9 @@ static_assert(history_entries_max_default % history_chunk_entries == 0);
 static_assert(hold_lots_max <= wallet_lots_max);
 static_assert(assets_max <= (1u << 12), "asset index has 12 bits in a history entry");
 static_assert(allocate_targets_max <= batch_commands_max);
+static_assert(bench_depth_max <= connection_requests_in_flight_max);
+static_assert(bench_allocate_targets_max <= allocate_targets_max);
+static_assert(bench_connections_max <= connections_max_default);
 
 }  // namespace tally
 

@@ -47,7 +47,11 @@ struct Ledgerbook {
   std::vector<SentFrame> in_doubt;       // sent, no reply: the server died
 };
 
-std::vector<std::string> Flags() { return {"--shards", "2", "--io-threads", "2"}; }
+// Snapshots every 200 log records: kills land before, during and after
+// snapshots, and restarts start from them.
+std::vector<std::string> Flags() {
+  return {"--shards", "2", "--io-threads", "2", "--snapshot-every-records", "200"};
+}
 
 void Load(const std::string& address, const std::string& token, std::atomic<uint64_t>* next_op,
           std::atomic<bool>* stop, uint64_t seed, Ledgerbook* book) {
@@ -110,8 +114,7 @@ TEST(TallydCrashTest, KillNineUnderLoadLosesNothingAcknowledged) {
     std::atomic<bool> stop{false};
     std::vector<std::thread> loaders;
     for (int l = 0; l < kLoaders; ++l) {
-      loaders.emplace_back(Load, tallyd.address(), token, &next_op, &stop,
-                           random(), &book);
+      loaders.emplace_back(Load, tallyd.address(), token, &next_op, &stop, random(), &book);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(60 + random() % 200));
     EXPECT_EQ(tallyd.Kill(), -SIGKILL);
@@ -159,11 +162,12 @@ TEST(TallydCrashTest, KillNineUnderLoadLosesNothingAcknowledged) {
   uint64_t acknowledged_total = 0;
   for (uint64_t org = 1; org <= kOrgs; ++org) acknowledged_total += book.acknowledged[org];
   EXPECT_GT(acknowledged_total, 1000u) << "the load was too small to mean anything";
-  std::printf("crash test: %d kill -9 cycles, %llu credits granted, %llu in-doubt ops "
-              "(%llu found applied)\n",
-              kCycles, static_cast<unsigned long long>(acknowledged_total),
-              static_cast<unsigned long long>(in_doubt_total),
-              static_cast<unsigned long long>(in_doubt_applied));
+  std::printf(
+      "crash test: %d kill -9 cycles, %llu credits granted, %llu in-doubt ops "
+      "(%llu found applied)\n",
+      kCycles, static_cast<unsigned long long>(acknowledged_total),
+      static_cast<unsigned long long>(in_doubt_total),
+      static_cast<unsigned long long>(in_doubt_applied));
   EXPECT_EQ(tallyd.Terminate(), 0);
 }
 

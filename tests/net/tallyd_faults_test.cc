@@ -2,6 +2,7 @@
 // Every malformed frame gets an error frame and a close while a second
 // connection keeps getting correct answers; a client that never reads is
 // cut off while others are served; the connection bounds hold.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -349,6 +350,32 @@ TEST_F(TallydFaultsTest, CleanShutdownUnderLoadKeepsEveryAcknowledgedChange) {
   auto b = (*client)->GetBalance({.org_id = kOrg, .wallet_id = 1});
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_EQ(b->available, acknowledged.load());
+}
+
+// A client that sends its requests and then its end of stream still gets
+// every reply, and then the server closes.
+TEST_F(TallydFaultsTest, HalfClosedClientGetsEveryReplyThenClose) {
+  Start();
+  auto raw = Authenticated();
+  std::vector<Command> setup = {cmd::OrgCreate(kOrg), cmd::Topup(kOrg, 50)};
+  setup[0].op_id = 1;
+  setup[1].op_id = 2;
+  std::string body;
+  ASSERT_TRUE(EncodeBatch(0, setup, &body).ok());
+  std::string requests = Frame(proto::Opcode::apply, 10, body);
+  for (uint64_t id = 11; id <= 13; ++id) requests += BalanceFrame(id);
+  ASSERT_TRUE(raw->Write(requests));
+  raw->ShutdownWrite();
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 4; ++i) {
+    auto frame = raw->ReadFrame();
+    ASSERT_TRUE(frame.has_value()) << "reply " << i << " missing";
+    EXPECT_NE(frame->header.opcode, proto::Opcode::error);
+    ids.push_back(frame->header.request_id);
+  }
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids, (std::vector<uint64_t>{10, 11, 12, 13}));
+  EXPECT_TRUE(raw->ClosedByPeer());
 }
 
 }  // namespace

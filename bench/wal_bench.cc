@@ -1,0 +1,471 @@
+// wal_bench.cc: what durability costs (issue 3's targets).
+//
+//   log append with group commit   >= 80 % of a raw write+fdatasync loop of the
+//                                  same sizes, measured side by side      (BM_GroupCommit)
+//   replay                         >= 10 M operations/s                    (BM_Replay)
+//   start with 1,000,000 wallets   <= 1 s from a snapshot                  (BM_StartFromSnapshot)
+//   longest writer pause while a   <= 20 ms with 1,000,000 wallets         (BM_SnapshotWriterPause)
+//   snapshot is taken
+//
+// Everything is on real files under $TALLY_BENCH_DIR (default /tmp), removed
+// at the end.  The million-wallet world is ledger_bench's BM_Deduct world
+// (4 orgs, 3 lots each from its own grant, 4 Mi history entries, op ids
+// turned over), built once and written as a store whose snapshot holds it.
+//
+//   make bench-wal
+//   ./build/release/bench/wal_bench --benchmark_filter=GroupCommit
+#include <fcntl.h>
+#include <malloc.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "engine/ledger.h"
+#include "tally/codec.h"
+#include "tally/commands.h"
+#include "tally/limits.h"
+#include "wal/file.h"
+#include "wal/log_reader.h"
+#include "wal/log_writer.h"
+#include "wal/manifest.h"
+#include "wal/store.h"
+
+namespace tally::wal {
+namespace {
+
+constexpr int64_t kT0 = int64_t{1'700'000'040} * 1'000'000;
+constexpr int64_t kDayUs = int64_t{24} * 3600 * 1'000'000;
+constexpr uint64_t kOrgs = 4;
+constexpr uint64_t kWalletsPerOrg = 250'000;
+constexpr uint64_t kWallets = kOrgs * kWalletsPerOrg;
+constexpr uint32_t kDeductBatch = 1024;
+constexpr int64_t kLotAmount = int64_t{1} << 40;
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// ThreadCpuMs is the CPU time this thread has used: a pause measured in it
+// leaves out the time the thread waited for a core (the machine is shared).
+double ThreadCpuMs() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
+[[noreturn]] void Die(const std::string& what) {
+  std::fprintf(stderr, "wal_bench: %s\n", what.c_str());
+  std::abort();
+}
+
+void Check(const absl::Status& s, const char* what) {
+  if (!s.ok()) Die(std::string(what) + ": " + std::string(s.message()));
+}
+
+// BenchRoot is this run's directory; never destroyed, so the atexit hook
+// that removes it can still read it.
+const std::string& BenchRoot() {
+  static const std::string* root = [] {
+    const char* base = std::getenv("TALLY_BENCH_DIR");
+    auto* tmpl =
+        new std::string(std::string(base != nullptr ? base : "/tmp") + "/tally-wal-bench-XXXXXX");
+    if (mkdtemp(tmpl->data()) == nullptr) Die("mkdtemp " + *tmpl);
+    return tmpl;
+  }();
+  static const bool hooked = [] {
+    return std::atexit([] { std::filesystem::remove_all(*root); }) == 0;
+  }();
+  (void)hooked;
+  return *root;
+}
+
+LedgerOptions WorldLedgerOptions() {
+  LedgerOptions options;
+  options.history_entries_max = uint64_t{1} << 22;
+  return options;
+}
+
+StoreOptions WorldStoreOptions() {
+  StoreOptions options;
+  options.ledger = WorldLedgerOptions();
+  options.snapshots_kept = 1;
+  options.log_sink = [](std::string_view) {};
+  return options;
+}
+
+// Deducts hands out batches of deducts over random wallets of the world.
+// Each user gets its own op-id range: a repeated id would be a retry.
+struct Deducts {
+  explicit Deducts(uint64_t user) : rng(user), next_op_id(user << 48) {}
+  std::mt19937_64 rng;
+  uint64_t next_op_id;
+  std::vector<Command> batch = std::vector<Command>(kDeductBatch, cmd::Deduct(1, 1, 1));
+
+  std::span<const Command> Next() {
+    for (Command& c : batch) {
+      const uint64_t id = rng() % kWallets;
+      c.org_id = 1 + id / kWalletsPerOrg;
+      c.wallet_id = 1 + id % kWalletsPerOrg;
+      c.op_id = next_op_id++;
+    }
+    return batch;
+  }
+};
+
+void MustApply(Ledger& ledger, int64_t time_us, std::span<Command> commands, uint64_t* op_id) {
+  BatchOutput out;
+  for (size_t begin = 0; begin < commands.size(); begin += batch_commands_max) {
+    const size_t n = std::min<size_t>(batch_commands_max, commands.size() - begin);
+    std::span<Command> batch = commands.subspan(begin, n);
+    for (Command& c : batch) c.op_id = (*op_id)++;
+    ledger.Apply(time_us, batch, &out);
+    for (const Result& r : out.results) {
+      if (!r.ok()) Die("world setup: a command was refused");
+    }
+  }
+}
+
+// World is the million-wallet store directory, pristine: benchmarks copy it.
+struct World {
+  std::string dir;
+  uint64_t snapshot_bytes = 0;
+
+  World() {
+    dir = BenchRoot() + "/world";
+    {
+      Ledger ledger(WorldLedgerOptions());
+      uint64_t op_id = 1;
+      std::vector<Command> commands;
+      for (uint64_t org = 1; org <= kOrgs; ++org) commands.push_back(cmd::OrgCreate(org));
+      MustApply(ledger, kT0, commands, &op_id);
+      for (uint64_t org = 1; org <= kOrgs; ++org) {
+        commands.clear();
+        for (uint64_t w = 1; w <= kWalletsPerOrg; ++w) {
+          commands.push_back(cmd::Grant(org, w, kLotAmount, kT0 + 365 * kDayUs, 0));
+          commands.push_back(cmd::Grant(org, w, kLotAmount, 0, 0));
+          commands.push_back(cmd::Grant(org, w, kLotAmount, 0, 1));
+        }
+        MustApply(ledger, kT0, commands, &op_id);
+      }
+      // Wrap the history ring and turn the op-id memory over, as BM_Deduct's world.
+      Deducts deducts(1);
+      BatchOutput out;
+      int64_t t = kT0;
+      for (uint64_t i = 0; i < ((uint64_t{1} << 22) + (uint64_t{1} << 20)) / kDeductBatch; ++i) {
+        ledger.Apply(t += 1000, deducts.Next(), &out);
+      }
+      PosixFileSystem fs;
+      std::filesystem::create_directories(dir + "/wal");
+      Check(WriteSnapshotFile(&fs, dir, ledger, 0), "world snapshot");
+      Check(WriteManifest(&fs, dir, Manifest{.snapshot_lsns = {0}, .log_from_lsn = 1}),
+            "world manifest");
+    }
+    // Open once: the history file is written out from the RAM window, and a
+    // snapshot makes it durable, so later starts find everything in place.
+    PosixFileSystem fs;
+    auto store = Store::Open(&fs, dir, WorldStoreOptions());
+    Check(store.status(), "open world");
+    Check((*store)->WriteSnapshot().status(), "world snapshot with history");
+    snapshot_bytes = std::filesystem::file_size(dir + "/" + SnapshotName(0));
+    store->reset();
+    malloc_trim(0);  // what fork() copies page tables for is what stays mapped
+  }
+
+  // CopyTo makes a fresh copy of the world's store directory.
+  std::string CopyTo(const std::string& name) const {
+    const std::string to = BenchRoot() + "/" + name;
+    std::filesystem::remove_all(to);
+    std::filesystem::copy(dir, to, std::filesystem::copy_options::recursive);
+    return to;
+  }
+
+  static World& Get() {
+    static World* world = new World();
+    return *world;
+  }
+};
+
+// ---------------------------------------------------------------------------
+// BM_GroupCommit/<record bytes>/<records per sync>: the log against the raw
+// disk, alternating round by round in the same run so both see the same
+// noise.  Raw = one pwrite of the same bytes (records + their 24-byte
+// headers) into a file preallocated the same way, then fdatasync; a new
+// preallocated file when the segment size is reached, as the log does.
+// ---------------------------------------------------------------------------
+void BM_GroupCommit(benchmark::State& state) {
+  const size_t record_bytes = static_cast<size_t>(state.range(0));
+  const int per_sync = static_cast<int>(state.range(1));
+  const std::string dir = BenchRoot() + "/group-commit";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir + "/log");
+  PosixFileSystem fs;
+  auto writer = LogWriter::Create(&fs, dir + "/log", 1);
+  Check(writer.status(), "log writer");
+  std::vector<std::byte> payload(record_bytes);
+  std::mt19937_64 rng(7);
+  for (std::byte& b : payload) b = std::byte(rng());
+  std::vector<std::byte> raw(per_sync * (record_bytes + kRecordHeaderBytes));
+  for (std::byte& b : raw) b = std::byte(rng() | 1);
+
+  int raw_fd = -1;
+  uint64_t raw_offset = 0, raw_files = 0;
+  auto raw_roll = [&] {
+    if (raw_fd >= 0) ::close(raw_fd);
+    const std::string path = dir + "/raw-" + std::to_string(raw_files++);
+    raw_fd = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    if (raw_fd < 0 || ::posix_fallocate(raw_fd, 0, wal_segment_bytes_default) != 0) Die("raw file");
+    ::fdatasync(raw_fd);
+    raw_offset = kSegmentHeaderBytes;
+  };
+  raw_roll();
+
+  Clock::duration log_time{}, raw_time{};
+  for (auto _ : state) {
+    auto t0 = Clock::now();
+    for (int i = 0; i < per_sync; ++i) Check((*writer)->Append(RecordType::kBatch, payload).status(), "append");
+    Check((*writer)->Sync(), "sync");
+    auto t1 = Clock::now();
+    if (raw_offset + raw.size() > wal_segment_bytes_default) raw_roll();
+    if (::pwrite(raw_fd, raw.data(), raw.size(), static_cast<off_t>(raw_offset)) !=
+        static_cast<ssize_t>(raw.size())) {
+      Die("raw pwrite");
+    }
+    if (::fdatasync(raw_fd) != 0) Die("raw fdatasync");
+    raw_offset += raw.size();
+    auto t2 = Clock::now();
+    log_time += t1 - t0;
+    raw_time += t2 - t1;
+  }
+  ::close(raw_fd);
+  writer->reset();
+  std::filesystem::remove_all(dir);
+  const double records = static_cast<double>(state.iterations()) * per_sync;
+  const double bytes = records * static_cast<double>(record_bytes + kRecordHeaderBytes);
+  state.counters["log_records_per_s"] = records / Seconds(log_time);
+  state.counters["raw_records_per_s"] = records / Seconds(raw_time);
+  state.counters["log_MB_per_s"] = bytes / Seconds(log_time) / 1e6;
+  state.counters["raw_MB_per_s"] = bytes / Seconds(raw_time) / 1e6;
+  state.counters["log_vs_raw_pct"] = 100.0 * Seconds(raw_time) / Seconds(log_time);
+}
+BENCHMARK(BM_GroupCommit)
+    ->Args({128, 1})
+    ->Args({128, 64})
+    ->Args({4096, 16})
+    ->Args({65536, 4})
+    ->MinTime(2.0)
+    ->UseRealTime();
+
+// ---------------------------------------------------------------------------
+// BM_StartFromSnapshot: Store::Open on the million-wallet store, nothing to
+// replay (page cache warm: the file was just written or read).
+// ---------------------------------------------------------------------------
+void BM_StartFromSnapshot(benchmark::State& state) {
+  World& world = World::Get();
+  static const std::string dir = world.CopyTo("start");
+  PosixFileSystem fs;
+  double load_s = 0, total_s = 0;
+  for (auto _ : state) {
+    const auto t0 = Clock::now();
+    auto store = Store::Open(&fs, dir, WorldStoreOptions());
+    const auto t1 = Clock::now();
+    Check(store.status(), "open");
+    if ((*store)->ledger().wallet_count() < kWallets) Die("the world is not there");
+    load_s += (*store)->recovery().snapshot_load_s;
+    total_s += Seconds(t1 - t0);
+    state.SetIterationTime(Seconds(t1 - t0));
+    state.PauseTiming();
+    store->reset();  // freeing 2 GB is not part of a start
+    state.ResumeTiming();
+  }
+  const double n = static_cast<double>(state.iterations());
+  state.counters["open_s"] = total_s / n;
+  state.counters["snapshot_read_decode_s"] = load_s / n;
+  state.counters["snapshot_MB"] = static_cast<double>(world.snapshot_bytes) / 1e6;
+  state.counters["wallets"] = static_cast<double>(kWallets);
+}
+BENCHMARK(BM_StartFromSnapshot)->Iterations(3)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+// ---------------------------------------------------------------------------
+// BM_Replay: Store::Open replaying 4,194,304 deducts (4096 records of 1024)
+// after the million-wallet snapshot.  replay_ops_per_s is the replay alone
+// (read, checksum, decode, apply); read_decode_ops_per_s is the log layer
+// without the engine (LogReader + DecodeBatch over the same log).
+// ---------------------------------------------------------------------------
+void BM_Replay(benchmark::State& state) {
+  World& world = World::Get();
+  constexpr int kRecords = 4096;
+  static const std::string dir = [&] {
+    const std::string d = world.CopyTo("replay");
+    PosixFileSystem fs;
+    auto store = Store::Open(&fs, d, WorldStoreOptions());
+    Check(store.status(), "open");
+    Deducts deducts(2);
+    BatchOutput out;
+    int64_t t = (*store)->ledger().last_time_us();
+    for (int i = 0; i < kRecords; ++i) {
+      Check((*store)->Apply(t += 1000, deducts.Next(), &out).status(), "apply");
+      if (i % 16 == 15) Check((*store)->Sync(), "sync");
+    }
+    Check((*store)->Sync(), "sync");
+    return d;
+  }();
+  PosixFileSystem fs;
+  double replay_s = 0, open_s = 0, read_decode_s = 0;
+  uint64_t records = 0;
+  for (auto _ : state) {
+    const auto t0 = Clock::now();
+    auto store = Store::Open(&fs, dir, WorldStoreOptions());
+    const auto t1 = Clock::now();
+    Check(store.status(), "open");
+    records = (*store)->recovery().records_replayed;
+    if (records != kRecords) Die("replayed the wrong number of records");
+    replay_s += (*store)->recovery().replay_s;
+    open_s += Seconds(t1 - t0);
+    state.SetIterationTime((*store)->recovery().replay_s);
+    state.PauseTiming();
+    store->reset();
+    // The log layer alone.
+    const auto r0 = Clock::now();
+    auto reader = LogReader::Open(&fs, dir + "/wal", {.start_lsn = 1});
+    Check(reader.status(), "reader");
+    LogRecord record;
+    DecodedBatch batch;
+    uint64_t commands = 0;
+    while (true) {
+      absl::StatusOr<bool> more = (*reader)->Next(&record);
+      Check(more.status(), "read");
+      if (!*more) break;
+      Check(DecodeBatch(std::string_view(reinterpret_cast<const char*>(record.payload.data()),
+                                         record.payload.size()),
+                        &batch),
+            "decode");
+      commands += batch.commands.size();
+    }
+    read_decode_s += Seconds(Clock::now() - r0);
+    if (commands != uint64_t{kRecords} * kDeductBatch) Die("read the wrong number of commands");
+    state.ResumeTiming();
+  }
+  const double n = static_cast<double>(state.iterations());
+  const double ops = static_cast<double>(records) * kDeductBatch;
+  state.counters["replay_ops_per_s"] = ops / (replay_s / n);
+  state.counters["read_decode_ops_per_s"] = ops / (read_decode_s / n);
+  state.counters["open_s"] = open_s / n;
+  state.counters["replayed_ops"] = ops;
+}
+BENCHMARK(BM_Replay)->Iterations(3)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+// ---------------------------------------------------------------------------
+// BM_SnapshotWriterPause: the writer applies and syncs batches of 1024
+// deducts over the million wallets and calls MaybeSnapshot between them, as
+// the server's shard thread does; a snapshot becomes due after 256 batches.
+// The pause is the longest writer iteration (apply + sync + MaybeSnapshot)
+// while the snapshot is taken, against the longest before it.
+// ---------------------------------------------------------------------------
+void BM_SnapshotWriterPause(benchmark::State& state) {
+  World& world = World::Get();
+  static const std::string dir = world.CopyTo("pause");
+  constexpr int64_t kEveryMs = 1'000'000;  // the bench moves this clock itself
+  constexpr int kBaseline = 256;
+  StoreOptions options = WorldStoreOptions();
+  options.snapshot_every_ms = kEveryMs;
+  PosixFileSystem fs;
+  static Store* store = [&] {
+    auto s = Store::Open(&fs, dir, options);
+    Check(s.status(), "open");
+    return s->release();
+  }();
+  static Deducts deducts(3);
+  static int64_t now_ms = 0;
+  BatchOutput out;
+  int64_t t = store->ledger().last_time_us();
+  // Per writer iteration: apply (engine + log buffer + history append),
+  // sync (the group commit's fdatasync), MaybeSnapshot.
+  struct Max {
+    double apply = 0, sync = 0, maybe = 0, iteration = 0, cpu = 0;
+  } before, during;
+  double fork_call_ms = 0, fork_call_cpu_ms = 0, reap_call_ms = 0, snapshot_s = 0,
+         during_sum_ms = 0;
+  uint64_t during_n = 0;
+  for (auto _ : state) {
+    Check(store->MaybeSnapshot(now_ms), "maybe snapshot");  // not due: the clock stands
+    const uint64_t start_lsn = store->manifest().current_snapshot_lsn();
+    bool started = false;
+    Clock::time_point snapshot_start;
+    for (int i = 0; i < 100'000; ++i) {
+      if (i == kBaseline) now_ms += kEveryMs;  // now it is due
+      const double c0 = ThreadCpuMs();
+      const auto t0 = Clock::now();
+      Check(store->Apply(t += 1000, deducts.Next(), &out).status(), "apply");
+      const auto t1 = Clock::now();
+      Check(store->Sync(), "sync");
+      const auto t2 = Clock::now();
+      const double c2 = ThreadCpuMs();
+      const bool was_running = store->snapshot_running();
+      Check(store->MaybeSnapshot(now_ms), "maybe snapshot");
+      const auto t3 = Clock::now();
+      const double c3 = ThreadCpuMs();
+      const double apply_ms = Seconds(t1 - t0) * 1e3, sync_ms = Seconds(t2 - t1) * 1e3,
+                   maybe_ms = Seconds(t3 - t2) * 1e3, iteration_ms = Seconds(t3 - t0) * 1e3;
+      Max& m = started ? during : before;
+      m.apply = std::max(m.apply, apply_ms);
+      m.sync = std::max(m.sync, sync_ms);
+      m.iteration = std::max(m.iteration, iteration_ms);
+      m.cpu = std::max(m.cpu, c3 - c0);
+      if (!was_running && store->snapshot_running()) {
+        started = true;
+        snapshot_start = t2;
+        fork_call_ms = std::max(fork_call_ms, maybe_ms);
+        fork_call_cpu_ms = std::max(fork_call_cpu_ms, c3 - c2);
+      } else if (started) {
+        m.maybe = std::max(m.maybe, maybe_ms);
+        during_sum_ms += iteration_ms;
+        ++during_n;
+        if (!store->snapshot_running()) {  // reaped in this call
+          reap_call_ms = std::max(reap_call_ms, maybe_ms);
+          break;
+        }
+      } else {
+        m.maybe = std::max(m.maybe, maybe_ms);
+      }
+    }
+    if (!started || store->manifest().current_snapshot_lsn() == start_lsn) {
+      state.SkipWithError("no snapshot was taken");
+      return;
+    }
+    snapshot_s = Seconds(Clock::now() - snapshot_start);
+    // The writer's pause: the fork, or the longest iteration while the child ran.
+    state.SetIterationTime(std::max(fork_call_ms, during.iteration) / 1e3);
+  }
+  state.counters["fork_call_ms"] = fork_call_ms;
+  state.counters["fork_call_cpu_ms"] = fork_call_cpu_ms;
+  state.counters["reap_call_ms"] = reap_call_ms;
+  state.counters["during_max_iteration_ms"] = during.iteration;
+  state.counters["during_max_iteration_cpu_ms"] = during.cpu;
+  state.counters["before_max_iteration_cpu_ms"] = before.cpu;
+  state.counters["during_max_apply_ms"] = during.apply;
+  state.counters["during_max_sync_ms"] = during.sync;
+  state.counters["during_mean_iteration_ms"] =
+      during_n ? during_sum_ms / static_cast<double>(during_n) : 0;
+  state.counters["before_max_iteration_ms"] = before.iteration;
+  state.counters["before_max_apply_ms"] = before.apply;
+  state.counters["before_max_sync_ms"] = before.sync;
+  state.counters["snapshot_s"] = snapshot_s;
+}
+BENCHMARK(BM_SnapshotWriterPause)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace tally::wal
+
+BENCHMARK_MAIN();

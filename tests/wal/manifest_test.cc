@@ -1,0 +1,304 @@
+// manifest_test.cc: the manifest decides what is live; retirement follows it;
+// recovery trusts it and still drops nothing silently.
+#include "wal/manifest.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/engine/workload.h"
+#include "wal/file.h"
+#include "wal/format.h"
+#include "wal/store.h"
+
+namespace tally::wal {
+namespace {
+
+using tally::testing::Workload;
+
+StoreOptions SmallOptions() {
+  StoreOptions options;
+  options.ledger.history_entries_max = 1 << 16;
+  options.ledger.op_ids_max = 1 << 12;
+  options.log.segment_bytes = 8 << 10;  // a segment every few batches
+  options.log_sink = [](std::string_view) {};
+  return options;
+}
+
+void Drive(Store& store, Workload& work, int batches) {
+  BatchOutput out;
+  for (int b = 0; b < batches; ++b) {
+    ASSERT_TRUE(store.Apply(work.now_us(), work.Next(1 + b % 20), &out).ok());
+    ASSERT_TRUE(store.Sync().ok());
+  }
+}
+
+std::vector<uint64_t> SegmentsIn(MemFileSystem& fs, const std::string& dir) {
+  std::vector<uint64_t> lsns;
+  const std::vector<std::string> names = *fs.List(dir);
+  for (const std::string& name : names) {
+    if (auto lsn = ParseSegmentFileName(name)) lsns.push_back(*lsn);
+  }
+  std::sort(lsns.begin(), lsns.end());
+  return lsns;
+}
+
+std::vector<uint64_t> SnapshotsIn(MemFileSystem& fs, const std::string& dir) {
+  std::vector<uint64_t> lsns;
+  const std::vector<std::string> names = *fs.List(dir);
+  for (const std::string& name : names) {
+    if (auto lsn = ParseSnapshotName(name)) lsns.push_back(*lsn);
+  }
+  std::sort(lsns.begin(), lsns.end());
+  return lsns;
+}
+
+TEST(Manifest, EncodesAndDecodesTheSame) {
+  Manifest m{.snapshot_lsns = {120, 60}, .log_from_lsn = 61, .segments = {40, 97, 130}};
+  const std::string text = EncodeManifest(m);
+  EXPECT_EQ(text.substr(0, text.find("checksum")),
+            "tally-manifest 1\nsnapshots 120 60\nlog_from 61\nsegments 40 97 130\n");
+  auto back = DecodeManifest(text);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, m);
+  Manifest empty;
+  EXPECT_EQ(DecodeManifest(EncodeManifest(empty)).value(), empty);
+}
+
+TEST(Manifest, EveryDamagedByteIsRefused) {
+  const std::string text =
+      EncodeManifest({.snapshot_lsns = {120, 60}, .log_from_lsn = 61, .segments = {40, 97}});
+  for (size_t i = 0; i < text.size(); ++i) {
+    for (int bit = 0; bit < 8; ++bit) {
+      std::string bad = text;
+      bad[i] = static_cast<char>(bad[i] ^ (1 << bit));
+      auto m = DecodeManifest(bad);
+      EXPECT_FALSE(m.ok()) << "byte " << i << " bit " << bit;
+      if (!m.ok()) {
+        EXPECT_EQ(m.status().code(), absl::StatusCode::kDataLoss);
+      }
+    }
+  }
+  EXPECT_FALSE(DecodeManifest(text.substr(0, text.size() - 1)).ok());
+  EXPECT_FALSE(DecodeManifest("").ok());
+}
+
+TEST(Manifest, InconsistentContentIsRefusedEvenWithAGoodChecksum) {
+  // Snapshots out of order; the log starting after the oldest snapshot.
+  EXPECT_FALSE(DecodeManifest(EncodeManifest({.snapshot_lsns = {60, 120}, .log_from_lsn = 61}))
+                   .ok());
+  EXPECT_FALSE(DecodeManifest(EncodeManifest({.snapshot_lsns = {120}, .log_from_lsn = 122})).ok());
+  EXPECT_FALSE(DecodeManifest(EncodeManifest(
+                                  {.snapshot_lsns = {120}, .log_from_lsn = 121, .segments = {130}}))
+                   .ok());
+}
+
+TEST(Retirement, SegmentsWhollyOlderThanTheOldestKeptSnapshotAreRemoved) {
+  MemFileSystem fs;
+  Workload work(31);
+  StoreOptions options = SmallOptions();
+  options.snapshots_kept = 2;
+  auto store = Store::Open(&fs, "/shard", options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_FALSE((*store)->recovery().had_manifest);
+  Drive(**store, work, 100);
+  const std::vector<uint64_t> before = SegmentsIn(fs, "/shard/wal");
+  ASSERT_GT(before.size(), 4u) << "the test needs many segments";
+  ASSERT_EQ((*store)->WriteSnapshot().value(), 100u);
+  // One snapshot: the log is kept from it on.
+  Drive(**store, work, 100);
+  ASSERT_EQ((*store)->WriteSnapshot().value(), 200u);
+  Drive(**store, work, 10);
+  const Manifest& m = (*store)->manifest();
+  EXPECT_EQ(m.snapshot_lsns, (std::vector<uint64_t>{200, 100}));
+  EXPECT_EQ(m.log_from_lsn, 101u);
+  const std::vector<uint64_t> after = SegmentsIn(fs, "/shard/wal");
+  ASSERT_FALSE(after.empty());
+  EXPECT_LE(after.front(), 101u) << "the segment holding LSN 101 stays";
+  EXPECT_GT(after.size() > 1 ? after[1] : UINT64_MAX, 101u) << "and nothing wholly before it";
+  EXPECT_EQ(SnapshotsIn(fs, "/shard"), (std::vector<uint64_t>{100, 200}));
+
+  // A third snapshot retires the first and the log before the second.
+  ASSERT_EQ((*store)->WriteSnapshot().value(), 210u);
+  EXPECT_EQ(SnapshotsIn(fs, "/shard"), (std::vector<uint64_t>{200, 210}));
+  EXPECT_LE(SegmentsIn(fs, "/shard/wal").front(), 201u);
+  const uint64_t digest = (*store)->ledger().Digest();
+  store->reset();
+  auto again = Store::Open(&fs, "/shard", options);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE((*again)->recovery().had_manifest);
+  EXPECT_EQ((*again)->recovery().snapshot_lsn, 210u);
+  EXPECT_EQ((*again)->ledger().Digest(), digest);
+}
+
+TEST(Retirement, ArchiveKeepsRetiredSegmentsAndSnapshotsAsOneLog) {
+  MemFileSystem fs;
+  Workload work(32);
+  StoreOptions options = SmallOptions();
+  options.snapshots_kept = 1;
+  options.archive = true;
+  auto store = Store::Open(&fs, "/shard", options);
+  ASSERT_TRUE(store.ok());
+  Drive(**store, work, 80);
+  ASSERT_TRUE((*store)->WriteSnapshot().ok());
+  Drive(**store, work, 80);
+  ASSERT_TRUE((*store)->WriteSnapshot().ok());
+  EXPECT_EQ(SnapshotsIn(fs, "/shard"), (std::vector<uint64_t>{160}));
+  EXPECT_EQ(SnapshotsIn(fs, "/shard/archive"), (std::vector<uint64_t>{80}));
+  const std::vector<uint64_t> archived = SegmentsIn(fs, "/shard/archive");
+  const std::vector<uint64_t> live = SegmentsIn(fs, "/shard/wal");
+  ASSERT_FALSE(archived.empty());
+  EXPECT_EQ(archived.front(), 1u);
+  EXPECT_LT(archived.back(), live.front());
+  // Archive and live segments read as one unbroken log from LSN 1.
+  LogReaderOptions read;
+  read.archive_dir = "/shard/archive";
+  auto reader = LogReader::Open(&fs, "/shard/wal", read);
+  ASSERT_TRUE(reader.ok());
+  LogRecord record;
+  uint64_t records = 0;
+  while ((*reader)->Next(&record).value()) ++records;
+  EXPECT_EQ(records, 160u);
+}
+
+TEST(Retirement, KeepingOneSnapshotRemovesTheLogBeforeIt) {
+  MemFileSystem fs;
+  Workload work(33);
+  StoreOptions options = SmallOptions();
+  options.snapshots_kept = 1;
+  auto store = Store::Open(&fs, "/shard", options);
+  ASSERT_TRUE(store.ok());
+  Drive(**store, work, 100);
+  ASSERT_TRUE((*store)->WriteSnapshot().ok());
+  EXPECT_EQ((*store)->manifest().log_from_lsn, 101u);
+  EXPECT_EQ(SnapshotsIn(fs, "/shard"), (std::vector<uint64_t>{100}));
+  const std::vector<uint64_t> live = SegmentsIn(fs, "/shard/wal");
+  EXPECT_GT(live.front(), 1u);
+  const std::vector<std::string> archived = *fs.List("/shard/archive");
+  EXPECT_TRUE(archived.empty());
+}
+
+TEST(Recovery, ASegmentTheManifestNamesMustExist) {
+  MemFileSystem fs;
+  Workload work(34);
+  StoreOptions options = SmallOptions();
+  {
+    auto store = Store::Open(&fs, "/shard", options);
+    ASSERT_TRUE(store.ok());
+    Drive(**store, work, 60);
+    ASSERT_TRUE((*store)->WriteSnapshot().ok());
+    Drive(**store, work, 5);
+  }
+  // The newest segment the manifest lists: the LSN chain alone cannot see
+  // that the log's end is gone.
+  const uint64_t named = Manifest(ReadManifest(&fs, "/shard").value().value()).segments.back();
+  const std::string path = "/shard/wal/" + SegmentFileName(named);
+  ASSERT_TRUE(fs.Remove(path).ok());
+  auto again = Store::Open(&fs, "/shard", options);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(again.status().message().find(path), std::string::npos) << again.status();
+}
+
+TEST(Recovery, ADamagedManifestStopsTheStart) {
+  MemFileSystem fs;
+  Workload work(35);
+  {
+    auto store = Store::Open(&fs, "/shard", SmallOptions());
+    ASSERT_TRUE(store.ok());
+    Drive(**store, work, 10);
+    ASSERT_TRUE((*store)->WriteSnapshot().ok());
+  }
+  fs.FlipBit("/shard/MANIFEST", 20, 3);
+  auto again = Store::Open(&fs, "/shard", SmallOptions());
+  ASSERT_FALSE(again.ok());
+  EXPECT_NE(again.status().message().find("/shard/MANIFEST"), std::string::npos)
+      << again.status();
+}
+
+TEST(Recovery, AnInterruptedRetirementIsFinishedAtTheNextStart) {
+  MemFileSystem fs;
+  Workload work(36);
+  StoreOptions options = SmallOptions();
+  options.snapshots_kept = 1;
+  std::vector<std::byte> first_segment;
+  uint64_t digest = 0;
+  {
+    auto store = Store::Open(&fs, "/shard", options);
+    ASSERT_TRUE(store.ok());
+    Drive(**store, work, 60);
+    first_segment = fs.Contents("/shard/wal/" + SegmentFileName(1));
+    ASSERT_TRUE((*store)->WriteSnapshot().ok());
+    digest = (*store)->ledger().Digest();
+  }
+  // As if the crash came after the manifest and before the removals: the
+  // old segment and an old snapshot are still there.
+  ASSERT_FALSE(fs.Exists("/shard/wal/" + SegmentFileName(1)));
+  {
+    auto f = fs.Open("/shard/wal/" + SegmentFileName(1), OpenMode::kCreate);
+    ASSERT_TRUE((*f)->PWrite(0, first_segment).ok());
+    auto snap = fs.Open("/shard/" + SnapshotName(7), OpenMode::kCreate);
+    ASSERT_TRUE((*snap)->PWrite(0, first_segment).ok());
+  }
+  auto again = Store::Open(&fs, "/shard", options);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->recovery().retired.size(), 2u);
+  EXPECT_FALSE(fs.Exists("/shard/wal/" + SegmentFileName(1)));
+  EXPECT_FALSE(fs.Exists("/shard/" + SnapshotName(7)));
+  EXPECT_EQ((*again)->ledger().Digest(), digest);
+}
+
+TEST(Recovery, ASnapshotTheManifestDoesNotNameIsNotUsed) {
+  MemFileSystem fs;
+  Workload work(37);
+  StoreOptions options = SmallOptions();
+  uint64_t digest = 0;
+  {
+    auto store = Store::Open(&fs, "/shard", options);
+    ASSERT_TRUE(store.ok());
+    Drive(**store, work, 30);
+    ASSERT_TRUE((*store)->WriteSnapshot().ok());
+    Drive(**store, work, 30);
+    // A whole snapshot file whose manifest never became durable.
+    ASSERT_TRUE(WriteSnapshotFile(&fs, "/shard", (*store)->ledger(), 60).ok());
+    Drive(**store, work, 3);
+    digest = (*store)->ledger().Digest();
+  }
+  auto again = Store::Open(&fs, "/shard", options);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->recovery().snapshot_lsn, 30u);
+  EXPECT_EQ((*again)->recovery().records_replayed, 33u);
+  EXPECT_EQ((*again)->ledger().Digest(), digest);
+  EXPECT_FALSE(fs.Exists("/shard/" + SnapshotName(60)));
+}
+
+TEST(Recovery, DamageFollowedByValidRecordsStopsTheStartNamingFileAndOffset) {
+  MemFileSystem fs;
+  Workload work(38);
+  StoreOptions options = SmallOptions();
+  options.log.segment_bytes = 1 << 20;  // everything in one segment
+  {
+    auto store = Store::Open(&fs, "/shard", options);
+    ASSERT_TRUE(store.ok());
+    Drive(**store, work, 40);
+    ASSERT_TRUE((*store)->WriteSnapshot().ok());
+    Drive(**store, work, 40);
+  }
+  const std::string path = "/shard/wal/" + SegmentFileName(1);
+  // A byte inside the first record after the snapshot: find it by reading.
+  auto reader = LogReader::Open(&fs, "/shard/wal", {.start_lsn = 41});
+  LogRecord record;
+  ASSERT_TRUE((*reader)->Next(&record).value());
+  const uint64_t offset = record.offset;
+  fs.FlipBit(path, offset + kRecordHeaderBytes + 2, 0);
+  auto again = Store::Open(&fs, "/shard", options);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(again.status().message().find(path), std::string::npos) << again.status();
+  EXPECT_NE(again.status().message().find("offset " + std::to_string(offset)), std::string::npos)
+      << again.status();
+}
+
+}  // namespace
+}  // namespace tally::wal
