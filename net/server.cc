@@ -57,6 +57,8 @@ std::string Cat(const Parts&... parts) {
 constexpr auto close_grace = std::chrono::milliseconds(1000);
 // How long a sender waits before it offers a part to a full shard queue again.
 constexpr auto queue_full_retry = std::chrono::milliseconds(1);
+// Write buffer capacity a connection keeps between bursts.
+constexpr size_t write_buffer_keep_bytes = size_t{1} << 20;
 // How long shutdown waits for connections to flush their last replies.
 constexpr auto shutdown_flush_max = std::chrono::milliseconds(3000);
 
@@ -318,6 +320,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Written(boost::system::error_code ec) {
     writing_ = false;
     in_write_.clear();
+    // A burst (a big history page, a flood of events) must not pin its
+    // buffer for the connection's life: idle memory stays small.
+    if (in_write_.capacity() > write_buffer_keep_bytes) std::string().swap(in_write_);
     if (closed_) return;
     if (ec) {
       Close();
