@@ -1,6 +1,6 @@
 # Makefile: one-word entry points over apt-get and the CMake presets.
 #
-#   make run    install what is missing, build (release), run the demo
+#   make run    install what is missing, build (release), start tallyd on its defaults
 #   make test   install what is missing, build with warnings as errors, run every test
 #   make asan   build and test with AddressSanitizer + UBSan
 #   make bench  build (release) and run the engine benchmarks
@@ -16,6 +16,8 @@ MAKEFLAGS += --no-print-directory
 # runs `apt-get update` only when something is missing.
 PACKAGES := cmake g++ make libboost1.81-dev libabsl-dev libxxhash-dev libbenchmark-dev \
             libgtest-dev
+# The `tally` command line's --xlsx exports (tools/cli/), found through pkg-config.
+PACKAGES += libxlsxwriter-dev pkgconf
 
 JOBS ?= $(shell nproc)
 # Tests and the warnings-as-errors build run two at a time: CI machines are small.
@@ -43,9 +45,11 @@ build: deps
 	cmake --preset release
 	cmake --build --preset release -j $(JOBS)
 
-# Until the server exists (issue 4) the main program is the engine demo.
+# tallyd on its defaults: ./tally-data, 127.0.0.1:7411, shards and I/O
+# threads from the core count (TALLYD_FLAGS adds flags).  Ctrl-C stops it cleanly.
+TALLYD_FLAGS ?=
 run: build
-	./build/release/tally-demo
+	./build/release/tallyd $(TALLYD_FLAGS)
 
 test: deps
 	cmake --preset ci

@@ -114,7 +114,28 @@ inline constexpr uint32_t idle_timeout_ms_default = 300000;
 // read) while the queue is full.
 inline constexpr uint32_t shard_queue_commands_max = 262144;
 inline constexpr uint32_t shards_max = 256;
+// Queries a shard thread answers between two batches: a flood of queries
+// cannot starve the changes queued behind them.
+inline constexpr uint32_t shard_batch_queries_max = 1024;
 // ---- end of protocol and server limits -------------------------------------
+
+// ---- Load generator (tools/bench/, docs/BENCH.md) ---------------------------
+// Wallets one tally-bench run may drive (its expected-balance tables are
+// 16 bytes a wallet).
+inline constexpr uint64_t bench_wallets_max = 10000000;
+inline constexpr uint32_t bench_orgs_max = 4096;
+inline constexpr uint32_t bench_connections_max = 1024;
+inline constexpr uint32_t bench_threads_max = 64;
+// Frames one connection keeps in flight: the server stops reading at
+// connection_requests_in_flight_max.
+inline constexpr uint32_t bench_depth_max = 4096;
+// Holds and requests one connection remembers to capture / approve later.
+inline constexpr uint32_t bench_open_items_max = 4096;
+// Targets of one allocate command of the allocate workload.
+inline constexpr uint32_t bench_allocate_targets_max = 8192;
+inline constexpr uint32_t bench_invoice_lots_max = 16;
+inline constexpr uint32_t bench_duration_s_max = 86400;
+// ---- end of load generator limits -------------------------------------------
 
 static_assert(frame_commands_max <= batch_commands_max);
 static_assert(frame_commands_max * uint64_t{40} + 16 <= frame_body_bytes_max);
@@ -125,6 +146,9 @@ static_assert(history_entries_max_default % history_chunk_entries == 0);
 static_assert(hold_lots_max <= wallet_lots_max);
 static_assert(assets_max <= (1u << 12), "asset index has 12 bits in a history entry");
 static_assert(allocate_targets_max <= batch_commands_max);
+static_assert(bench_depth_max <= connection_requests_in_flight_max);
+static_assert(bench_allocate_targets_max <= allocate_targets_max);
+static_assert(bench_connections_max <= connections_max_default);
 
 }  // namespace tally
 

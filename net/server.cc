@@ -1,0 +1,976 @@
+// server.cc: tallyd's I/O side: listening, connections, frames, tokens,
+// routing to the shards, replies and the event stream.  See server.h and
+// docs/SERVER.md.
+#include "net/server.h"
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "net/shard.h"
+#include "net/tokens.h"
+#include "tally/assert.h"
+#include "tally/codec.h"
+#include "tally/protocol.h"
+#include "tally/shard.h"
+#include "wal/file.h"
+
+namespace tally::net {
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using proto::Opcode;
+constexpr auto nothrow_awaitable = asio::as_tuple(asio::use_awaitable);
+
+// Cat joins anything streamable (Debian's Abseil has its own string_view,
+// which absl::StrCat will not take from std::string_view).
+template <typename... Parts>
+std::string Cat(const Parts&... parts) {
+  std::ostringstream out;
+  (out << ... << parts);
+  return out.str();
+}
+
+// How long a connection being closed (cut off, refused, shutting down) gets
+// to take its last frame before the socket is closed anyway.
+constexpr auto close_grace = std::chrono::milliseconds(1000);
+// How long a sender waits before it offers a part to a full shard queue again.
+constexpr auto queue_full_retry = std::chrono::milliseconds(1);
+// How long shutdown waits for connections to flush their last replies.
+constexpr auto shutdown_flush_max = std::chrono::milliseconds(3000);
+
+// Answer is a query's outcome: a reply body, or a refusal's error body.
+struct Answer {
+  ResultCode status = ResultCode::ok;
+  std::string body;
+};
+
+Answer Refusal(ResultCode code, std::string_view detail) {
+  Answer answer{.status = code};
+  proto::EncodeErrorBody(Cat(ResultCodeName(code), ": ", detail), &answer.body);
+  return answer;
+}
+
+// FromStatus turns an engine query's error into a refusal: the engine names
+// the result code in NotFound's message.
+Answer FromStatus(const absl::Status& status, std::string_view subject) {
+  ResultCode code = ResultCode::invalid_command;
+  if (status.code() == absl::StatusCode::kNotFound) {
+    code = ParseResultCode(std::string_view(status.message().data(), status.message().size()))
+               .value_or(ResultCode::invalid_command);
+  } else if (status.code() == absl::StatusCode::kOutOfRange) {
+    code = ResultCode::limit_exceeded;
+  }
+  if (code == ResultCode::invalid_command || code == ResultCode::limit_exceeded) {
+    return Refusal(code, Cat(status.message(), " (", subject, ")"));
+  }
+  return Refusal(code, subject);
+}
+
+absl::StatusOr<uint32_t> ReadShardCount(const std::string& path) {
+  std::ifstream in(path);
+  std::string text;
+  std::getline(in, text);
+  uint32_t shards = 0;
+  if (!absl::SimpleAtoi(text, &shards) || shards == 0 || shards > shards_max) {
+    return absl::DataLossError(
+        Cat(path, " does not hold a shard count in 1..", shards_max, ": '", text, "'"));
+  }
+  return shards;
+}
+
+// WriteFileDurably writes `text` to `path` through a temp file, fsync and
+// rename, then syncs the directory.
+absl::Status WriteFileDurably(wal::FileSystem* fs, const std::string& dir, const std::string& path,
+                              std::string_view text) {
+  std::string tmp = path + ".tmp";
+  (void)fs->Remove(tmp);
+  absl::StatusOr<std::unique_ptr<wal::File>> file = fs->Open(tmp, wal::OpenMode::kCreate);
+  if (!file.ok()) return file.status();
+  if (absl::Status s = (*file)->PWrite(0, std::as_bytes(std::span(text.data(), text.size())));
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = (*file)->Sync(); !s.ok()) return s;
+  file->reset();
+  if (absl::Status s = fs->Rename(tmp, path); !s.ok()) return s;
+  return fs->SyncDir(dir);
+}
+
+absl::StatusOr<tcp::endpoint> ResolveListen(const std::string& listen) {
+  size_t colon = listen.rfind(':');
+  uint32_t port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port) ||
+      port > 65535) {
+    return absl::InvalidArgumentError(Cat("--listen '", listen, "' is not HOST:PORT"));
+  }
+  std::string host = listen.substr(0, colon);
+  boost::system::error_code ec;
+  asio::ip::address address = asio::ip::make_address(host, ec);
+  if (!ec) return tcp::endpoint(address, static_cast<uint16_t>(port));
+  asio::io_context io;
+  tcp::resolver resolver(io);
+  auto results = resolver.resolve(host, std::to_string(port), ec);
+  if (ec || results.empty()) {
+    return absl::InvalidArgumentError(Cat("--listen: cannot resolve '", host, "'"));
+  }
+  return results.begin()->endpoint();
+}
+
+}  // namespace
+
+class Connection;
+
+// EventHub knows the subscribed connections and hands each the events it
+// may see.  Shard threads publish; subscribers live on I/O threads.
+class EventHub {
+ public:
+  void Add(const std::shared_ptr<Connection>& connection, asio::any_io_executor executor,
+           uint64_t org_id, const Token* token, uint64_t request_id) {
+    std::lock_guard lock(mu_);
+    subscribers_.push_back(
+        Subscriber{connection, std::move(executor), org_id, token, request_id, connection.get()});
+  }
+  void Remove(const Connection* connection) {
+    std::lock_guard lock(mu_);
+    std::erase_if(subscribers_, [&](const Subscriber& s) { return s.key == connection; });
+  }
+  // Publish runs on a shard thread after the events' batch is durable.
+  void Publish(std::span<const Event> events);
+
+ private:
+  struct Subscriber {
+    std::weak_ptr<Connection> connection;
+    asio::any_io_executor executor;
+    uint64_t org_id = 0;  // 0: every org the token may read
+    const Token* token = nullptr;
+    uint64_t request_id = 0;
+    const Connection* key = nullptr;
+  };
+  std::mutex mu_;
+  std::vector<Subscriber> subscribers_;  // guarded by mu_
+};
+
+class ServerImpl {
+ public:
+  explicit ServerImpl(const ServerOptions& options) : options_(options) {}
+  absl::Status Open();
+  void Run();
+  void Stop();
+
+  const ServerOptions& options() const { return options_; }
+  const Tokens& tokens() const { return tokens_; }
+  uint32_t shard_count() const { return static_cast<uint32_t>(shards_.size()); }
+  Shard& shard(uint32_t index) { return *shards_[index]; }
+  EventHub& hub() { return hub_; }
+  void Closed(const Connection* connection);
+  std::string listen_address() const {
+    return Cat(endpoint_.address().to_string(), ":", endpoint_.port());
+  }
+  uint16_t port() const { return endpoint_.port(); }
+
+ private:
+  absl::Status PrepareDataDir();
+  asio::awaitable<void> AcceptLoop();
+
+  ServerOptions options_;
+  wal::PosixFileSystem fs_;
+  Tokens tokens_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  EventHub hub_;
+  std::vector<std::unique_ptr<asio::io_context>> contexts_;
+  std::unique_ptr<tcp::acceptor> acceptor_;
+  // Made in Open(), before the listening line is printed: a signal that
+  // comes before Run() waits in it instead of killing the process.
+  std::unique_ptr<asio::signal_set> signals_;
+  tcp::endpoint endpoint_;
+  uint32_t next_context_ = 0;
+
+  std::mutex mu_;
+  std::condition_variable stop_wake_;
+  bool stop_ = false;                                   // guarded by mu_
+  std::vector<std::weak_ptr<Connection>> connections_;  // guarded by mu_
+  uint32_t connection_count_ = 0;                       // guarded by mu_
+};
+
+// Connection is one client.  Every member runs on the connection's own
+// io_context thread (one thread per context), so none needs a lock.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(ServerImpl* server, tcp::socket socket)
+      : server_(server),
+        executor_(socket.get_executor()),
+        socket_(std::move(socket)),
+        resume_(executor_),
+        watchdog_(executor_) {}
+
+  // executor() may be called on any thread (it never changes).
+  const asio::any_io_executor& executor() const { return executor_; }
+
+  void Start() {
+    boost::system::error_code ec;
+    socket_.set_option(tcp::no_delay(true), ec);
+    Touch();
+    asio::co_spawn(executor(), Read(shared_from_this()), asio::detached);
+    asio::co_spawn(executor(), Watchdog(shared_from_this()), asio::detached);
+  }
+
+  // Refuse sends an error frame and closes the connection once it is
+  // written (or after close_grace).
+  void Refuse(ResultCode code, std::string_view message, uint64_t request_id) {
+    if (closed_ || closing_) return;
+    closing_ = true;
+    std::string body;
+    proto::EncodeErrorBody(message, &body);
+    Write(Opcode::error, request_id, code, body, /*counted=*/false);
+    deadline_ = std::chrono::steady_clock::now() + close_grace;
+    watchdog_.cancel();
+    if (!writing_) Close();
+  }
+
+  // ShutDown is the server stopping: the last replies are already queued.
+  void ShutDown() { Refuse(ResultCode::shutting_down, "shutting_down: the server is stopping", 0); }
+
+  // gone() may be read on any thread: a shard skips the queries of a
+  // connection that is gone instead of computing replies no one reads.
+  bool gone() const { return gone_.load(std::memory_order_relaxed); }
+
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    gone_.store(true, std::memory_order_relaxed);
+    closing_ = true;
+    boost::system::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+    watchdog_.cancel();
+    resume_.cancel();
+    server_->hub().Remove(this);
+    server_->Closed(this);
+  }
+
+  void SendEvents(uint64_t request_id, const std::vector<Event>& events) {
+    for (size_t at = 0; at < events.size() && !closing_; at += wire_events_max) {
+      size_t n = std::min<size_t>(wire_events_max, events.size() - at);
+      scratch_.clear();
+      proto::EncodeEvents(std::span(events).subspan(at, n), &scratch_);
+      Write(Opcode::event, request_id, ResultCode::ok, scratch_, /*counted=*/true);
+    }
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  void Touch() {
+    deadline_ = Clock::now() + std::chrono::milliseconds(server_->options().idle_timeout_ms);
+  }
+
+  // Write queues one frame.  A peer that lets more than the unsent bound
+  // pile up is cut off: it would otherwise hold the server's memory hostage.
+  void Write(Opcode op, uint64_t request_id, ResultCode status, std::string_view body,
+             bool counted) {
+    if (closed_) return;
+    if (counted &&
+        (closing_ || pending_.size() + in_write_.size() + body.size() + proto::frame_header_bytes >
+                         server_->options().connection_unsent_bytes_max)) {
+      if (closing_) return;
+      pending_.clear();
+      Refuse(ResultCode::limit_exceeded,
+             Cat("limit_exceeded: more than ", server_->options().connection_unsent_bytes_max,
+                 " reply bytes unread; the client stopped reading"),
+             0);
+      return;
+    }
+    size_t at = proto::BeginFrame(&pending_);
+    pending_.append(body);
+    proto::FinishFrame(&pending_, at, op, request_id, proto::flag_reply, status);
+    if (!writing_) StartWrite();
+  }
+
+  void StartWrite() {
+    TALLY_ASSERT(!writing_ && !pending_.empty());
+    in_write_.swap(pending_);
+    pending_.clear();
+    writing_ = true;
+    asio::async_write(
+        socket_, asio::buffer(in_write_),
+        [self = shared_from_this()](boost::system::error_code ec, size_t) { self->Written(ec); });
+  }
+
+  void Written(boost::system::error_code ec) {
+    writing_ = false;
+    in_write_.clear();
+    if (closed_) return;
+    if (ec) {
+      Close();
+      return;
+    }
+    if (!pending_.empty()) {
+      StartWrite();
+    } else if (closing_) {
+      Close();
+    } else {
+      FinishDrain();
+    }
+  }
+
+  // FinishDrain closes a connection whose peer has finished sending once
+  // every reply it asked for is out (a subscriber goes on receiving events).
+  void FinishDrain() {
+    if (draining_ && !closing_ && !subscribed_ && in_flight_ == 0 && !writing_ &&
+        pending_.empty()) {
+      Close();
+    }
+  }
+
+  void Reply(Opcode op, uint64_t request_id, const Answer& answer) {
+    Write(op, request_id, answer.status, answer.body, /*counted=*/true);
+  }
+
+  void RequestDone() {
+    TALLY_ASSERT(in_flight_ > 0);
+    --in_flight_;
+    resume_.cancel();
+    FinishDrain();
+  }
+
+  asio::awaitable<void> Watchdog(std::shared_ptr<Connection> /*keep_alive*/) {
+    while (!closed_) {
+      watchdog_.expires_at(deadline_);
+      co_await watchdog_.async_wait(nothrow_awaitable);
+      if (closed_) break;
+      if (Clock::now() < deadline_) continue;  // re-armed: the deadline moved
+      if (!closing_ && (subscribed_ || in_flight_ > 0)) {
+        Touch();  // a stream or a request in progress is not idle
+        continue;
+      }
+      Close();
+    }
+  }
+
+  asio::awaitable<void> Read(std::shared_ptr<Connection> /*keep_alive*/) {
+    char header_bytes[proto::frame_header_bytes];
+    std::string body;
+    while (!closing_) {
+      auto [ec, n] =
+          co_await asio::async_read(socket_, asio::buffer(header_bytes), nothrow_awaitable);
+      if (closing_) break;
+      if (ec) {
+        if (ec == asio::error::eof && n > 0) {
+          Refuse(ResultCode::malformed_frame,
+                 Cat("malformed_frame: truncated frame: ", n, " of ", proto::frame_header_bytes,
+                     " header bytes before the end"),
+                 0);
+        } else if (ec == asio::error::eof) {
+          // The peer finished sending between frames: answer what it asked.
+          draining_ = true;
+          FinishDrain();
+        } else {
+          Close();
+        }
+        break;
+      }
+      std::string_view header_view(header_bytes, sizeof(header_bytes));
+      proto::FrameHeader header;
+      if (absl::Status s = proto::DecodeFrameHeader(header_view, &header); !s.ok()) {
+        uint64_t request_id = 0;
+        if (std::memcmp(header_bytes, "TALY", 4) == 0) {
+          std::memcpy(&request_id, header_bytes + 8, sizeof(request_id));
+        }
+        Refuse(ResultCode::malformed_frame, Cat("malformed_frame: ", s.message()), request_id);
+        break;
+      }
+      body.resize(header.body_bytes);
+      if (header.body_bytes > 0) {
+        auto [body_ec, body_n] =
+            co_await asio::async_read(socket_, asio::buffer(body), nothrow_awaitable);
+        if (closing_) break;
+        if (body_ec) {
+          if (body_ec == asio::error::eof) {
+            Refuse(ResultCode::malformed_frame,
+                   Cat("malformed_frame: truncated frame: ", body_n, " of ", header.body_bytes,
+                       " body bytes before the end"),
+                   header.request_id);
+          } else {
+            Close();
+          }
+          break;
+        }
+      }
+      if (!proto::VerifyChecksum(header_view, body)) {
+        Refuse(ResultCode::malformed_frame, "malformed_frame: checksum mismatch",
+               header.request_id);
+        break;
+      }
+      if (header.is_reply()) {
+        Refuse(ResultCode::malformed_frame, "malformed_frame: reply flag set on a request",
+               header.request_id);
+        break;
+      }
+      Touch();
+      co_await Dispatch(header, std::move(body));
+      body = std::string();
+      // Too many requests unanswered: stop reading until replies drain.
+      while (!closing_ && in_flight_ >= connection_requests_in_flight_max) {
+        resume_.expires_at(Clock::time_point::max());
+        co_await resume_.async_wait(nothrow_awaitable);
+      }
+    }
+  }
+
+  asio::awaitable<void> Dispatch(const proto::FrameHeader& header, std::string body) {
+    const uint64_t id = header.request_id;
+    if (token_ == nullptr && header.opcode != Opcode::hello) {
+      Refuse(ResultCode::unauthenticated,
+             "unauthenticated: the first frame of a connection must be a hello", id);
+      co_return;
+    }
+    if (subscribed_) {
+      Refuse(ResultCode::malformed_frame,
+             "malformed_frame: a subscribed connection takes no further requests", id);
+      co_return;
+    }
+    switch (header.opcode) {
+      case Opcode::hello:
+        Hello(id, body);
+        co_return;
+      case Opcode::apply:
+        co_await Apply(id, std::move(body));
+        co_return;
+      case Opcode::subscribe:
+        Subscribe(id, body);
+        co_return;
+      case Opcode::event:
+      case Opcode::error:
+        Refuse(ResultCode::malformed_frame,
+               Cat("malformed_frame: opcode ", proto::OpcodeName(header.opcode),
+                   " is sent by the server only"),
+               id);
+        co_return;
+      default:
+        co_await Query(header.opcode, id, body);
+        co_return;
+    }
+  }
+
+  void Hello(uint64_t id, std::string_view body) {
+    if (token_ != nullptr) {
+      Refuse(ResultCode::malformed_frame, "malformed_frame: a second hello", id);
+      return;
+    }
+    proto::HelloRequest hello;
+    if (absl::Status s = proto::DecodeHello(body, &hello); !s.ok()) {
+      Refuse(ResultCode::malformed_frame, Cat("malformed_frame: hello: ", s.message()), id);
+      return;
+    }
+    const Token* token = server_->tokens().Find(hello.token);
+    if (token == nullptr) {
+      Refuse(ResultCode::unauthenticated, "unauthenticated: unknown token", id);
+      return;
+    }
+    token_ = token;
+    Answer answer;
+    proto::EncodeHelloReply(
+        {.role = token->role, .shards = server_->shard_count(), .token_name = token->name},
+        &answer.body);
+    Reply(Opcode::hello, id, answer);
+  }
+
+  asio::awaitable<void> Apply(uint64_t id, std::string body) {
+    auto job = std::make_shared<ApplyJob>();
+    job->body = std::move(body);
+    if (absl::Status s = DecodeBatch(job->body, &job->batch); !s.ok()) {
+      Refuse(ResultCode::malformed_frame, Cat("malformed_frame: apply: ", s.message()), id);
+      co_return;
+    }
+    const size_t count = job->batch.commands.size();
+    if (job->batch.time_us != 0 || count == 0 || count > frame_commands_max) {
+      Refuse(ResultCode::malformed_frame,
+             Cat("malformed_frame: apply wants time_us 0 and 1 to ", frame_commands_max,
+                 " commands; got time_us ", job->batch.time_us, " and ", count),
+             id);
+      co_return;
+    }
+    job->actor = token_->name;
+    job->results.resize(count);
+    const uint32_t shards = server_->shard_count();
+    std::vector<std::vector<uint32_t>> by_shard(shards);
+    for (uint32_t i = 0; i < count; ++i) {
+      Command& c = job->batch.commands[i];
+      // The sweep is the server's own command; clients never send it.
+      if (c.kind == CommandKind::expire_sweep || !proto::RoleMayApply(token_->role, c.kind) ||
+          !token_->MayUseOrg(c.org_id)) {
+        job->results[i] = Result{.code = ResultCode::forbidden};
+        continue;
+      }
+      if (c.actor.empty()) c.actor = job->actor;
+      by_shard[ShardOf(c.org_id, shards)].push_back(i);
+    }
+    uint32_t parts = 0;
+    for (const auto& indices : by_shard) parts += indices.empty() ? 0 : 1;
+    // One extra count for this sender, so done() cannot run while parts are
+    // still being handed out.
+    job->parts_left.store(parts + 1, std::memory_order_relaxed);
+    job->done = [self = shared_from_this(), id](ApplyJob& done) {
+      asio::post(self->executor(),
+                 [self, id, time_us = done.time_us.load(), results = std::move(done.results)] {
+                   Answer answer;
+                   proto::EncodeApplyReply(time_us, results, &answer.body);
+                   self->Reply(Opcode::apply, id, answer);
+                   self->RequestDone();
+                 });
+    };
+    ++in_flight_;
+    asio::steady_timer wait(executor());
+    for (uint32_t s = 0; s < shards; ++s) {
+      if (by_shard[s].empty()) continue;
+      ApplyPart part{job, std::move(by_shard[s])};
+      for (;;) {
+        Shard::Push pushed = server_->shard(s).PushApply(std::move(part));
+        if (pushed == Shard::Push::accepted) break;
+        if (pushed == Shard::Push::stopped) {
+          for (uint32_t index : part.indices) {
+            job->results[index] = Result{.code = ResultCode::shutting_down};
+          }
+          job->FinishPart();
+          break;
+        }
+        // The shard's queue is full: this connection stops being read until
+        // there is room (backpressure), the others go on.
+        wait.expires_after(queue_full_retry);
+        co_await wait.async_wait(nothrow_awaitable);
+      }
+    }
+    job->FinishPart();
+  }
+
+  asio::awaitable<void> Query(Opcode op, uint64_t id, std::string_view body) {
+    if (!proto::RoleMayQuery(token_->role, op)) {
+      Reply(op, id,
+            Refusal(ResultCode::forbidden,
+                    Cat("token ", token_->name, " (", proto::RoleName(token_->role),
+                        ") may not send ", proto::OpcodeName(op))));
+      co_return;
+    }
+    absl::Status decoded;
+    uint64_t org_id = 0;
+    std::function<Answer(const Ledger&, int64_t)> compute;
+    switch (op) {
+      case Opcode::balance: {
+        proto::BalanceRequest r;
+        decoded = proto::DecodeBalanceRequest(body, &r);
+        org_id = r.org_id;
+        compute = [r](const Ledger& ledger, int64_t now_us) {
+          std::string subject = Cat("org ", r.org_id, " wallet ", r.wallet_id);
+          Answer answer;
+          if (r.at_us != 0) {
+            absl::StatusOr<int64_t> at = ledger.BalanceAt(r.org_id, r.wallet_id, r.asset, r.at_us);
+            if (!at.ok()) return FromStatus(at.status(), subject);
+            proto::EncodeBalanceReply(Balance{.available = *at}, r.at_us, &answer.body);
+            return answer;
+          }
+          absl::StatusOr<Balance> b = ledger.GetBalance(r.org_id, r.wallet_id, r.asset, now_us);
+          if (!b.ok()) return FromStatus(b.status(), subject);
+          proto::EncodeBalanceReply(*b, now_us, &answer.body);
+          return answer;
+        };
+        break;
+      }
+      case Opcode::org_summary:
+      case Opcode::settings:
+      case Opcode::totals: {
+        proto::OrgRequest r;
+        decoded = proto::DecodeOrgRequest(body, &r);
+        org_id = r.org_id;
+        compute = [r, op](const Ledger& ledger, int64_t now_us) {
+          std::string subject = Cat("org ", r.org_id);
+          Answer answer;
+          if (op == Opcode::org_summary) {
+            auto v = ledger.GetOrgSummary(r.org_id, r.asset, now_us);
+            if (!v.ok()) return FromStatus(v.status(), subject);
+            proto::EncodeSummaryReply(*v, &answer.body);
+          } else if (op == Opcode::settings) {
+            auto v = ledger.GetSettings(r.org_id);
+            if (!v.ok()) return FromStatus(v.status(), subject);
+            proto::EncodeSettingsReply(*v, &answer.body);
+          } else {
+            auto v = ledger.GetTotals(r.org_id, r.asset);
+            if (!v.ok()) return FromStatus(v.status(), subject);
+            proto::EncodeTotalsReply(*v, &answer.body);
+          }
+          return answer;
+        };
+        break;
+      }
+      case Opcode::history: {
+        HistoryQuery q;
+        decoded = proto::DecodeHistoryRequest(body, &q);
+        org_id = q.org_id;
+        q.limit = std::min(q.limit, wire_history_entries_max);
+        compute = [q](const Ledger& ledger, int64_t) {
+          auto page = ledger.GetHistory(q);
+          if (!page.ok()) {
+            return FromStatus(page.status(), Cat("org ", q.org_id, " wallet ", q.wallet_id));
+          }
+          Answer answer;
+          proto::EncodeHistoryReply(*page, &answer.body);
+          return answer;
+        };
+        break;
+      }
+      case Opcode::requests: {
+        proto::RequestsRequest r;
+        decoded = proto::DecodeRequestsRequest(body, &r);
+        org_id = r.org_id;
+        compute = [r](const Ledger& ledger, int64_t) {
+          auto rows = ledger.GetRequests(r.org_id, r.status);
+          if (!rows.ok()) return FromStatus(rows.status(), Cat("org ", r.org_id));
+          bool truncated = rows->size() > wire_requests_max;
+          if (truncated) rows->resize(wire_requests_max);
+          Answer answer;
+          proto::EncodeRequestsReply(*rows, truncated, &answer.body);
+          return answer;
+        };
+        break;
+      }
+      case Opcode::usage: {
+        proto::UsageRequest r;
+        decoded = proto::DecodeUsageRequest(body, &r);
+        org_id = r.org_id;
+        compute = [r](const Ledger& ledger, int64_t) {
+          auto rows = ledger.GetUsage(r.org_id, r.from_us, r.to_us);
+          if (!rows.ok()) return FromStatus(rows.status(), Cat("org ", r.org_id));
+          bool truncated = rows->size() > wire_usage_rows_max;
+          if (truncated) rows->resize(wire_usage_rows_max);
+          Answer answer;
+          proto::EncodeUsageReply(*rows, truncated, &answer.body);
+          return answer;
+        };
+        break;
+      }
+      default:
+        Refuse(ResultCode::malformed_frame,
+               Cat("malformed_frame: opcode ", static_cast<int>(op), " is not a request"), id);
+        co_return;
+    }
+    if (!decoded.ok()) {
+      Refuse(ResultCode::malformed_frame,
+             Cat("malformed_frame: ", proto::OpcodeName(op), ": ", decoded.message()), id);
+      co_return;
+    }
+    if (!token_->MayUseOrg(org_id)) {
+      Reply(
+          op, id,
+          Refusal(ResultCode::forbidden, Cat("token ", token_->name, " may not use org ", org_id)));
+      co_return;
+    }
+    ++in_flight_;
+    QueryFn query = [self = shared_from_this(), op, id,
+                     compute = std::move(compute)](const ShardView& view) {
+      if (self->gone()) return;  // its in-flight count died with it
+      Answer answer = view.ledger != nullptr ? compute(*view.ledger, view.now_us)
+                                             : Refusal(view.refusal, view.reason);
+      asio::post(self->executor(), [self, op, id, answer = std::move(answer)] {
+        self->Reply(op, id, answer);
+        self->RequestDone();
+      });
+    };
+    Shard& shard = server_->shard(ShardOf(org_id, server_->shard_count()));
+    asio::steady_timer wait(executor());
+    for (;;) {
+      Shard::Push pushed = shard.PushQuery(std::move(query));
+      if (pushed == Shard::Push::accepted) break;
+      if (pushed == Shard::Push::stopped) {
+        Reply(op, id, Refusal(ResultCode::shutting_down, "the server is stopping"));
+        RequestDone();
+        break;
+      }
+      wait.expires_after(queue_full_retry);
+      co_await wait.async_wait(nothrow_awaitable);
+    }
+  }
+
+  void Subscribe(uint64_t id, std::string_view body) {
+    if (!proto::RoleMayQuery(token_->role, Opcode::subscribe)) {
+      Reply(Opcode::subscribe, id,
+            Refusal(ResultCode::forbidden, Cat("token ", token_->name, " may not subscribe")));
+      return;
+    }
+    proto::SubscribeRequest r;
+    if (absl::Status s = proto::DecodeSubscribeRequest(body, &r); !s.ok()) {
+      Refuse(ResultCode::malformed_frame, Cat("malformed_frame: subscribe: ", s.message()), id);
+      return;
+    }
+    if (r.org_id != 0 && !token_->MayUseOrg(r.org_id)) {
+      Reply(Opcode::subscribe, id,
+            Refusal(ResultCode::forbidden,
+                    Cat("token ", token_->name, " may not use org ", r.org_id)));
+      return;
+    }
+    subscribed_ = true;
+    server_->hub().Add(shared_from_this(), executor(), r.org_id, token_, id);
+    Reply(Opcode::subscribe, id, Answer{});
+  }
+
+  ServerImpl* server_;
+  const asio::any_io_executor executor_;
+  tcp::socket socket_;
+  asio::steady_timer resume_;    // the reader waits here while in_flight_ is at its bound
+  asio::steady_timer watchdog_;  // idle timeout and close grace
+  Clock::time_point deadline_{};
+  const Token* token_ = nullptr;  // set by a successful hello
+  bool subscribed_ = false;
+  bool draining_ = false;  // the peer sent its end of stream between frames
+  bool closing_ = false;   // no more requests are read; close after the last write
+  bool closed_ = false;
+  std::atomic<bool> gone_{false};  // closed_, for other threads
+  bool writing_ = false;
+  uint32_t in_flight_ = 0;
+  std::string pending_;   // frames queued behind the write in progress
+  std::string in_write_;  // the frames being written
+  std::string scratch_;
+};
+
+void EventHub::Publish(std::span<const Event> events) {
+  std::lock_guard lock(mu_);
+  for (const Subscriber& s : subscribers_) {
+    std::vector<Event> mine;
+    for (const Event& e : events) {
+      if (s.org_id != 0 ? e.org_id == s.org_id : s.token->MayUseOrg(e.org_id)) {
+        mine.push_back(e);
+      }
+    }
+    if (mine.empty()) continue;
+    asio::post(s.executor, [connection = s.connection, id = s.request_id, mine = std::move(mine)] {
+      if (auto c = connection.lock()) c->SendEvents(id, mine);
+    });
+  }
+}
+
+absl::Status ServerImpl::PrepareDataDir() {
+  const std::string& data = options_.data_dir;
+  std::error_code ec;
+  std::filesystem::create_directories(data, ec);
+  if (ec) return absl::InternalError(Cat("create ", data, ": ", ec.message()));
+
+  std::string shards_path = data + "/shards";
+  uint32_t shards = 0;
+  if (std::filesystem::exists(shards_path)) {
+    absl::StatusOr<uint32_t> stored = ReadShardCount(shards_path);
+    if (!stored.ok()) return stored.status();
+    if (options_.shards != 0 && options_.shards != *stored) {
+      return absl::FailedPreconditionError(
+          Cat(data, " holds ", *stored, " shards; --shards ", options_.shards,
+              " differs (the shard count of a data directory never changes)"));
+    }
+    shards = *stored;
+  } else {
+    shards =
+        options_.shards != 0 ? options_.shards : std::max(1u, std::thread::hardware_concurrency());
+    if (shards > shards_max) {
+      if (options_.shards != 0) {
+        return absl::InvalidArgumentError(
+            Cat("--shards ", shards, " is over the limit of ", shards_max));
+      }
+      shards = shards_max;
+    }
+    if (absl::Status s = WriteFileDurably(&fs_, data, shards_path, Cat(shards, "\n")); !s.ok()) {
+      return s;
+    }
+  }
+
+  std::string tokens_path = options_.tokens_path.empty() ? data + "/tokens" : options_.tokens_path;
+  if (options_.tokens_path.empty() && !std::filesystem::exists(tokens_path)) {
+    absl::StatusOr<std::string> created = CreateAdminTokenFile(tokens_path);
+    if (!created.ok()) return created.status();
+    std::fprintf(stderr, "tallyd: created %s holding an admin token (name admin)\n",
+                 tokens_path.c_str());
+  }
+  absl::StatusOr<Tokens> tokens = LoadTokens(tokens_path);
+  if (!tokens.ok()) return tokens.status();
+  tokens_ = std::move(*tokens);
+
+  for (uint32_t i = 0; i < shards; ++i) {
+    ShardOptions shard_options;
+    shard_options.index = i;
+    shard_options.dir = Cat(data, "/shard-", i);
+    shard_options.sweep_every_ms = options_.sweep_every_ms;
+    shard_options.snapshot_every_records = options_.snapshot_every_records;
+    shard_options.snapshot_every_s = options_.snapshot_every_s;
+    absl::StatusOr<std::unique_ptr<Shard>> shard = Shard::Open(
+        &fs_, shard_options, [this](std::span<const Event> events) { hub_.Publish(events); });
+    if (!shard.ok()) return shard.status();
+    const wal::RecoveryReport& report = (*shard)->recovery();
+    if (report.torn_bytes_dropped > 0) {
+      std::fprintf(stderr, "tallyd: shard %u: cut a torn tail of %llu bytes off the log\n", i,
+                   static_cast<unsigned long long>(report.torn_bytes_dropped));
+    }
+    shards_.push_back(std::move(*shard));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ServerImpl::Open() {
+  if (absl::Status s = PrepareDataDir(); !s.ok()) return s;
+  absl::StatusOr<tcp::endpoint> endpoint = ResolveListen(options_.listen);
+  if (!endpoint.ok()) return endpoint.status();
+  uint32_t threads = options_.io_threads != 0 ? options_.io_threads
+                                              : std::max(1u, std::thread::hardware_concurrency());
+  for (uint32_t i = 0; i < threads; ++i) {
+    contexts_.push_back(std::make_unique<asio::io_context>(1));
+  }
+  boost::system::error_code ec;
+  acceptor_ = std::make_unique<tcp::acceptor>(*contexts_[0]);
+  acceptor_->open(endpoint->protocol(), ec);
+  if (!ec) acceptor_->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor_->bind(*endpoint, ec);
+  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return absl::UnavailableError(Cat("listen on ", options_.listen, ": ", ec.message()));
+  }
+  endpoint_ = acceptor_->local_endpoint(ec);
+  if (options_.handle_signals) {
+    signals_ = std::make_unique<asio::signal_set>(*contexts_[0], SIGINT, SIGTERM);
+  }
+  return absl::OkStatus();
+}
+
+asio::awaitable<void> ServerImpl::AcceptLoop() {
+  asio::steady_timer backoff(acceptor_->get_executor());
+  for (;;) {
+    asio::io_context& context = *contexts_[next_context_];
+    next_context_ = (next_context_ + 1) % contexts_.size();
+    auto [ec, socket] = co_await acceptor_->async_accept(context, nothrow_awaitable);
+    if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
+    if (ec) {
+      // Out of file descriptors, say: wait a little instead of spinning.
+      std::fprintf(stderr, "tallyd: accept: %s\n", ec.message().c_str());
+      backoff.expires_after(std::chrono::milliseconds(50));
+      co_await backoff.async_wait(nothrow_awaitable);
+      continue;
+    }
+    auto connection = std::make_shared<Connection>(this, std::move(socket));
+    bool over = false;
+    {
+      std::lock_guard lock(mu_);
+      over = stop_ || connection_count_ >= options_.connections_max;
+      ++connection_count_;
+      std::erase_if(connections_, [](const auto& c) { return c.expired(); });
+      connections_.push_back(connection);
+    }
+    asio::post(connection->executor(), [connection, over, max = options_.connections_max] {
+      if (over) {
+        connection->Refuse(ResultCode::limit_exceeded,
+                           Cat("limit_exceeded: the server has ", max, " connections, its limit"),
+                           0);
+      } else {
+        connection->Start();
+      }
+    });
+  }
+}
+
+void ServerImpl::Closed(const Connection*) {
+  std::lock_guard lock(mu_);
+  --connection_count_;
+}
+
+void ServerImpl::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  stop_wake_.notify_all();
+}
+
+void ServerImpl::Run() {
+  for (auto& shard : shards_) shard->Start();
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  for (auto& context : contexts_) guards.push_back(asio::make_work_guard(*context));
+  asio::co_spawn(*contexts_[0], AcceptLoop(), asio::detached);
+  if (signals_) {
+    signals_->async_wait([this](boost::system::error_code ec, int) {
+      if (!ec) Stop();
+    });
+  }
+  std::vector<std::thread> threads;
+  for (auto& context : contexts_) {
+    threads.emplace_back([&context] { context->run(); });
+  }
+
+  {
+    std::unique_lock lock(mu_);
+    stop_wake_.wait(lock, [&] { return stop_; });
+  }
+  std::fprintf(stderr, "tallyd: shutting down\n");
+  // 1. No new connections.
+  asio::post(*contexts_[0], [this] {
+    boost::system::error_code ec;
+    acceptor_->close(ec);
+    if (signals_) signals_->cancel(ec);
+  });
+  // 2. Each shard finishes its batch and syncs; what is still queued is
+  // answered shutting_down.  Their replies are posted to the connections.
+  for (auto& shard : shards_) shard->Stop();
+  // 3. Each connection writes what it has, then closes.
+  std::vector<std::shared_ptr<Connection>> open;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& weak : connections_) {
+      if (auto c = weak.lock()) open.push_back(std::move(c));
+    }
+  }
+  for (auto& connection : open) {
+    asio::post(connection->executor(), [connection] { connection->ShutDown(); });
+  }
+  open.clear();
+  auto give_up = std::chrono::steady_clock::now() + shutdown_flush_max;
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (connection_count_ == 0) break;
+    }
+    if (std::chrono::steady_clock::now() >= give_up) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  guards.clear();
+  for (auto& context : contexts_) context->stop();
+  for (auto& thread : threads) thread.join();
+  std::fprintf(stderr, "tallyd: stopped\n");
+}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Open(const ServerOptions& options) {
+  auto impl = std::make_unique<ServerImpl>(options);
+  if (absl::Status s = impl->Open(); !s.ok()) return s;
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+Server::Server(std::unique_ptr<ServerImpl> impl) : impl_(std::move(impl)) {}
+Server::~Server() = default;
+std::string Server::listen_address() const { return impl_->listen_address(); }
+uint16_t Server::port() const { return impl_->port(); }
+uint32_t Server::shards() const { return impl_->shard_count(); }
+void Server::Run() { impl_->Run(); }
+void Server::Stop() { impl_->Stop(); }
+
+}  // namespace tally::net

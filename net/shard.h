@@ -1,0 +1,147 @@
+// shard.h: one shard thread of tallyd, the only thread that touches its
+// ledger.
+//
+// A Shard owns a wal::Store (a ledger and its log) and a bounded queue.  The
+// I/O threads put apply parts (the commands of one frame that belong to
+// this shard) and queries into the queue; the shard thread loops:
+//
+//   1. take everything queued, up to batch_commands_max commands;
+//   2. answer the queries on the state as of the last durable batch;
+//   3. stamp the time (this server's clock, µs), Store::Apply the commands
+//      as one batch, plus an expire_sweep when the sweep timer is due;
+//   4. Store::Sync: one fdatasync for the whole batch (group commit: what
+//      queued during this sync goes into the next batch);
+//   5. hand the results and the events back.
+//
+// A failed Apply or Sync fails the store for good: from then on every
+// command and query of this shard is answered `unavailable` with the reason.
+// Stop() finishes the batch in progress, syncs, answers what is still queued
+// `shutting_down` and joins the thread.
+#ifndef TALLY_NET_SHARD_H_
+#define TALLY_NET_SHARD_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/ledger.h"
+#include "tally/codec.h"
+#include "wal/file.h"
+#include "wal/store.h"
+
+namespace tally::net {
+
+// ApplyJob is one apply frame on its way through the shards.  It owns the
+// frame's bytes (the commands' texts point into them) and collects one
+// result per command; the shard that finishes the last part calls done().
+struct ApplyJob {
+  std::string body;
+  DecodedBatch batch;
+  std::string actor;  // the token's name, for commands that name no actor
+  std::vector<Result> results;
+  std::atomic<uint32_t> parts_left{0};
+  std::atomic<int64_t> time_us{0};
+  // Called once, on a shard thread (or the I/O thread when no part was
+  // queued), after every part is durable or refused.
+  std::function<void(ApplyJob& job)> done;
+
+  // FinishPart counts one part done and calls done() after the last.
+  void FinishPart();
+};
+
+// ApplyPart is the commands of one job that go to one shard.
+struct ApplyPart {
+  std::shared_ptr<ApplyJob> job;
+  std::vector<uint32_t> indices;  // into job->batch.commands, in order
+};
+
+// ShardView is what a query sees: the ledger, or why it may not look.
+struct ShardView {
+  const Ledger* ledger = nullptr;  // nullptr: refused with `refusal`
+  ResultCode refusal = ResultCode::ok;
+  std::string reason;
+  int64_t now_us = 0;
+};
+using QueryFn = std::function<void(const ShardView& view)>;
+
+// EventSink receives a shard's events once their batch is durable.
+using EventSink = std::function<void(std::span<const Event> events)>;
+
+struct ShardOptions {
+  uint32_t index = 0;
+  std::string dir;  // the wal::Store directory, <data>/shard-<index>
+  uint32_t sweep_every_ms = 1000;
+  uint32_t queue_commands_max = shard_queue_commands_max;
+  // Snapshot policy (0 = never), for Store::MaybeSnapshot after a batch's
+  // sync once the store offers it (docs/SERVER.md, "Snapshots").
+  uint64_t snapshot_every_records = 0;
+  uint64_t snapshot_every_s = 0;
+  wal::StoreOptions store;
+};
+
+class Shard {
+ public:
+  enum class Push { accepted, full, stopped };
+
+  // Open recovers the shard's store; Start() runs its thread.
+  static absl::StatusOr<std::unique_ptr<Shard>> Open(wal::FileSystem* fs,
+                                                     const ShardOptions& options, EventSink events);
+  ~Shard();
+  Shard(const Shard&) = delete;
+  Shard& operator=(const Shard&) = delete;
+
+  void Start();
+  // PushApply queues a part; `full` when its commands do not fit the queue
+  // now (the caller waits and retries), `stopped` after Stop().
+  Push PushApply(ApplyPart&& part);
+  // PushQuery queues a query (it counts as one command of the queue).
+  Push PushQuery(QueryFn&& query);
+  // Stop finishes the batch in progress, answers the rest `shutting_down`
+  // and joins the thread.  Idempotent.
+  void Stop();
+
+  const wal::RecoveryReport& recovery() const { return store_->recovery(); }
+  uint32_t index() const { return options_.index; }
+
+ private:
+  Shard(const ShardOptions& options, std::unique_ptr<wal::Store> store, EventSink events)
+      : options_(options), store_(std::move(store)), events_(std::move(events)) {}
+  void Run();
+  // ApplyBatch applies and syncs the taken parts (and a sweep when due).
+  void ApplyBatch(std::vector<ApplyPart>& parts, bool sweep);
+  void Refuse(std::vector<ApplyPart>& parts, std::vector<QueryFn>* queries, ResultCode code,
+              const std::string& reason);
+  void Fail(const absl::Status& status);
+
+  ShardOptions options_;
+  std::unique_ptr<wal::Store> store_;
+  EventSink events_;
+  std::thread thread_;
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::deque<ApplyPart> parts_;   // guarded by mu_
+  std::deque<QueryFn> queries_;   // guarded by mu_
+  uint64_t queued_commands_ = 0;  // guarded by mu_
+  bool stop_ = false;             // guarded by mu_
+  bool stopped_ = false;          // guarded by mu_: the thread no longer takes work
+
+  // Shard thread only.
+  std::string failed_reason_;  // nonempty: the store failed, for good
+  std::vector<Command> commands_;
+  BatchOutput out_;
+};
+
+}  // namespace tally::net
+
+#endif  // TALLY_NET_SHARD_H_

@@ -1,0 +1,584 @@
+// tallyd_test.cc: the real tallyd binary, driven through the client library
+// over loopback TCP.  Each test starts its own tallyd on a free port with a
+// temp data directory (tests/net/tallyd_process.h).
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tally/client.h"
+#include "tally/commands.h"
+#include "tally/shard.h"
+#include "tests/net/raw_connection.h"
+#include "tests/net/tallyd_process.h"
+
+namespace tally {
+namespace {
+
+using testing::TallydProcess;
+using testing::TempDir;
+
+inline void PrintTo(ResultCode code, std::ostream* os) { *os << ResultCodeName(code); }
+
+constexpr uint64_t kOrg = 7;
+
+// Server runs one tallyd for a test and hands out connected clients.
+class TallydTest : public ::testing::Test {
+ protected:
+  void StartServer(std::vector<std::string> flags = {}) {
+    if (flags.empty()) flags = {"--shards", "2", "--io-threads", "2"};
+    flags_ = flags;
+    ASSERT_TRUE(tallyd_.Start(data(), flags_).ok());
+  }
+  void Restart() {
+    ASSERT_EQ(tallyd_.Terminate(), 0);
+    ASSERT_TRUE(tallyd_.Start(data(), flags_).ok());
+  }
+  std::string data() const { return dir_.path() + "/data"; }
+  std::unique_ptr<Client> Connect(std::string token = "") {
+    if (token.empty()) token = tallyd_.AdminToken();
+    auto client = Client::Connect(tallyd_.address(), token);
+    EXPECT_TRUE(client.ok()) << client.status();
+    return client.ok() ? std::move(*client) : nullptr;
+  }
+  // Ok applies one command that must succeed, with a fresh op id.
+  Result Ok(Client& client, Command c) {
+    c.op_id = next_op_id_++;
+    absl::StatusOr<Result> r = client.Apply(c);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok()) return Result{.code = ResultCode::unavailable};
+    EXPECT_EQ(r->code, ResultCode::ok) << "command kind " << static_cast<int>(c.kind);
+    return *r;
+  }
+
+  TempDir dir_;
+  TallydProcess tallyd_;
+  std::vector<std::string> flags_;
+  uint64_t next_op_id_ = 1;
+};
+
+TEST_F(TallydTest, HelloReportsRoleShardsAndTokenName) {
+  StartServer();
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  EXPECT_EQ(client->role(), proto::Role::admin);
+  EXPECT_EQ(client->shards(), 2u);
+  EXPECT_EQ(client->token_name(), "admin");
+}
+
+TEST_F(TallydTest, DeductIsAppliedAndVisibleToBalance) {
+  StartServer();
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  Ok(*client, cmd::OrgCreate(kOrg));
+  Ok(*client, cmd::Topup(kOrg, 1000));
+  Result r = Ok(*client, cmd::Deduct(kOrg, 0, 30));
+  EXPECT_EQ(r.applied(), 30);
+  EXPECT_EQ(r.balance_after(), 970);
+  absl::StatusOr<Balance> b = client->GetBalance({.org_id = kOrg, .wallet_id = 0});
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->available, 970);
+}
+
+TEST_F(TallydTest, QueryOfUnknownOrgIsRefusedByName) {
+  StartServer();
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  absl::StatusOr<Balance> b = client->GetBalance({.org_id = 99, .wallet_id = 0});
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(RefusalCode(b.status()), ResultCode::unknown_org);
+  // The connection carries on.
+  Ok(*client, cmd::OrgCreate(99));
+  EXPECT_TRUE(client->GetBalance({.org_id = 99, .wallet_id = 0}).ok());
+}
+
+TEST_F(TallydTest, RestartKeepsEverything) {
+  StartServer();
+  std::vector<uint64_t> orgs = {1, 2, 3, 4, 5, 6, 7, 8};
+  {
+    auto client = Connect();
+    ASSERT_NE(client, nullptr);
+    for (uint64_t org : orgs) {
+      Ok(*client, cmd::OrgCreate(org));
+      Ok(*client, cmd::Topup(org, 1000 + static_cast<int64_t>(org)));
+      Ok(*client, cmd::Grant(org, 5, 100));
+      Ok(*client, cmd::Deduct(org, 5, static_cast<int64_t>(org)));
+    }
+  }
+  Restart();
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  for (uint64_t org : orgs) {
+    auto pool = client->GetBalance({.org_id = org, .wallet_id = 0});
+    ASSERT_TRUE(pool.ok()) << pool.status();
+    EXPECT_EQ(pool->available, 1000 + static_cast<int64_t>(org));
+    auto wallet = client->GetBalance({.org_id = org, .wallet_id = 5});
+    ASSERT_TRUE(wallet.ok()) << wallet.status();
+    EXPECT_EQ(wallet->available, 100 - static_cast<int64_t>(org));
+  }
+}
+
+int64_t NowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+constexpr int64_t kDayUs = int64_t{24} * 3600 * 1000000;
+
+// Every operation of SPEC §2 and every query, as the seed stories tell them,
+// through the client and the real server.
+TEST_F(TallydTest, SeedStoriesEveryOperationAndQueryEndToEnd) {
+  StartServer();
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  Ok(*c, cmd::OrgCreate(kOrg));
+  // Buy credits for the org: one lot expires in 10 days, one never.
+  const int64_t expiry = NowUs() + 10 * kDayUs;
+  const uint64_t g1 = Ok(*c, cmd::Topup(kOrg, 1000, expiry)).id;
+  const uint64_t g2 = Ok(*c, cmd::Topup(kOrg, 500)).id;
+  EXPECT_NE(g1, 0u);
+  EXPECT_NE(g2, 0u);
+  for (uint64_t w : {1, 2, 3}) Ok(*c, cmd::WalletUpsert(kOrg, w, "user"));
+
+  // Allocate to all users, then to chosen users with different amounts.
+  Result r = Ok(*c, cmd::AllocateAll(kOrg, 100));
+  EXPECT_EQ(r.pool_before(), 1500);
+  EXPECT_EQ(r.allocated(), 300);
+  EXPECT_EQ(r.pool_after(), 1200);
+  std::vector<WalletAmount> targets = {{1, 50}, {4, 20}};
+  r = Ok(*c, cmd::Allocate(kOrg, targets));
+  EXPECT_EQ(r.pool_after(), 1130);
+  // Beyond the pool: refused with the numbers, nothing changes.
+  Command too_much = cmd::AllocateAll(kOrg, 1000);
+  too_much.op_id = next_op_id_++;
+  absl::StatusOr<Result> refused = c->Apply(too_much);
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_EQ(refused->code, ResultCode::insufficient_pool);
+  EXPECT_EQ(refused->available(), 1130);
+  EXPECT_EQ(refused->requested(), 4000);
+  EXPECT_EQ(refused->shortfall(), 2870);
+
+  // Remove credits from a user: the pool grows.
+  r = Ok(*c, cmd::Reclaim(kOrg, 1, 30));
+  EXPECT_EQ(r.applied(), 30);
+  EXPECT_EQ(r.balance_after(), 120);
+
+  // Grant a promotional lot with expiry and reason, then void another.
+  Command welcome = cmd::Grant(kOrg, 2, 40, expiry);
+  welcome.text = "welcome";
+  const uint64_t promo = Ok(*c, welcome).id;
+  EXPECT_NE(promo, 0u);
+  const uint64_t wrong = Ok(*c, cmd::Grant(kOrg, 2, 25)).id;
+  Ok(*c, cmd::VoidGrant(kOrg, wrong, "granted by mistake"));
+  // Set the promo credit to a new amount with a note.
+  Command reset = cmd::AdjustTo(kOrg, 3, 60);
+  reset.text = "promo reset";
+  r = Ok(*c, reset);
+  EXPECT_EQ(r.balance_after(), 60);
+
+  // A metered call, and an invoice paid partly in credits.
+  r = Ok(*c, cmd::Deduct(kOrg, 2, 10));
+  EXPECT_EQ(r.applied(), 10);
+  Command invoice = cmd::Deduct(kOrg, 3, 100, /*partial=*/true);
+  r = Ok(*c, invoice);
+  EXPECT_EQ(r.applied(), 60);
+  EXPECT_EQ(r.remainder(), 40);
+  Command short_deduct = cmd::Deduct(kOrg, 3, 1);
+  short_deduct.op_id = next_op_id_++;
+  refused = c->Apply(short_deduct);
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->code, ResultCode::insufficient_funds);
+
+  // Credits applied to an unpaid invoice show as pending, then captured.
+  const uint64_t hold = Ok(*c, cmd::Hold(kOrg, 1, 50)).id;
+  absl::StatusOr<Balance> b = c->GetBalance({.org_id = kOrg, .wallet_id = 1});
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->held, 50);
+  EXPECT_EQ(b->available, 70);
+  r = Ok(*c, cmd::Capture(kOrg, hold, 20));
+  EXPECT_EQ(r.applied(), 20);
+  const uint64_t hold2 = Ok(*c, cmd::Hold(kOrg, 1, 10)).id;
+  Ok(*c, cmd::Release(kOrg, hold2));
+  b = c->GetBalance({.org_id = kOrg, .wallet_id = 1});
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->held, 0);
+  EXPECT_EQ(b->available, 100);
+
+  // A user asks for credits; one is approved with an adjusted amount, one
+  // rejected, then two more approved all at once.
+  const uint64_t q1 = Ok(*c, cmd::Request(kOrg, 2, 80, "project")).id;
+  const uint64_t q2 = Ok(*c, cmd::Request(kOrg, 2, 5000, "too much")).id;
+  r = Ok(*c, cmd::Approve(kOrg, q1, 70));
+  EXPECT_EQ(r.allocated(), 70);
+  Ok(*c, cmd::Reject(kOrg, q2, "no"));
+  Ok(*c, cmd::Request(kOrg, 3, 10));
+  Ok(*c, cmd::Request(kOrg, 4, 15));
+  absl::StatusOr<OrgSummary> summary = c->GetOrgSummary(kOrg);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->pending_requests, 2u);
+  EXPECT_EQ(summary->pending_requested, 25);
+  EXPECT_EQ(summary->pool_if_all_approved, summary->pool - 25);
+  Ok(*c, cmd::ApproveAll(kOrg));
+  auto approved = c->GetRequests(kOrg, RequestStatus::approved);
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  EXPECT_EQ(approved->size(), 3u);
+  auto rejected = c->GetRequests(kOrg, RequestStatus::rejected);
+  ASSERT_TRUE(rejected.ok());
+  ASSERT_EQ(rejected->size(), 1u);
+  EXPECT_EQ((*rejected)[0].request_id, q2);
+  EXPECT_EQ((*rejected)[0].decision_note, "no");
+  EXPECT_EQ((*rejected)[0].decided_by, "admin") << "the token's name is the actor";
+
+  // The user is deleted: unused credits go back to the pool.
+  summary = c->GetOrgSummary(kOrg);
+  ASSERT_TRUE(summary.ok());
+  const int64_t total_before = summary->total;
+  Ok(*c, cmd::WalletDelete(kOrg, 4));
+  summary = c->GetOrgSummary(kOrg);
+  ASSERT_TRUE(summary.ok());
+  EXPECT_EQ(summary->total, total_before);
+  EXPECT_EQ(summary->wallets, 3u);
+  b = c->GetBalance({.org_id = kOrg, .wallet_id = 4});
+  EXPECT_EQ(RefusalCode(b.status()), ResultCode::unknown_wallet);
+
+  // The agency disables credit payments.
+  OrgSettings off;
+  off.credit_payments = false;
+  Ok(*c, cmd::OrgSettingsCmd(kOrg, off, setting_credit_payments));
+  auto settings = c->GetSettings(kOrg);
+  ASSERT_TRUE(settings.ok()) << settings.status();
+  EXPECT_FALSE(settings->credit_payments);
+  Command disabled = cmd::Deduct(kOrg, 2, 1);
+  disabled.op_id = next_op_id_++;
+  refused = c->Apply(disabled);
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->code, ResultCode::credit_payments_disabled);
+
+  // History of a wallet, newest first, with the running balance.
+  HistoryQuery hq{.org_id = kOrg, .wallet_id = 2, .limit = 100};
+  auto page = c->GetHistory(hq);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_FALSE(page->entries.empty());
+  EXPECT_EQ(page->entries.front().kind, HistoryKind::allocate) << "the approval came last";
+  b = c->GetBalance({.org_id = kOrg, .wallet_id = 2});
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(page->entries.front().balance_after, b->available);
+  bool saw_void = false;
+  for (const HistoryEntryView& e : page->entries) {
+    if (e.kind == HistoryKind::void_grant) {
+      saw_void = true;
+      EXPECT_EQ(e.amount, 25);
+      EXPECT_EQ(e.reference, "granted by mistake");
+    }
+  }
+  EXPECT_TRUE(saw_void);
+  // Org-wide, paged by the cursor.
+  HistoryQuery org_q{.org_id = kOrg, .all_wallets = true, .limit = 5};
+  auto first = c->GetHistory(org_q);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->entries.size(), 5u);
+  ASSERT_NE(first->next_cursor, 0u);
+  org_q.cursor = first->next_cursor;
+  auto second = c->GetHistory(org_q);
+  ASSERT_TRUE(second.ok());
+  ASSERT_FALSE(second->entries.empty());
+  EXPECT_LT(second->entries.front().seq, first->entries.back().seq);
+
+  // Usage report and the invariant from the running totals.
+  auto usage = c->GetUsage(kOrg, 0, 0);
+  ASSERT_TRUE(usage.ok()) << usage.status();
+  int64_t spent = 0;
+  for (const UsageRow& row : *usage) spent += row.spent;
+  EXPECT_EQ(spent, 10 + 60 + 20 + 40) << "deducts, capture and the adjust down from 100 to 60";
+  auto totals = c->GetTotals(kOrg);
+  ASSERT_TRUE(totals.ok()) << totals.status();
+  EXPECT_EQ(totals->in, totals->available + totals->held + totals->spent + totals->expired +
+                            totals->voided + totals->adjusted_out);
+  EXPECT_EQ(totals->voided, 25);
+  EXPECT_EQ(totals->spent, 90);
+}
+
+TEST_F(TallydTest, RetriedOperationIdIsAppliedOnceAlsoAfterRestart) {
+  StartServer();
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  Ok(*c, cmd::OrgCreate(kOrg));
+  Ok(*c, cmd::Topup(kOrg, 100));
+  Command d = cmd::Deduct(kOrg, 0, 7);
+  d.op_id = 424242;
+  absl::StatusOr<Result> first = c->Apply(d);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->code, ResultCode::ok);
+  EXPECT_FALSE(first->replayed);
+  absl::StatusOr<Result> again = c->Apply(d);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->code, ResultCode::ok);
+  EXPECT_TRUE(again->replayed);
+  EXPECT_EQ(again->balance_after(), first->balance_after());
+  c.reset();
+  Restart();
+  c = Connect();
+  ASSERT_NE(c, nullptr);
+  absl::StatusOr<Result> after = c->Apply(d);
+  ASSERT_TRUE(after.ok());
+  EXPECT_TRUE(after->replayed);
+  auto b = c->GetBalance({.org_id = kOrg, .wallet_id = 0});
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->available, 93);
+}
+
+// One frame carries commands of many orgs, so of many shards; each is
+// answered in request order.
+TEST_F(TallydTest, FrameAcrossShardsIsAnsweredInOrder) {
+  StartServer({"--shards", "4", "--io-threads", "2"});
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  std::vector<Command> setup;
+  for (uint64_t org = 1; org <= 16; ++org) {
+    setup.push_back(cmd::OrgCreate(org));
+    setup.push_back(cmd::Topup(org, 1000));
+  }
+  for (Command& cmd : setup) cmd.op_id = next_op_id_++;
+  auto results = c->Apply(setup);
+  ASSERT_TRUE(results.ok()) << results.status();
+  for (const Result& r : *results) EXPECT_EQ(r.code, ResultCode::ok);
+  std::vector<uint32_t> shards_used(4);
+  std::vector<Command> deducts;
+  for (uint64_t org = 1; org <= 16; ++org) {
+    deducts.push_back(cmd::Deduct(org, 0, static_cast<int64_t>(org)));
+    deducts.back().op_id = next_op_id_++;
+    ++shards_used[ShardOf(org, 4)];
+  }
+  for (uint32_t n : shards_used) EXPECT_GT(n, 0u) << "the orgs should cover every shard";
+  results = c->Apply(deducts);
+  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_EQ(results->size(), 16u);
+  for (uint64_t org = 1; org <= 16; ++org) {
+    EXPECT_EQ((*results)[org - 1].balance_after(), 1000 - static_cast<int64_t>(org));
+  }
+}
+
+// The shard count is stored with the data; a different explicit one is an
+// error, no flag at all takes the stored one.
+TEST_F(TallydTest, ShardCountIsFixedPerDataDirectory) {
+  StartServer({"--shards", "3", "--io-threads", "1"});
+  ASSERT_EQ(tallyd_.Terminate(), 0);
+  TallydProcess other;
+  EXPECT_FALSE(other.Start(data(), {"--shards", "5"}).ok());
+  ASSERT_TRUE(tallyd_.Start(data(), {"--io-threads", "1"}).ok());
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->shards(), 3u);
+}
+
+// ---- tokens ------------------------------------------------------------------
+
+class TallydTokensTest : public TallydTest {
+ protected:
+  void SetUp() override {
+    std::string path = dir_.path() + "/tokens";
+    std::ofstream out(path);
+    out << "# test tokens\n"
+        << "boss-token admin boss\n"
+        << "\n"
+        << "meter-token service meter\n"
+        << "viewer-token read viewer\n"
+        << "seven-token read seven-only 7\n"
+        << "seven-svc service seven-meter 7,9\n";
+    out.close();
+    StartServer({"--shards", "2", "--io-threads", "2", "--tokens", path});
+    auto admin = Connect("boss-token");
+    ASSERT_NE(admin, nullptr);
+    for (uint64_t org : {7, 8}) {
+      Ok(*admin, cmd::OrgCreate(org));
+      Ok(*admin, cmd::Topup(org, 1000));
+    }
+  }
+};
+
+TEST_F(TallydTokensTest, FrameBeforeHelloIsRefusedAndClosed) {
+  testing::RawConnection raw(tallyd_.port());
+  ASSERT_TRUE(raw.connected());
+  std::string body;
+  proto::EncodeBalanceRequest({.org_id = 7}, &body);
+  ASSERT_TRUE(raw.Write(testing::Frame(proto::Opcode::balance, 5, body)));
+  auto frame = raw.ReadFrame();
+  ASSERT_TRUE(frame.has_value());
+  EXPECT_EQ(frame->header.opcode, proto::Opcode::error);
+  EXPECT_EQ(frame->header.result(), ResultCode::unauthenticated);
+  EXPECT_EQ(frame->header.request_id, 5u);
+  EXPECT_TRUE(raw.ClosedByPeer());
+}
+
+TEST_F(TallydTokensTest, UnknownTokenIsRefused) {
+  auto client = Client::Connect(tallyd_.address(), "no-such-token");
+  ASSERT_FALSE(client.ok());
+  EXPECT_EQ(RefusalCode(client.status()), ResultCode::unauthenticated) << client.status();
+}
+
+TEST_F(TallydTokensTest, ServiceTokenMayDeductButNotAllocate) {
+  auto meter = Connect("meter-token");
+  ASSERT_NE(meter, nullptr);
+  EXPECT_EQ(meter->role(), proto::Role::service);
+  Command allocate = cmd::AllocateAll(7, 10);
+  allocate.op_id = 9001;
+  Command deduct = cmd::Deduct(7, 0, 5);
+  deduct.op_id = 9002;
+  std::vector<Command> frame = {allocate, deduct};
+  auto results = meter->Apply(frame);
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_EQ((*results)[0].code, ResultCode::forbidden);
+  EXPECT_EQ((*results)[1].code, ResultCode::ok) << "the others in the frame are applied";
+  EXPECT_TRUE(meter->GetBalance({.org_id = 7}).ok());
+  auto summary = meter->GetOrgSummary(7);
+  EXPECT_EQ(RefusalCode(summary.status()), ResultCode::forbidden) << summary.status();
+  // Nothing was allocated; the deduct was.
+  auto admin = Connect("boss-token");
+  auto pool = admin->GetBalance({.org_id = 7});
+  ASSERT_TRUE(pool.ok());
+  EXPECT_EQ(pool->available, 995);
+}
+
+TEST_F(TallydTokensTest, ReadTokenMayQueryButNotChange) {
+  auto viewer = Connect("viewer-token");
+  ASSERT_NE(viewer, nullptr);
+  Command deduct = cmd::Deduct(7, 0, 5);
+  deduct.op_id = 77;
+  auto r = viewer->Apply(deduct);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->code, ResultCode::forbidden);
+  auto summary = viewer->GetOrgSummary(8);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->pool, 1000);
+}
+
+TEST_F(TallydTokensTest, OrgLimitedTokenCannotReadOrChangeAnotherOrg) {
+  auto seven = Connect("seven-token");
+  ASSERT_NE(seven, nullptr);
+  EXPECT_TRUE(seven->GetBalance({.org_id = 7}).ok());
+  auto other = seven->GetBalance({.org_id = 8});
+  EXPECT_EQ(RefusalCode(other.status()), ResultCode::forbidden) << other.status();
+  auto history = seven->GetHistory({.org_id = 8, .all_wallets = true});
+  EXPECT_EQ(RefusalCode(history.status()), ResultCode::forbidden);
+  auto svc = Connect("seven-svc");
+  ASSERT_NE(svc, nullptr);
+  Command mine = cmd::Deduct(7, 0, 1);
+  mine.op_id = 1;
+  Command theirs = cmd::Deduct(8, 0, 1);
+  theirs.op_id = 2;
+  std::vector<Command> frame = {mine, theirs};
+  auto results = svc->Apply(frame);
+  ASSERT_TRUE(results.ok());
+  EXPECT_EQ((*results)[0].code, ResultCode::ok);
+  EXPECT_EQ((*results)[1].code, ResultCode::forbidden);
+}
+
+// ---- events --------------------------------------------------------------------
+
+// WaitForEvent reads events until one of `kind` arrives (bounded).
+std::optional<Event> WaitForEvent(Client& subscriber, EventKind kind, int timeout_ms,
+                                  std::vector<Event>* seen = nullptr) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto events = subscriber.NextEvents(100);
+    if (!events.ok()) return std::nullopt;
+    for (const Event& e : *events) {
+      if (seen != nullptr) seen->push_back(e);
+      if (e.kind == kind) return e;
+    }
+  }
+  return std::nullopt;
+}
+
+TEST_F(TallydTest, SubscriberGetsEventsOfADeductAfterItIsDurable) {
+  StartServer();
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  Ok(*c, cmd::OrgCreate(kOrg));
+  Ok(*c, cmd::OrgCreate(kOrg + 1));
+  auto subscriber = Connect();
+  ASSERT_NE(subscriber, nullptr);
+  ASSERT_TRUE(subscriber->Subscribe(kOrg).ok());
+  Ok(*c, cmd::Grant(kOrg + 1, 3, 50));  // another org: not for this subscriber
+  Ok(*c, cmd::Grant(kOrg, 3, 50));
+  Ok(*c, cmd::Deduct(kOrg, 3, 50));
+  std::vector<Event> seen;
+  auto depleted = WaitForEvent(*subscriber, EventKind::balance_depleted, 5000, &seen);
+  ASSERT_TRUE(depleted.has_value());
+  EXPECT_EQ(depleted->org_id, kOrg);
+  EXPECT_EQ(depleted->wallet_id, 3u);
+  EXPECT_EQ(depleted->balance_after, 0);
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.front().kind, EventKind::credits_granted) << "events come in the shard's order";
+  for (const Event& e : seen) EXPECT_EQ(e.org_id, kOrg);
+}
+
+TEST_F(TallydTest, ExpiryHappensWithNoTrafficAndRaisesAnEvent) {
+  StartServer({"--shards", "2", "--io-threads", "2", "--sweep-every-ms", "100"});
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  Ok(*c, cmd::OrgCreate(kOrg));
+  auto subscriber = Connect();
+  ASSERT_NE(subscriber, nullptr);
+  ASSERT_TRUE(subscriber->Subscribe(0).ok());
+  Ok(*c, cmd::Grant(kOrg, 4, 80, NowUs() + 700 * 1000));
+  auto b = c->GetBalance({.org_id = kOrg, .wallet_id = 4});
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->available, 80);
+  // No request from here on: the server's own timer expires the lot.
+  auto expired = WaitForEvent(*subscriber, EventKind::credits_expired, 10000);
+  ASSERT_TRUE(expired.has_value()) << "no credits.expired within 10 s";
+  EXPECT_EQ(expired->amount, 80);
+  EXPECT_EQ(expired->wallet_id, 4u);
+  auto totals = c->GetTotals(kOrg);
+  ASSERT_TRUE(totals.ok());
+  EXPECT_EQ(totals->expired, 80);
+}
+
+TEST_F(TallydTest, HoldTimesOutWithNoTraffic) {
+  StartServer({"--shards", "1", "--io-threads", "1", "--sweep-every-ms", "50"});
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  Ok(*c, cmd::OrgCreate(kOrg));
+  Ok(*c, cmd::Grant(kOrg, 4, 80));
+  Ok(*c, cmd::Hold(kOrg, 4, 30, NowUs() + 300 * 1000));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  int64_t held = -1;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto b = c->GetBalance({.org_id = kOrg, .wallet_id = 4});
+    ASSERT_TRUE(b.ok());
+    held = b->held;
+    if (held == 0) {
+      EXPECT_EQ(b->available, 80);
+      break;
+    }
+  }
+  EXPECT_EQ(held, 0) << "the hold was not released by its timeout";
+}
+
+TEST_F(TallydTest, SubscribedConnectionTakesNoFurtherRequests) {
+  StartServer();
+  testing::RawConnection raw(tallyd_.port());
+  ASSERT_TRUE(raw.Write(testing::HelloFrame(tallyd_.AdminToken())));
+  ASSERT_TRUE(raw.ReadFrame().has_value());
+  std::string body;
+  proto::EncodeSubscribeRequest({.org_id = 0}, &body);
+  ASSERT_TRUE(raw.Write(testing::Frame(proto::Opcode::subscribe, 2, body)));
+  auto ok = raw.ReadFrame();
+  ASSERT_TRUE(ok.has_value());
+  EXPECT_EQ(ok->header.result(), ResultCode::ok);
+  body.clear();
+  proto::EncodeBalanceRequest({.org_id = 1}, &body);
+  ASSERT_TRUE(raw.Write(testing::Frame(proto::Opcode::balance, 3, body)));
+  auto error = raw.ReadFrame();
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(error->header.opcode, proto::Opcode::error);
+  EXPECT_TRUE(raw.ClosedByPeer());
+}
+
+}  // namespace
+}  // namespace tally

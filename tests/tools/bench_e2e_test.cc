@@ -1,0 +1,147 @@
+// tally-bench end to end: the real binary drives a real tallyd (spawned by
+// --spawn), and its JSON and verdict are checked; then a client deducts
+// behind its back and the verification must catch it.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tally/client.h"
+#include "tally/commands.h"
+#include "tools/bench/spawn.h"
+
+#ifndef TALLY_BENCH_BINARY
+#error "TALLY_BENCH_BINARY: the tally-bench executable"
+#endif
+#ifndef TALLY_BENCH_TALLYD
+#error "TALLY_BENCH_TALLYD: the tallyd executable"
+#endif
+
+namespace tally::bench {
+namespace {
+
+struct Outcome {
+  int exit_code = -1;
+  std::string out;  // stdout
+};
+
+// RunBench runs tally-bench with `args` (stderr to a file beside) and waits.
+Outcome RunBench(const std::string& args) {
+  std::string err = ::testing::TempDir() + "/tally-bench.err";
+  std::string command = std::string(TALLY_BENCH_BINARY) + " " + args + " 2>" + err;
+  Outcome o;
+  FILE* p = popen(command.c_str(), "r");
+  if (p == nullptr) return o;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) o.out.append(buf, n);
+  int status = pclose(p);
+  o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  if (o.exit_code != 0) {
+    FILE* e = std::fopen(err.c_str(), "r");
+    while (e != nullptr && (n = fread(buf, 1, sizeof buf, e)) > 0) o.out.append(buf, n);
+    if (e != nullptr) std::fclose(e);
+  }
+  return o;
+}
+
+// Number reads the number after "key": in a flat JSON text (first match).
+double Number(const std::string& json, const std::string& key) {
+  size_t at = json.find("\"" + key + "\":");
+  if (at == std::string::npos) return -1;
+  return std::stod(json.substr(at + key.size() + 3));
+}
+
+const std::string kSpawn = std::string("--spawn --tallyd ") + TALLY_BENCH_TALLYD +
+                           " --shards 2 --io-threads 1 --json --quiet --duration-s 2 --warmup-s 0.5";
+
+void ExpectVerifiedRun(const Outcome& o) {
+  ASSERT_EQ(o.exit_code, 0) << o.out;
+  EXPECT_NE(o.out.find("\"verify\":{\"done\":true,\"ok\":true"), std::string::npos) << o.out;
+  EXPECT_GT(Number(o.out, "ops"), 0) << o.out;
+  EXPECT_GT(Number(o.out, "ops_per_s"), 0) << o.out;
+  EXPECT_EQ(Number(o.out, "error_count"), 0) << o.out;
+  EXPECT_EQ(Number(o.out, "wallet_mismatches"), 0) << o.out;
+  double p50 = Number(o.out, "p50"), p99 = Number(o.out, "p99"), max = Number(o.out, "max");
+  EXPECT_GT(p50, 0) << o.out;
+  EXPECT_LE(p50, p99) << o.out;
+  EXPECT_LE(p99, max) << o.out;
+}
+
+TEST(BenchEndToEnd, DeductClosedLoopPipelinedIsVerified) {
+  Outcome o = RunBench(kSpawn + " --wallets 5000 --orgs 4 --connections 4 --depth 8");
+  ExpectVerifiedRun(o);
+  EXPECT_EQ(Number(o.out, "wallets_checked"), 5000) << o.out;
+  EXPECT_EQ(Number(o.out, "orgs_checked"), 4) << o.out;
+}
+
+TEST(BenchEndToEnd, MixedZipfWithHoldsCapturesAndGrantsIsVerified) {
+  ExpectVerifiedRun(RunBench(kSpawn + " --workload mixed --dist zipf --wallets 2000 --connections 3"));
+}
+
+TEST(BenchEndToEnd, InvoiceRunSpendsSoonestExpiringLotsFirst) {
+  Outcome o = RunBench(kSpawn + " --workload invoice-run --wallets 2000 --ops-per-frame 200 "
+                                "--connections 2 --balance 100 --amount 40");
+  ExpectVerifiedRun(o);
+  // Lots of 100 and invoices of 40 on average: some wallets run dry.
+  EXPECT_GT(Number(o.out, "partial") + Number(o.out, "unpaid"), 0) << o.out;
+}
+
+TEST(BenchEndToEnd, AllocationsRequestsAndApprovalsAreVerified) {
+  ExpectVerifiedRun(RunBench(kSpawn + " --workload allocate --wallets 2000 --connections 2"));
+}
+
+TEST(BenchEndToEnd, OpenLoopHoldsItsRate) {
+  Outcome o = RunBench(kSpawn + " --rate 2000 --connections 4 --depth 64 --wallets 1000");
+  ExpectVerifiedRun(o);
+  EXPECT_NEAR(Number(o.out, "ops_per_s"), 2000, 400) << o.out;
+}
+
+TEST(BenchEndToEnd, BadFlagIsExitTwoAndNamed) {
+  Outcome o = RunBench("--connections 0");
+  EXPECT_EQ(o.exit_code, 2);
+  EXPECT_NE(o.out.find("--connections"), std::string::npos) << o.out;
+}
+
+// A deduct the load generator did not send changes a balance: the
+// verification must see that the balances no longer match its own
+// acknowledged operations, and fail.
+TEST(BenchEndToEnd, ADeductBehindItsBackFailsTheVerification) {
+  absl::StatusOr<std::unique_ptr<SpawnedServer>> server =
+      SpawnedServer::Start(TALLY_BENCH_TALLYD, {"--shards", "1", "--io-threads", "1"}, false);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const uint64_t org = 777000;
+  std::string args = "--server " + (*server)->address() + " --token " + (*server)->token() +
+                     " --org-base 777000 --orgs 1 --wallets 50 --connections 1 --duration-s 3 "
+                     "--warmup-s 0.5 --json --quiet";
+  Outcome o;
+  std::thread bench([&] { o = RunBench(args); });
+  // Once the bench's setup has funded wallet 1, take 7 credits from it.
+  auto client = Client::Connect((*server)->address(), (*server)->token());
+  ASSERT_TRUE(client.ok()) << client.status();
+  bool deducted = false;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (uint64_t op = 1; !deducted && std::chrono::steady_clock::now() < deadline; ++op) {
+    Command c = cmd::Deduct(org, 1, 7);
+    c.op_id = 0x5eed0000 + op;
+    absl::StatusOr<Result> r = (*client)->Apply(c);
+    ASSERT_TRUE(r.ok()) << r.status();
+    deducted = r->ok();
+    if (!deducted) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  bench.join();
+  ASSERT_TRUE(deducted);
+  EXPECT_EQ(o.exit_code, 1) << o.out;
+  EXPECT_NE(o.out.find("\"ok\":false"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("org 777000 wallet 1: available"), std::string::npos) << o.out;
+  EXPECT_GE(Number(o.out, "wallet_mismatches"), 1) << o.out;
+  EXPECT_GE(Number(o.out, "org_mismatches"), 1) << o.out;  // spent differs too
+}
+
+}  // namespace
+}  // namespace tally::bench

@@ -1,0 +1,13 @@
+// tally: the command line for tallyd (docs/CLI.md).  Everything lives in the
+// tally_cli library (tools/cli/), which the tests drive too; this is argv in,
+// exit code out.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "tools/cli/cli.h"
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  return tally::cli::Run(args, tally::cli::EnvFromProcess(), stdout, stderr);
+}
