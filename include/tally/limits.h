@@ -117,6 +117,10 @@ inline constexpr uint32_t shards_max = 256;
 // Queries a shard thread answers between two batches: a flood of queries
 // cannot starve the changes queued behind them.
 inline constexpr uint32_t shard_batch_queries_max = 1024;
+// tallyd's default snapshot policy (--snapshot-every-records / -s; 0 = off):
+// a restart replays at most about this much log per shard.
+inline constexpr uint64_t snapshot_every_records_default = 100000;
+inline constexpr uint64_t snapshot_every_s_default = 300;
 // ---- end of protocol and server limits -------------------------------------
 
 // ---- Load generator (tools/bench/, docs/BENCH.md) ---------------------------

@@ -2,8 +2,13 @@
 // --spawn), and its JSON and verdict are checked; then a client deducts
 // behind its back and the verification must catch it.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <filesystem>
 
 #include <chrono>
 #include <cstdio>
@@ -141,6 +146,80 @@ TEST(BenchEndToEnd, ADeductBehindItsBackFailsTheVerification) {
   EXPECT_NE(o.out.find("org 777000 wallet 1: available"), std::string::npos) << o.out;
   EXPECT_GE(Number(o.out, "wallet_mismatches"), 1) << o.out;
   EXPECT_GE(Number(o.out, "org_mismatches"), 1) << o.out;  // spent differs too
+}
+
+// FreePort is a loopback port nothing listens on (bound, read, released).
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// StartTallyd runs tallyd on `data` at a fixed port (so a restart is at the
+// same address) and waits until it answers a hello.
+pid_t StartTallyd(const std::string& data, int port, std::string* token) {
+  std::string listen = "127.0.0.1:" + std::to_string(port);
+  pid_t pid = fork();
+  if (pid == 0) {
+    freopen("/dev/null", "w", stdout);
+    freopen("/dev/null", "w", stderr);
+    execl(TALLY_BENCH_TALLYD, TALLY_BENCH_TALLYD, "--data", data.c_str(), "--listen",
+          listen.c_str(), "--shards", "2", "--io-threads", "1", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    absl::StatusOr<std::string> t = FirstAdminToken(data + "/tokens");
+    if (t.ok() && Client::Connect(listen, *t).ok()) {
+      *token = *t;
+      return pid;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  return -1;
+}
+
+// The server is killed (-9) in the middle of a run and started again on the
+// same data: the frames that were in flight are sent again with the same op
+// ids, so every outcome is known, and the balances read back must still
+// match: nothing acknowledged was lost, nothing applied twice.
+TEST(BenchEndToEnd, FramesInFlightWhenTheServerDiesAreResentAndStillVerify) {
+  std::string data = ::testing::TempDir() + "/bench-restart-" + std::to_string(getpid());
+  std::filesystem::remove_all(data);
+  int port = FreePort();
+  std::string token;
+  pid_t first = StartTallyd(data, port, &token);
+  ASSERT_GT(first, 0);
+  Outcome o;
+  std::thread bench([&] {
+    o = RunBench("--server 127.0.0.1:" + std::to_string(port) + " --token " + token +
+                 " --wallets 2000 --orgs 4 --connections 4 --depth 16 --duration-s 4 "
+                 "--warmup-s 0.5 --json --quiet");
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  kill(first, SIGKILL);
+  waitpid(first, nullptr, 0);
+  std::string token_again;
+  pid_t second = StartTallyd(data, port, &token_again);
+  bench.join();
+  ASSERT_GT(second, 0);
+  kill(second, SIGTERM);
+  waitpid(second, nullptr, 0);
+  std::filesystem::remove_all(data);
+  // The broken connections are errors (exit 1), but the verification holds.
+  EXPECT_EQ(o.exit_code, 1) << o.out;
+  EXPECT_NE(o.out.find("\"verify\":{\"done\":true,\"ok\":true"), std::string::npos) << o.out;
+  EXPECT_GT(Number(o.out, "retried_frames"), 0) << o.out;
+  EXPECT_EQ(Number(o.out, "unresolved_ops"), 0) << o.out;
+  EXPECT_EQ(Number(o.out, "wallets_checked"), 2000) << o.out;
 }
 
 }  // namespace

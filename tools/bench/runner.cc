@@ -91,6 +91,9 @@ struct WorkerStats {
   LatencyHistogram latency;
   std::atomic<uint64_t> ops_total{0};
   std::atomic<uint64_t> errors{0};
+  // Written by the worker alone, read once it has ended: no lock per reply.
+  uint64_t window_ops = 0, window_frames = 0, window_targets = 0;
+  uint64_t invoices_full = 0, invoices_partial = 0, invoices_unpaid = 0;
 };
 
 // ResultCodeText is the snake_case name (result_code.h).
@@ -181,9 +184,8 @@ class Run_ {
   const std::atomic<bool>* stop_ = nullptr;
   std::vector<std::vector<Connection>> conns_;  // per thread
 
-  std::mutex mu_;  // guards report_'s maps and counters below
+  std::mutex mu_;  // guards report_ while workers run
   RunReport report_;
-  uint64_t window_ops_ = 0, window_frames_ = 0, window_targets_ = 0;
 };
 
 // ---------------------------------------------------------------- setup
@@ -486,11 +488,10 @@ void Run_::Fold(Connection* c, const Pending& p, const std::vector<Result>& resu
       case OpKind::invoice:
         model_.AddAvailable(op.index, -r.applied());
         model_.AddSpent(org, r.applied());
-        if (op.kind == OpKind::invoice) {
-          std::lock_guard lock(mu_);
-          if (r.remainder() == 0) ++report_.invoices_full;
-          else if (r.applied() > 0) ++report_.invoices_partial;
-          else ++report_.invoices_unpaid;
+        if (op.kind == OpKind::invoice && stats != nullptr) {
+          if (r.remainder() == 0) ++stats->invoices_full;
+          else if (r.applied() > 0) ++stats->invoices_partial;
+          else ++stats->invoices_unpaid;
         }
         break;
       case OpKind::hold:
@@ -584,11 +585,12 @@ void Run_::ReceiveReady(Connection& c, WorkerStats* stats) {
     stats->ops_total.fetch_add(n_ops, std::memory_order_relaxed);
     if (p.intended_ns >= warmup_end_ns_ && now <= end_ns_) {
       stats->latency.Record(static_cast<uint64_t>(std::max<int64_t>(0, now - p.intended_ns)));
-      std::lock_guard lock(mu_);
-      window_ops_ += n_ops;
-      ++window_frames_;
-      for (const PendingOp& op : p.ops) {
-        if (op.kind == OpKind::allocate) window_targets_ += o_.allocate_targets;
+      stats->window_ops += n_ops;
+      ++stats->window_frames;
+      if (o_.workload == WorkloadKind::allocate) {
+        for (const PendingOp& op : p.ops) {
+          if (op.kind == OpKind::allocate) stats->window_targets += o_.allocate_targets;
+        }
       }
     }
     // More replies already here? Take them without another poll.
@@ -909,11 +911,14 @@ absl::StatusOr<RunReport> Run_::Go(std::ostream* live, const std::atomic<bool>* 
   for (const auto& s : stats) {
     report_.latency_ns.Add(s->latency.Snapshot());
     report_.ops_total += s->ops_total.load();
+    report_.ops += s->window_ops;
+    report_.frames += s->window_frames;
+    report_.allocate_targets += s->window_targets;
+    report_.invoices_full += s->invoices_full;
+    report_.invoices_partial += s->invoices_partial;
+    report_.invoices_unpaid += s->invoices_unpaid;
   }
   report_.measured_s = std::max(0.0, static_cast<double>(measured_end - warmup_end_ns_) / 1e9);
-  report_.ops = window_ops_;
-  report_.frames = window_frames_;
-  report_.allocate_targets = window_targets_;
   for (auto& conns : conns_) Resend(conns);
   conns_.clear();  // closes the connections
   if (o_.verify) Verify(stop);
