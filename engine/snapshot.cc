@@ -333,7 +333,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::DecodeSnapshot(std::string_view 
     int64_t at = in.Get<int64_t>();
     uint32_t slot = in.Get<uint32_t>();
     in.Check(slot_ok(slot), "expiry slot out of range");
-    s.lot_expiry.emplace(at, slot);
+    s.lot_expiry.emplace_hint(s.lot_expiry.end(), at, slot);  // written in order: append
   }
   uint64_t deadlines = in.Count(20);
   for (uint64_t k = 0; k < deadlines && in.ok(); ++k) {
@@ -342,7 +342,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::DecodeSnapshot(std::string_view 
     uint64_t hold_id = in.Get<uint64_t>();
     in.Check(org_slot < s.orgs.size() && s.orgs[org_slot]->holds.contains(hold_id),
              "deadline of an unknown hold");
-    s.hold_deadlines.emplace(at, org_slot, hold_id);
+    s.hold_deadlines.emplace_hint(s.hold_deadlines.end(), at, org_slot, hold_id);
   }
 
   uint64_t total = in.Get<uint64_t>();
