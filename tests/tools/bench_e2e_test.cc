@@ -8,10 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <filesystem>
-
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -62,8 +61,9 @@ double Number(const std::string& json, const std::string& key) {
   return std::stod(json.substr(at + key.size() + 3));
 }
 
-const std::string kSpawn = std::string("--spawn --tallyd ") + TALLY_BENCH_TALLYD +
-                           " --shards 2 --io-threads 1 --json --quiet --duration-s 2 --warmup-s 0.5";
+const std::string kSpawn =
+    std::string("--spawn --tallyd ") + TALLY_BENCH_TALLYD +
+    " --shards 2 --io-threads 1 --json --quiet --duration-s 2 --warmup-s 0.5";
 
 void ExpectVerifiedRun(const Outcome& o) {
   ASSERT_EQ(o.exit_code, 0) << o.out;
@@ -86,12 +86,14 @@ TEST(BenchEndToEnd, DeductClosedLoopPipelinedIsVerified) {
 }
 
 TEST(BenchEndToEnd, MixedZipfWithHoldsCapturesAndGrantsIsVerified) {
-  ExpectVerifiedRun(RunBench(kSpawn + " --workload mixed --dist zipf --wallets 2000 --connections 3"));
+  ExpectVerifiedRun(
+      RunBench(kSpawn + " --workload mixed --dist zipf --wallets 2000 --connections 3"));
 }
 
 TEST(BenchEndToEnd, InvoiceRunSpendsSoonestExpiringLotsFirst) {
-  Outcome o = RunBench(kSpawn + " --workload invoice-run --wallets 2000 --ops-per-frame 200 "
-                                "--connections 2 --balance 100 --amount 40");
+  Outcome o = RunBench(kSpawn +
+                       " --workload invoice-run --wallets 2000 --ops-per-frame 200 "
+                       "--connections 2 --balance 100 --amount 40");
   ExpectVerifiedRun(o);
   // Lots of 100 and invoices of 40 on average: some wallets run dry.
   EXPECT_GT(Number(o.out, "partial") + Number(o.out, "unpaid"), 0) << o.out;
