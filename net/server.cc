@@ -33,6 +33,7 @@
 #include "tally/protocol.h"
 #include "tally/shard.h"
 #include "wal/file.h"
+#include "wal/manifest.h"
 
 namespace tally::net {
 namespace {
@@ -87,6 +88,21 @@ Answer FromStatus(const absl::Status& status, std::string_view subject) {
   return Refusal(code, subject);
 }
 
+// NamesItsActor: commands a person decides (grants, allocations, approvals,
+// settings) record the token's name as their actor when they carry none.
+// The metering hot path (deduct, hold, capture, release) does not: one text
+// per metered history entry would cost the engine a map entry each, in time
+// and in RAM, to repeat the same service name millions of times.
+bool NamesItsActor(CommandKind kind) {
+  switch (kind) {
+    case CommandKind::deduct:
+    case CommandKind::hold:
+    case CommandKind::capture:
+    case CommandKind::release: return false;
+    default: return true;
+  }
+}
+
 absl::StatusOr<uint32_t> ReadShardCount(const std::string& path) {
   std::ifstream in(path);
   std::string text;
@@ -97,24 +113,6 @@ absl::StatusOr<uint32_t> ReadShardCount(const std::string& path) {
         Cat(path, " does not hold a shard count in 1..", shards_max, ": '", text, "'"));
   }
   return shards;
-}
-
-// WriteFileDurably writes `text` to `path` through a temp file, fsync and
-// rename, then syncs the directory.
-absl::Status WriteFileDurably(wal::FileSystem* fs, const std::string& dir, const std::string& path,
-                              std::string_view text) {
-  std::string tmp = path + ".tmp";
-  (void)fs->Remove(tmp);
-  absl::StatusOr<std::unique_ptr<wal::File>> file = fs->Open(tmp, wal::OpenMode::kCreate);
-  if (!file.ok()) return file.status();
-  if (absl::Status s = (*file)->PWrite(0, std::as_bytes(std::span(text.data(), text.size())));
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = (*file)->Sync(); !s.ok()) return s;
-  file->reset();
-  if (absl::Status s = fs->Rename(tmp, path); !s.ok()) return s;
-  return fs->SyncDir(dir);
 }
 
 absl::StatusOr<tcp::endpoint> ResolveListen(const std::string& listen) {
@@ -523,7 +521,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         job->results[i] = Result{.code = ResultCode::forbidden};
         continue;
       }
-      if (c.actor.empty()) c.actor = job->actor;
+      if (c.actor.empty() && NamesItsActor(c.kind)) c.actor = job->actor;
       by_shard[ShardOf(c.org_id, shards)].push_back(i);
     }
     uint32_t parts = 0;
@@ -574,17 +572,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     absl::Status decoded;
     uint64_t org_id = 0;
-    std::function<Answer(const Ledger&, int64_t)> compute;
+    std::function<Answer(const wal::Store&, int64_t)> compute;
     switch (op) {
       case Opcode::balance: {
         proto::BalanceRequest r;
         decoded = proto::DecodeBalanceRequest(body, &r);
         org_id = r.org_id;
-        compute = [r](const Ledger& ledger, int64_t now_us) {
+        compute = [r](const wal::Store& store, int64_t now_us) {
+          const Ledger& ledger = store.ledger();
           std::string subject = Cat("org ", r.org_id, " wallet ", r.wallet_id);
           Answer answer;
           if (r.at_us != 0) {
-            absl::StatusOr<int64_t> at = ledger.BalanceAt(r.org_id, r.wallet_id, r.asset, r.at_us);
+            // From the history, on disk where the RAM window ends.
+            absl::StatusOr<int64_t> at = store.BalanceAt(r.org_id, r.wallet_id, r.asset, r.at_us);
             if (!at.ok()) return FromStatus(at.status(), subject);
             proto::EncodeBalanceReply(Balance{.available = *at}, r.at_us, &answer.body);
             return answer;
@@ -602,7 +602,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         proto::OrgRequest r;
         decoded = proto::DecodeOrgRequest(body, &r);
         org_id = r.org_id;
-        compute = [r, op](const Ledger& ledger, int64_t now_us) {
+        compute = [r, op](const wal::Store& store, int64_t now_us) {
+          const Ledger& ledger = store.ledger();
           std::string subject = Cat("org ", r.org_id);
           Answer answer;
           if (op == Opcode::org_summary) {
@@ -627,8 +628,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         decoded = proto::DecodeHistoryRequest(body, &q);
         org_id = q.org_id;
         q.limit = std::min(q.limit, wire_history_entries_max);
-        compute = [q](const Ledger& ledger, int64_t) {
-          auto page = ledger.GetHistory(q);
+        compute = [q](const wal::Store& store, int64_t) {
+          auto page = store.GetHistory(q);  // continues on disk beyond the RAM window
           if (!page.ok()) {
             return FromStatus(page.status(), Cat("org ", q.org_id, " wallet ", q.wallet_id));
           }
@@ -642,8 +643,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         proto::RequestsRequest r;
         decoded = proto::DecodeRequestsRequest(body, &r);
         org_id = r.org_id;
-        compute = [r](const Ledger& ledger, int64_t) {
-          auto rows = ledger.GetRequests(r.org_id, r.status);
+        compute = [r](const wal::Store& store, int64_t) {
+          auto rows = store.ledger().GetRequests(r.org_id, r.status);
           if (!rows.ok()) return FromStatus(rows.status(), Cat("org ", r.org_id));
           bool truncated = rows->size() > wire_requests_max;
           if (truncated) rows->resize(wire_requests_max);
@@ -657,8 +658,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         proto::UsageRequest r;
         decoded = proto::DecodeUsageRequest(body, &r);
         org_id = r.org_id;
-        compute = [r](const Ledger& ledger, int64_t) {
-          auto rows = ledger.GetUsage(r.org_id, r.from_us, r.to_us);
+        compute = [r](const wal::Store& store, int64_t) {
+          auto rows = store.ledger().GetUsage(r.org_id, r.from_us, r.to_us);
           if (!rows.ok()) return FromStatus(rows.status(), Cat("org ", r.org_id));
           bool truncated = rows->size() > wire_usage_rows_max;
           if (truncated) rows->resize(wire_usage_rows_max);
@@ -688,8 +689,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     QueryFn query = [self = shared_from_this(), op, id,
                      compute = std::move(compute)](const ShardView& view) {
       if (self->gone()) return;  // its in-flight count died with it
-      Answer answer = view.ledger != nullptr ? compute(*view.ledger, view.now_us)
-                                             : Refusal(view.refusal, view.reason);
+      Answer answer = view.store != nullptr ? compute(*view.store, view.now_us)
+                                            : Refusal(view.refusal, view.reason);
       asio::post(self->executor(), [self, op, id, answer = std::move(answer)] {
         self->Reply(op, id, answer);
         self->RequestDone();
@@ -794,8 +795,7 @@ absl::Status ServerImpl::PrepareDataDir() {
       }
       shards = shards_max;
     }
-    // Qualified: wal::WriteFileDurably (manifest.h) is found by ADL too.
-    if (absl::Status s = net::WriteFileDurably(&fs_, data, shards_path, Cat(shards, "\n"));
+    if (absl::Status s = wal::WriteFileDurably(&fs_, data, shards_path, Cat(shards, "\n"));
         !s.ok()) {
       return s;
     }
@@ -817,8 +817,12 @@ absl::Status ServerImpl::PrepareDataDir() {
     shard_options.index = i;
     shard_options.dir = Cat(data, "/shard-", i);
     shard_options.sweep_every_ms = options_.sweep_every_ms;
-    shard_options.snapshot_every_records = options_.snapshot_every_records;
-    shard_options.snapshot_every_s = options_.snapshot_every_s;
+    shard_options.store.snapshot_every_records = options_.snapshot_every_records;
+    shard_options.store.snapshot_every_ms = static_cast<int64_t>(options_.snapshot_every_s) * 1000;
+    shard_options.store.log_sink = [i](std::string_view line) {
+      std::fprintf(stderr, "tallyd: shard %u: %.*s\n", i, static_cast<int>(line.size()),
+                   line.data());
+    };
     absl::StatusOr<std::unique_ptr<Shard>> shard = Shard::Open(
         &fs_, shard_options, [this](std::span<const Event> events) { hub_.Publish(events); });
     if (!shard.ok()) return shard.status();

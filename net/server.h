@@ -32,10 +32,10 @@ struct ServerOptions {
   uint32_t shards = 0;                    // 0: as stored in <data>/shards, else the core count
   uint32_t io_threads = 0;                // 0: the core count
   std::string tokens_path;                // empty: <data>/tokens
-  // Snapshot policy, passed on to the store once it takes one (see
-  // docs/SERVER.md); 0 = never.
-  uint64_t snapshot_every_records = 0;
-  uint64_t snapshot_every_s = 0;
+  // Snapshot policy of every shard's store (Store::MaybeSnapshot): a
+  // snapshot when this many log records or seconds passed; 0 turns either off.
+  uint64_t snapshot_every_records = snapshot_every_records_default;
+  uint64_t snapshot_every_s = snapshot_every_s_default;
   uint32_t sweep_every_ms = 1000;  // expiry sweep and hold timeouts; 0 = off
   uint32_t connections_max = connections_max_default;
   uint32_t idle_timeout_ms = idle_timeout_ms_default;

@@ -116,7 +116,7 @@ void Shard::Run() {
     ShardView view;
     view.now_us = WallClockUs();
     if (failed_reason_.empty()) {
-      view.ledger = &store_->ledger();
+      view.store = store_.get();
     } else {
       view.refusal = ResultCode::unavailable;
       view.reason = failed_reason_;
@@ -135,6 +135,8 @@ void Shard::Run() {
         next_sweep = Clock::now();
       }
     }
+
+    if (failed_reason_.empty()) MaybeSnapshot();
 
     if (stopping) {
       std::lock_guard lock(mu_);
@@ -188,9 +190,20 @@ void Shard::Refuse(std::vector<ApplyPart>& parts, std::vector<QueryFn>* queries,
     for (uint32_t index : part.indices) part.job->results[index] = Result{.code = code};
     part.job->FinishPart();
   }
-  ShardView view{.ledger = nullptr, .refusal = code, .reason = reason, .now_us = WallClockUs()};
+  ShardView view{.store = nullptr, .refusal = code, .reason = reason, .now_us = WallClockUs()};
   if (queries != nullptr) {
     for (QueryFn& query : *queries) query(view);
+  }
+}
+
+void Shard::MaybeSnapshot() {
+  const wal::StoreOptions& store = options_.store;
+  if (store.snapshot_every_records == 0 && store.snapshot_every_ms == 0) return;
+  // A failed snapshot leaves the store working (the log just grows); the
+  // store retries later.  Every batch before it is durable already.
+  if (absl::Status s = store_->MaybeSnapshot(WallClockUs() / 1000); !s.ok()) {
+    std::fprintf(stderr, "tallyd: shard %u: snapshot failed: %s\n", options_.index,
+                 std::string(s.message()).c_str());
   }
 }
 

@@ -11,7 +11,9 @@
 //      as one batch, plus an expire_sweep when the sweep timer is due;
 //   4. Store::Sync: one fdatasync for the whole batch (group commit: what
 //      queued during this sync goes into the next batch);
-//   5. hand the results and the events back.
+//   5. hand the results and the events back;
+//   6. Store::MaybeSnapshot: reap a finished snapshot child, start one when
+//      due (also when idle: the thread wakes at least every sweep period).
 //
 // A failed Apply or Sync fails the store for good: from then on every
 // command and query of this shard is answered `unavailable` with the reason.
@@ -65,9 +67,10 @@ struct ApplyPart {
   std::vector<uint32_t> indices;  // into job->batch.commands, in order
 };
 
-// ShardView is what a query sees: the ledger, or why it may not look.
+// ShardView is what a query sees: the store (its ledger, and the history
+// on disk beyond the ledger's RAM window), or why it may not look.
 struct ShardView {
-  const Ledger* ledger = nullptr;  // nullptr: refused with `refusal`
+  const wal::Store* store = nullptr;  // nullptr: refused with `refusal`
   ResultCode refusal = ResultCode::ok;
   std::string reason;
   int64_t now_us = 0;
@@ -82,10 +85,7 @@ struct ShardOptions {
   std::string dir;  // the wal::Store directory, <data>/shard-<index>
   uint32_t sweep_every_ms = 1000;
   uint32_t queue_commands_max = shard_queue_commands_max;
-  // Snapshot policy (0 = never), for Store::MaybeSnapshot after a batch's
-  // sync once the store offers it (docs/SERVER.md, "Snapshots").
-  uint64_t snapshot_every_records = 0;
-  uint64_t snapshot_every_s = 0;
+  // Includes the snapshot policy: Store::MaybeSnapshot runs between batches.
   wal::StoreOptions store;
 };
 
@@ -122,6 +122,7 @@ class Shard {
   void Refuse(std::vector<ApplyPart>& parts, std::vector<QueryFn>* queries, ResultCode code,
               const std::string& reason);
   void Fail(const absl::Status& status);
+  void MaybeSnapshot();
 
   ShardOptions options_;
   std::unique_ptr<wal::Store> store_;

@@ -5,8 +5,8 @@
 //   --shards N                   default: the stored count, else the core count
 //   --io-threads N               default: the core count
 //   --tokens FILE                default <data>/tokens (created on first start)
-//   --snapshot-every-records N   snapshot policy (see docs/SERVER.md)
-//   --snapshot-every-s N
+//   --snapshot-every-records N   a snapshot every N log records per shard
+//   --snapshot-every-s N         ... or every N seconds (defaults in limits.h; 0 = off)
 //   --sweep-every-ms N           expiry sweep period (default 1000; 0 = off)
 //   --connections-max N          default connections_max_default
 //   --idle-timeout-ms N          default idle_timeout_ms_default

@@ -79,6 +79,9 @@ inline constexpr uint64_t manifest_entries_max = 10000;
 // the log is kept from the oldest of them on.
 inline constexpr uint32_t store_snapshots_kept_default = 2;
 inline constexpr uint32_t store_snapshots_kept_max = 64;
+// A snapshot file is written and synced in slices of this size (see
+// WriteFileDurably in wal/manifest.cc).
+inline constexpr uint64_t durable_write_slice_bytes = uint64_t{4} << 20;
 static_assert(store_snapshots_kept_default >= 1);
 static_assert(store_snapshots_kept_max < manifest_entries_max);
 // ---- end of store limits --------------------------------------------------
@@ -114,6 +117,10 @@ inline constexpr uint32_t shards_max = 256;
 // Queries a shard thread answers between two batches: a flood of queries
 // cannot starve the changes queued behind them.
 inline constexpr uint32_t shard_batch_queries_max = 1024;
+// tallyd's default snapshot policy (--snapshot-every-records / -s; 0 = off):
+// a restart replays at most about this much log per shard.
+inline constexpr uint64_t snapshot_every_records_default = 100000;
+inline constexpr uint64_t snapshot_every_s_default = 300;
 // ---- end of protocol and server limits -------------------------------------
 
 // ---- Load generator (tools/bench/, docs/BENCH.md) ---------------------------

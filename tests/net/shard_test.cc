@@ -96,7 +96,7 @@ TEST(ShardTest, AFailedSyncMakesTheShardRefuseEverythingWhileAnotherCarriesOn) {
   ASSERT_EQ(broken->PushQuery([&](const ShardView& view) { seen.set_value(view); }),
             Shard::Push::accepted);
   ShardView view = seen.get_future().get();
-  EXPECT_EQ(view.ledger, nullptr);
+  EXPECT_EQ(view.store, nullptr);
   EXPECT_EQ(view.refusal, ResultCode::unavailable);
   EXPECT_NE(view.reason.find("cannot log"), std::string::npos) << view.reason;
 

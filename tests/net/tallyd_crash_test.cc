@@ -47,7 +47,11 @@ struct Ledgerbook {
   std::vector<SentFrame> in_doubt;       // sent, no reply: the server died
 };
 
-std::vector<std::string> Flags() { return {"--shards", "2", "--io-threads", "2"}; }
+// Snapshots every 200 log records: kills land before, during and after
+// snapshots, and restarts start from them.
+std::vector<std::string> Flags() {
+  return {"--shards", "2", "--io-threads", "2", "--snapshot-every-records", "200"};
+}
 
 void Load(const std::string& address, const std::string& token, std::atomic<uint64_t>* next_op,
           std::atomic<bool>* stop, uint64_t seed, Ledgerbook* book) {

@@ -3,7 +3,10 @@
 // temp data directory (tests/net/tallyd_process.h).
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
+#include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -95,9 +98,58 @@ TEST_F(TallydTest, QueryOfUnknownOrgIsRefusedByName) {
   EXPECT_TRUE(client->GetBalance({.org_id = 99, .wallet_id = 0}).ok());
 }
 
+// Describe is everything the queries show of an org, as text: the totals,
+// the summary, the settings, every request, the usage and the whole history
+// with running balances, page by page.
+std::string Describe(Client& client, uint64_t org) {
+  std::ostringstream out;
+  auto totals = client.GetTotals(org);
+  if (!totals.ok()) return "totals: " + std::string(totals.status().message());
+  out << "totals " << totals->in << " " << totals->available << " " << totals->held << " "
+      << totals->spent << " " << totals->expired << " " << totals->voided << " "
+      << totals->adjusted_out << "\n";
+  auto summary = client.GetOrgSummary(org);
+  if (!summary.ok()) return "summary failed";
+  out << "summary " << summary->pool << " " << summary->allocated << " " << summary->wallets << " "
+      << summary->pending_requests << " " << summary->pending_requested << "\n";
+  auto settings = client.GetSettings(org);
+  if (!settings.ok()) return "settings failed";
+  out << "settings " << settings->credit_payments << " " << settings->low_balance_threshold << "\n";
+  for (RequestStatus status :
+       {RequestStatus::pending, RequestStatus::approved, RequestStatus::rejected}) {
+    auto requests = client.GetRequests(org, status);
+    if (!requests.ok()) return "requests failed";
+    for (const RequestView& r : *requests) {
+      out << "request " << r.request_id << " " << r.wallet_id << " " << r.amount << " "
+          << r.approved_amount << " " << r.created_at_us << " " << r.decided_at_us << " "
+          << r.decided_by << "\n";
+    }
+  }
+  auto usage = client.GetUsage(org, 0, 0);
+  if (!usage.ok()) return "usage failed";
+  for (const UsageRow& u : *usage) {
+    out << "usage " << u.wallet_id << " " << u.spent << " " << u.granted << " " << u.expired
+        << "\n";
+  }
+  HistoryQuery q{.org_id = org, .all_wallets = true, .limit = 7};
+  for (int page = 0; page < 1000; ++page) {
+    auto h = client.GetHistory(q);
+    if (!h.ok()) return "history failed";
+    for (const HistoryEntryView& e : h->entries) {
+      out << "history " << e.seq << " " << e.time_us << " " << e.wallet_id << " "
+          << static_cast<int>(e.kind) << " " << e.out << " " << e.amount << " " << e.balance_after
+          << " " << e.related_id << " " << e.reference << " " << e.actor << "\n";
+    }
+    if (h->next_cursor == 0) break;
+    q.cursor = h->next_cursor;
+  }
+  return out.str();
+}
+
 TEST_F(TallydTest, RestartKeepsEverything) {
   StartServer();
   std::vector<uint64_t> orgs = {1, 2, 3, 4, 5, 6, 7, 8};
+  std::vector<std::string> before;
   {
     auto client = Connect();
     ASSERT_NE(client, nullptr);
@@ -106,19 +158,29 @@ TEST_F(TallydTest, RestartKeepsEverything) {
       Ok(*client, cmd::Topup(org, 1000 + static_cast<int64_t>(org)));
       Ok(*client, cmd::Grant(org, 5, 100));
       Ok(*client, cmd::Deduct(org, 5, static_cast<int64_t>(org)));
+      std::vector<WalletAmount> targets = {{6, 10}, {7, 20}};
+      Ok(*client, cmd::Allocate(org, targets));
+      uint64_t hold = Ok(*client, cmd::Hold(org, 7, 5)).id;
+      Ok(*client, cmd::Capture(org, hold, 3));
+      uint64_t request = Ok(*client, cmd::Request(org, 6, 40)).id;
+      if (org % 2 == 0) Ok(*client, cmd::Approve(org, request));
+      Ok(*client, cmd::Request(org, 6, 1));
     }
+    for (uint64_t org : orgs) before.push_back(Describe(*client, org));
   }
   Restart();
   auto client = Connect();
   ASSERT_NE(client, nullptr);
-  for (uint64_t org : orgs) {
-    auto pool = client->GetBalance({.org_id = org, .wallet_id = 0});
-    ASSERT_TRUE(pool.ok()) << pool.status();
-    EXPECT_EQ(pool->available, 1000 + static_cast<int64_t>(org));
-    auto wallet = client->GetBalance({.org_id = org, .wallet_id = 5});
-    ASSERT_TRUE(wallet.ok()) << wallet.status();
-    EXPECT_EQ(wallet->available, 100 - static_cast<int64_t>(org));
+  for (size_t i = 0; i < orgs.size(); ++i) {
+    EXPECT_EQ(Describe(*client, orgs[i]), before[i]) << "org " << orgs[i];
+    EXPECT_GT(before[i].size(), 200u);
   }
+  auto pool = client->GetBalance({.org_id = 3, .wallet_id = 0});
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  EXPECT_EQ(pool->available, 1003 - 30);
+  auto wallet = client->GetBalance({.org_id = 3, .wallet_id = 5});
+  ASSERT_TRUE(wallet.ok()) << wallet.status();
+  EXPECT_EQ(wallet->available, 97);
 }
 
 int64_t NowUs() {
@@ -361,6 +423,55 @@ TEST_F(TallydTest, FrameAcrossShardsIsAnsweredInOrder) {
   }
 }
 
+// Three times the in-flight bound of requests pipelined on one connection
+// before the first reply is read: wherever the server pauses reading, it
+// resumes, and every reply comes back, matched by request id.
+TEST_F(TallydTest, PipelinedRequestsBeyondTheInFlightBoundAreAllAnswered) {
+  StartServer();
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  Ok(*c, cmd::OrgCreate(kOrg));
+  Ok(*c, cmd::Topup(kOrg, 1'000'000));
+  constexpr int kRequests = 3 * connection_requests_in_flight_max;
+  std::vector<Command> deducts(kRequests);
+  std::map<uint64_t, int> kind_of;  // request id -> 0 apply, 1 balance
+  for (int i = 0; i < kRequests; ++i) {
+    if (i % 2 == 0) {
+      deducts[i] = cmd::Deduct(kOrg, 0, 1);
+      deducts[i].op_id = next_op_id_++;
+      auto id = c->SendApply(std::span(&deducts[i], 1));
+      ASSERT_TRUE(id.ok());
+      kind_of[*id] = 0;
+    } else {
+      std::string body;
+      proto::EncodeBalanceRequest({.org_id = kOrg}, &body);
+      kind_of[c->SendQuery(proto::Opcode::balance, body)] = 1;
+    }
+  }
+  ASSERT_TRUE(c->Flush().ok());
+  int applied = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    auto reply = c->Receive();
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    auto it = kind_of.find(reply->request_id);
+    ASSERT_NE(it, kind_of.end()) << "reply to an unknown request id";
+    EXPECT_EQ(reply->status, ResultCode::ok);
+    if (it->second == 0) {
+      int64_t time_us = 0;
+      std::vector<Result> results;
+      ASSERT_TRUE(proto::DecodeApplyReply(reply->body, &time_us, &results).ok());
+      ASSERT_EQ(results.size(), 1u);
+      applied += results[0].ok() ? 1 : 0;
+    }
+    kind_of.erase(it);
+  }
+  EXPECT_TRUE(kind_of.empty());
+  EXPECT_EQ(applied, kRequests / 2);
+  auto b = c->GetBalance({.org_id = kOrg});
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->available, 1'000'000 - kRequests / 2);
+}
+
 // The shard count is stored with the data; a different explicit one is an
 // error, no flag at all takes the stored one.
 TEST_F(TallydTest, ShardCountIsFixedPerDataDirectory) {
@@ -474,6 +585,53 @@ TEST_F(TallydTokensTest, OrgLimitedTokenCannotReadOrChangeAnotherOrg) {
   ASSERT_TRUE(results.ok());
   EXPECT_EQ((*results)[0].code, ResultCode::ok);
   EXPECT_EQ((*results)[1].code, ResultCode::forbidden);
+}
+
+TEST_F(TallydTest, BadTokenFileStopsTheStart) {
+  std::string path = dir_.path() + "/bad-tokens";
+  std::ofstream(path) << "abc superuser boss\n";
+  TallydProcess bad;
+  EXPECT_FALSE(bad.Start(data(), {"--tokens", path}).ok());
+  TallydProcess missing;
+  EXPECT_FALSE(missing.Start(data(), {"--tokens", dir_.path() + "/no-such-file"}).ok());
+}
+
+// With snapshots every few records, the shards write snapshots while they
+// serve, and a restart (snapshot + the log after it) keeps everything.
+TEST_F(TallydTest, SnapshotsAreTakenAndARestartFromThemKeepsEverything) {
+  StartServer({"--shards", "2", "--io-threads", "2", "--snapshot-every-records", "5"});
+  std::vector<uint64_t> orgs = {1, 2, 3, 4};
+  std::vector<std::string> before;
+  {
+    auto c = Connect();
+    ASSERT_NE(c, nullptr);
+    for (int round = 0; round < 10; ++round) {
+      for (uint64_t org : orgs) {
+        if (round == 0) Ok(*c, cmd::OrgCreate(org));
+        Ok(*c, cmd::Grant(org, 1 + round % 3, 10));
+        Ok(*c, cmd::Deduct(org, 1 + round % 3, 1));
+      }
+    }
+    // Snapshots are written by a child process: give them a moment to land.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    bool found = false;
+    while (!found && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      Ok(*c, cmd::Grant(1, 1, 1));  // a batch, so the shard reaps its child
+      for (const auto& entry : std::filesystem::directory_iterator(data() + "/shard-0")) {
+        found = found || entry.path().extension() == ".snap";
+      }
+      for (const auto& entry : std::filesystem::directory_iterator(data() + "/shard-1")) {
+        found = found || entry.path().extension() == ".snap";
+      }
+    }
+    EXPECT_TRUE(found) << "no snapshot file in either shard";
+    for (uint64_t org : orgs) before.push_back(Describe(*c, org));
+  }
+  Restart();
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  for (size_t i = 0; i < orgs.size(); ++i) EXPECT_EQ(Describe(*c, orgs[i]), before[i]);
 }
 
 // ---- events --------------------------------------------------------------------
