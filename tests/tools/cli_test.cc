@@ -255,6 +255,13 @@ TEST(Cli, UsageErrorsNameTheProblem) {
   EXPECT_NE(Refusal({"deduct", "7", "42", "3", "--reason", std::string(300, 'x')}).find("256"),
             std::string::npos);
   EXPECT_NE(Refusal({}).find("no command"), std::string::npos);
+  EXPECT_NE(Refusal({"--server", "localhost", "summary", "7"}).find("HOST:PORT"),
+            std::string::npos);
+  Env env = TestEnv();
+  env.server = "localhost";
+  absl::StatusOr<Invocation> bad_env = ParseInvocation({"summary", "7"}, env);
+  ASSERT_FALSE(bad_env.ok());
+  EXPECT_NE(bad_env.status().message().find("TALLY_SERVER"), absl::string_view::npos);
 }
 
 TEST(Cli, HelpForEveryCommandAndOverview) {

@@ -151,6 +151,18 @@ TEST(ParseSmall, OnOffAssetStatus) {
   EXPECT_FALSE(ParseRequestStatus("done").ok());
 }
 
+TEST(ParseServer, HostColonPort) {
+  EXPECT_TRUE(ParseServer("127.0.0.1:7411", "--server").ok());
+  EXPECT_TRUE(ParseServer("ledger.internal:1", "--server").ok());
+  EXPECT_TRUE(ParseServer("[::1]:7411", "--server").ok());
+  for (const char* bad :
+       {"", "localhost", ":7411", "host:", "host:0", "host:65536", "host:http", "::1:7411"}) {
+    absl::Status s = ParseServer(bad, "TALLY_SERVER");
+    EXPECT_FALSE(s.ok()) << bad;
+    EXPECT_NE(s.message().find("TALLY_SERVER"), absl::string_view::npos) << s;
+  }
+}
+
 TEST(SplitArgs, PositionalsOptionsAndSwitches) {
   std::vector<OptionSpec> specs = {{"to"}, {"partial", false}, {"by"}};
   Args a = SplitArgs({"7", "--to", "42=5", "42", "--partial", "--by=-3"}, specs).value();

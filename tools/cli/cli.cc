@@ -843,7 +843,12 @@ absl::StatusOr<Invocation> ParseInvocation(const std::vector<std::string>& argv,
     inv.plan = HelpPlan{HelpText(*spec)};
     return inv;
   }
-  if (const std::string* v = args->Get("server")) inv.globals.server = *v;
+  if (const std::string* v = args->Get("server")) {
+    if (absl::Status s = ParseServer(*v, "--server"); !s.ok()) return s;
+    inv.globals.server = *v;
+  } else if (env.server) {
+    if (absl::Status s = ParseServer(*env.server, "TALLY_SERVER"); !s.ok()) return s;
+  }
   if (const std::string* v = args->Get("token")) inv.globals.token = *v;
   int formats = args->Has("json") + args->Has("csv") + args->Has("xlsx");
   if (formats > 1) return Usage("give one of --json, --csv, --xlsx");

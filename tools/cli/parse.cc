@@ -301,6 +301,22 @@ absl::StatusOr<RequestStatus> ParseRequestStatus(std::string_view text) {
   return Bad("--status", text, "must be pending, approved or rejected");
 }
 
+absl::Status ParseServer(std::string_view text, std::string_view what) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return Bad(what, text, "must be HOST:PORT, e.g. 127.0.0.1:7411");
+  }
+  std::string_view host = text.substr(0, colon);
+  if (host.find(':') != std::string_view::npos && (host.front() != '[' || host.back() != ']')) {
+    return Bad(what, text, "needs brackets around an IPv6 address: [::1]:7411");
+  }
+  uint64_t port = 0;
+  if (!ParseDigits(text.substr(colon + 1), 65535, &port) || port == 0) {
+    return Bad(what, text, "has no port 1-65535");
+  }
+  return absl::OkStatus();
+}
+
 std::string FormatTime(int64_t time_us) {
   int64_t seconds = time_us / us_per_s;
   int64_t rem_us = time_us % us_per_s;
