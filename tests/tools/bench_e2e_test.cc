@@ -33,11 +33,18 @@ struct Outcome {
   int exit_code = -1;
   std::string out;  // stdout
 };
+Outcome RunCommand(const std::string& command, const std::string& err);
 
 // RunBench runs tally-bench with `args` (stderr to a file beside) and waits.
 Outcome RunBench(const std::string& args) {
   std::string err = ::testing::TempDir() + "/tally-bench.err";
   std::string command = std::string(TALLY_BENCH_BINARY) + " " + args + " 2>" + err;
+  return RunCommand(command, err);
+}
+
+// RunCommand runs a shell command line and collects its stdout (and, on
+// failure, `err_path`).
+Outcome RunCommand(const std::string& command, const std::string& err) {
   Outcome o;
   FILE* p = popen(command.c_str(), "r");
   if (p == nullptr) return o;
@@ -177,6 +184,36 @@ TEST(BenchEndToEnd, OpenLoopLatencyCountsAStallFromTheIntendedSendTime) {
   EXPECT_GT(Number(o.out, "max"), 900'000) << o.out;
   // The open loop caught up: the rate over the run is still the one asked for.
   EXPECT_NEAR(Number(o.out, "ops_per_s"), 400, 80) << o.out;
+}
+
+// Without --token: $TALLY_TOKEN, else the first admin token in
+// ./tally-data/tokens; a wrong token is exit 2 (the setup cannot start).
+TEST(BenchEndToEnd, TokenComesFromTheEnvironmentOrTheDataDirectory) {
+  absl::StatusOr<std::unique_ptr<SpawnedServer>> server =
+      SpawnedServer::Start(TALLY_BENCH_TALLYD, {"--shards", "1", "--io-threads", "1"}, false);
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::string dir = ::testing::TempDir() + "/bench-cwd-" + std::to_string(getpid());
+  std::filesystem::create_directories(dir + "/tally-data");
+  FILE* f = std::fopen((dir + "/tally-data/tokens").c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fprintf(f, "# copied\nsvc0 service meter\n%s admin bench\n", (*server)->token().c_str());
+  std::fclose(f);
+  std::string err = ::testing::TempDir() + "/tally-bench.err";
+  std::string run = std::string(TALLY_BENCH_BINARY) + " --server " + (*server)->address() +
+                    " --wallets 100 --orgs 1 --connections 1 --duration-s 0.6 --warmup-s 0.1"
+                    " --json --quiet 2>" +
+                    err;
+  Outcome from_file = RunCommand("cd " + dir + " && env -u TALLY_TOKEN " + run, err);
+  EXPECT_EQ(from_file.exit_code, 0) << from_file.out;
+  Outcome from_env = RunCommand("TALLY_TOKEN=" + (*server)->token() + " " + run, err);
+  EXPECT_EQ(from_env.exit_code, 0) << from_env.out;
+  Outcome wrong = RunCommand("cd " + dir + " && TALLY_TOKEN=nope " + run, err);
+  EXPECT_EQ(wrong.exit_code, 2) << wrong.out;
+  EXPECT_NE(wrong.out.find("unauthenticated"), std::string::npos) << wrong.out;
+  Outcome none = RunCommand("cd / && env -u TALLY_TOKEN " + run, err);
+  EXPECT_EQ(none.exit_code, 2) << none.out;
+  EXPECT_NE(none.out.find("no token"), std::string::npos) << none.out;
+  std::filesystem::remove_all(dir);
 }
 
 // FreePort is a loopback port nothing listens on (bound, read, released).
