@@ -25,7 +25,7 @@ TEST_JOBS ?= 2
 BENCH_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: all deps build run test asan bench bench-wal debug fuzz format clean
+.PHONY: all deps build run test asan bench bench-wal compare debug fuzz format clean
 
 all: build
 
@@ -77,6 +77,12 @@ bench-wal: deps
 	cmake --preset release
 	cmake --build --preset release -j $(JOBS) --target wal_bench
 	./build/release/bench/wal_bench $(BENCH_ARGS)
+
+# tally side by side with Redis 7 and PostgreSQL 15 (issue 5, docs/BENCH.md):
+# installs redis-server and postgresql if missing, runs its own instances,
+# prints the table and writes bench/compare/results.md.
+compare: deps
+	bash bench/compare/run
 
 # Fuzz a decoder (FUZZ_TARGET: codec_fuzz or protocol_fuzz) with libFuzzer for FUZZ_SECONDS (clang-14, not in CI:
 # CI runs the decoder's unit tests, which include random and mutated input).

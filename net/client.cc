@@ -439,8 +439,10 @@ absl::StatusOr<std::vector<Event>> Client::NextEvents(uint32_t timeout_ms) {
   if (!broken_.ok()) return broken_;
   pollfd p{fd_, POLLIN, 0};
   int rc = poll(&p, 1, static_cast<int>(timeout_ms));
-  if (rc == 0) return std::vector<Event>{};
-  if (rc < 0 && errno != EINTR) return Broken(Errno("poll"));
+  // A signal (EINTR) ends the wait early like a timeout: the caller decides
+  // whether to stop; reading on would block for reply_timeout_ms.
+  if (rc == 0 || (rc < 0 && errno == EINTR)) return std::vector<Event>{};
+  if (rc < 0) return Broken(Errno("poll"));
   absl::StatusOr<Reply> reply = Receive();
   if (!reply.ok()) return reply.status();
   if (reply->opcode != Opcode::event) {

@@ -50,7 +50,8 @@ int main(int argc, char** argv) {
   std::string address = o.server, token = o.token;
   if (o.spawn) {
     std::vector<std::string> extra;
-    if (o.spawn_shards != 0) extra.insert(extra.end(), {"--shards", std::to_string(o.spawn_shards)});
+    if (o.spawn_shards != 0)
+      extra.insert(extra.end(), {"--shards", std::to_string(o.spawn_shards)});
     if (o.spawn_io_threads != 0) {
       extra.insert(extra.end(), {"--io-threads", std::to_string(o.spawn_io_threads)});
     }
@@ -74,8 +75,9 @@ int main(int argc, char** argv) {
       } else {
         auto found = tally::bench::FirstAdminToken("./tally-data/tokens");
         if (!found.ok()) {
-          return Fail("no token: give --token, set TALLY_TOKEN, or run where ./tally-data/tokens is (" +
-                      found.status().ToString() + ")");
+          return Fail(
+              "no token: give --token, set TALLY_TOKEN, or run where ./tally-data/tokens is (" +
+              found.status().ToString() + ")");
         }
         token = *found;
       }

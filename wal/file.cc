@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -144,6 +145,31 @@ absl::Status PosixFileSystem::Remove(const std::string& path) {
 absl::Status PosixFileSystem::CreateDir(const std::string& dir) {
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Errno(errno, "mkdir", dir);
   return absl::OkStatus();
+}
+
+MappedFile::~MappedFile() {
+  if (size_ > 0) ::munmap(const_cast<void*>(data_), size_);
+}
+
+absl::StatusOr<std::unique_ptr<MappedFile>> PosixFileSystem::MapReadOnly(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Errno(errno, "open", path);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return Errno(err, "fstat", path);
+  }
+  const size_t size = static_cast<size_t>(st.st_size);
+  if (size == 0) {
+    ::close(fd);
+    return std::make_unique<MappedFile>(nullptr, 0);
+  }
+  void* data = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+  const int err = errno;
+  ::close(fd);  // the mapping keeps the file
+  if (data == MAP_FAILED) return Errno(err, "mmap", path);
+  return std::make_unique<MappedFile>(data, size);
 }
 
 // ------------------------------------------------------------ In memory ---

@@ -27,6 +27,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -77,9 +78,28 @@ class FileSystem {
   virtual absl::Status CreateDir(const std::string& dir) = 0;
 };
 
+// MappedFile is a whole file mapped read-only, unmapped on destruction.
+class MappedFile {
+ public:
+  MappedFile(const void* data, size_t size) : data_(data), size_(size) {}
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  std::string_view bytes() const { return {static_cast<const char*>(data_), size_}; }
+
+ private:
+  const void* data_;
+  size_t size_;
+};
+
 // PosixFileSystem is the real file system.
 class PosixFileSystem final : public FileSystem {
  public:
+  // MapReadOnly maps a whole file read-only with its pages populated: a
+  // snapshot of hundreds of MB is read from the page cache without a copy
+  // (or a zero-filled buffer first).
+  absl::StatusOr<std::unique_ptr<MappedFile>> MapReadOnly(const std::string& path);
+
   absl::StatusOr<std::unique_ptr<File>> Open(const std::string& path, OpenMode mode) override;
   absl::StatusOr<std::vector<std::string>> List(const std::string& dir) override;
   absl::Status Rename(const std::string& from, const std::string& to) override;

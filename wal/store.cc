@@ -57,7 +57,7 @@ absl::Status WriteSnapshotFile(FileSystem* fs, const std::string& dir, const Led
                                uint64_t lsn) {
   std::string bytes;
   ledger.EncodeSnapshot(&bytes);
-  return WriteFileDurably(fs, dir, absl::StrCat(dir, "/", SnapshotName(lsn)), bytes);
+  return WriteFileAtomically(fs, dir, absl::StrCat(dir, "/", SnapshotName(lsn)), bytes);
 }
 
 Store::Store(FileSystem* fs, std::string dir, const StoreOptions& options)
@@ -170,10 +170,23 @@ absl::Status Store::LoadSnapshot(const std::vector<uint64_t>& candidates) {
   for (uint64_t lsn : candidates) {
     const std::string path = absl::StrCat(dir_, "/", SnapshotName(lsn));
     const auto start = std::chrono::steady_clock::now();
-    absl::StatusOr<std::string> bytes = ReadWholeFile(fs_, path);
+    // Real files are mapped (no copy); others are read.
+    std::unique_ptr<MappedFile> mapped;
+    std::string read;
+    absl::Status got;
+    if (auto* posix = dynamic_cast<PosixFileSystem*>(fs_); posix != nullptr) {
+      absl::StatusOr<std::unique_ptr<MappedFile>> m = posix->MapReadOnly(path);
+      if (m.ok()) mapped = std::move(*m);
+      got = m.status();
+    } else {
+      absl::StatusOr<std::string> r = ReadFileWhole(fs_, path);
+      if (r.ok()) read = std::move(*r);
+      got = r.status();
+    }
+    const std::string_view bytes = mapped ? mapped->bytes() : std::string_view(read);
     absl::StatusOr<std::unique_ptr<Ledger>> ledger =
-        bytes.ok() ? Ledger::DecodeSnapshot(*bytes, options_.ledger)
-                   : absl::StatusOr<std::unique_ptr<Ledger>>(bytes.status());
+        got.ok() ? Ledger::DecodeSnapshot(bytes, options_.ledger)
+                 : absl::StatusOr<std::unique_ptr<Ledger>>(got);
     if (!ledger.ok()) {
       report_.snapshots_skipped.push_back(path + ": " + std::string(ledger.status().message()));
       Log(absl::StrCat("recovery: skipped snapshot ", report_.snapshots_skipped.back()));
@@ -184,7 +197,7 @@ absl::Status Store::LoadSnapshot(const std::vector<uint64_t>& candidates) {
     report_.snapshot_lsn = lsn;
     report_.snapshot_load_s = SecondsSince(start);
     Log(absl::StrFormat("recovery: %s: snapshot %s (LSN %d, %.1f MB) loaded in %.2f s", dir_,
-                        path, lsn, static_cast<double>(bytes->size()) / 1e6,
+                        path, lsn, static_cast<double>(bytes.size()) / 1e6,
                         report_.snapshot_load_s));
     return absl::OkStatus();
   }
@@ -383,12 +396,20 @@ absl::Status Store::StartSnapshot() {
       ::_exit(3);
     }
     // Sockets and the log stay the parent's alone (a peer must see a close
-    // when the parent closes, not when this child exits).
+    // when the parent closes, not when this child exits).  fs_ is a
+    // PosixFileSystem: it holds no descriptors.
     ::close_range(3, ~0U, 0);
-    PosixFileSystem fs;
-    if (absl::Status s = WriteSnapshotFile(&fs, dir_, *ledger_, lsn); !s.ok()) {
+    if (absl::Status s = WriteSnapshotFile(fs_, dir_, *ledger_, lsn); !s.ok()) {
       std::fprintf(stderr, "snapshot child: %s\n", std::string(s.message()).c_str());
       ::_exit(4);
+    }
+    // The commit too (manifest, retirement): its fsyncs and unlinks would
+    // otherwise stall the writer.  Safe beside it: the writer only appends to
+    // the newest segment, which is never retired, and a crash half way
+    // leaves garbage the next start removes, never a gap.
+    if (absl::Status s = CommitSnapshot(lsn); !s.ok()) {
+      std::fprintf(stderr, "snapshot child: commit: %s\n", std::string(s.message()).c_str());
+      ::_exit(5);
     }
     ::_exit(0);
   }
@@ -408,7 +429,17 @@ absl::Status Store::ReapSnapshot(bool block) {
   const pid_t pid = child_pid_;
   child_pid_ = 0;
   if (r < 0) return absl::ErrnoToStatus(errno, absl::StrCat("waitpid snapshot child ", pid));
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return CommitSnapshot(child_lsn_);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    // The child committed it: take the manifest it wrote.
+    absl::StatusOr<std::optional<Manifest>> m = ReadManifest(fs_, dir_);
+    if (!m.ok()) return m.status();
+    if (!m->has_value() || (*m)->current_snapshot_lsn() != child_lsn_) {
+      return absl::InternalError(absl::StrCat(dir_, ": the snapshot child of LSN ", child_lsn_,
+                                              " exited 0 but the manifest does not name it"));
+    }
+    manifest_ = **m;
+    return absl::OkStatus();
+  }
   const std::string why = WIFEXITED(status)
                               ? absl::StrCat("exit code ", WEXITSTATUS(status))
                               : absl::StrCat("signal ", WIFSIGNALED(status) ? WTERMSIG(status) : 0);

@@ -112,8 +112,9 @@ class Store {
   absl::StatusOr<uint64_t> WriteSnapshot();
 
   // MaybeSnapshot is called by the shard's writer between batches.  It reaps
-  // a finished snapshot child without blocking (and then commits its
-  // snapshot), and starts a new snapshot when one is due by the options.
+  // a finished snapshot child without blocking (the child also wrote the new
+  // manifest and retired what it no longer needs; the parent takes the
+  // manifest), and starts a new snapshot when one is due by the options.
   // An error says a snapshot failed; the store keeps working (the log just
   // grows until a later snapshot succeeds), unless the store itself failed.
   absl::Status MaybeSnapshot(int64_t now_ms);

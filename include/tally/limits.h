@@ -79,6 +79,9 @@ inline constexpr uint64_t manifest_entries_max = 10000;
 // the log is kept from the oldest of them on.
 inline constexpr uint32_t store_snapshots_kept_default = 2;
 inline constexpr uint32_t store_snapshots_kept_max = 64;
+// A snapshot file is written and synced in slices of this size (see
+// WriteFileDurably in wal/manifest.cc).
+inline constexpr uint64_t durable_write_slice_bytes = uint64_t{4} << 20;
 static_assert(store_snapshots_kept_default >= 1);
 static_assert(store_snapshots_kept_max < manifest_entries_max);
 // ---- end of store limits --------------------------------------------------

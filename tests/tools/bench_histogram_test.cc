@@ -1,12 +1,12 @@
 // The load generator's histogram against the exact answer: a sorted array.
-#include "tools/bench/histogram.h"
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
+
+#include "tools/bench/histogram.h"
 
 namespace tally::bench {
 namespace {

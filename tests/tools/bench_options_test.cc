@@ -1,11 +1,10 @@
 // tally-bench's command line: defaults, every kind of bad flag named, mixes.
-#include "tools/bench/options.h"
-
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
+#include "tools/bench/options.h"
 #include "tools/bench/spawn.h"
 
 namespace tally::bench {
@@ -35,12 +34,44 @@ TEST(BenchOptions, DefaultsAreTheDeductWorkloadAtFiftyConnections) {
 }
 
 TEST(BenchOptions, EveryFlagIsRead) {
-  absl::StatusOr<Options> o =
-      Parse({"--spawn", "--shards", "4", "--io-threads=2", "--workload", "mixed", "--wallets",
-             "10000000", "--orgs", "64", "--dist", "zipf", "--zipf-s", "0.9", "--connections",
-             "8", "--depth", "32", "--ops-per-frame", "1000", "--threads", "2", "--rate",
-             "50000/s", "--duration-s", "2.5", "--warmup-s", "0.5", "--json", "--quiet",
-             "--verify-wallets", "1000", "--seed", "7", "--amount", "3", "--balance", "500"});
+  absl::StatusOr<Options> o = Parse({"--spawn",
+                                     "--shards",
+                                     "4",
+                                     "--io-threads=2",
+                                     "--workload",
+                                     "mixed",
+                                     "--wallets",
+                                     "10000000",
+                                     "--orgs",
+                                     "64",
+                                     "--dist",
+                                     "zipf",
+                                     "--zipf-s",
+                                     "0.9",
+                                     "--connections",
+                                     "8",
+                                     "--depth",
+                                     "32",
+                                     "--ops-per-frame",
+                                     "1000",
+                                     "--threads",
+                                     "2",
+                                     "--rate",
+                                     "50000/s",
+                                     "--duration-s",
+                                     "2.5",
+                                     "--warmup-s",
+                                     "0.5",
+                                     "--json",
+                                     "--quiet",
+                                     "--verify-wallets",
+                                     "1000",
+                                     "--seed",
+                                     "7",
+                                     "--amount",
+                                     "3",
+                                     "--balance",
+                                     "500"});
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_TRUE(o->spawn);
   EXPECT_EQ(o->spawn_shards, 4u);

@@ -1,11 +1,11 @@
 // The load generator's random numbers: zipf ranks follow 1/(k+1)^s, and the
 // scatter of ranks onto wallets is a bijection.
-#include "tools/bench/random.h"
-
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <vector>
+
+#include "tools/bench/random.h"
 
 namespace tally::bench {
 namespace {

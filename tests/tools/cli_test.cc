@@ -51,8 +51,8 @@ std::string Refusal(std::vector<std::string> argv) {
 }
 
 TEST(Cli, OrgCreateCarriesEverySettingWithDefaultsForTheRest) {
-  ApplyPlan p = Apply({"org", "create", "7", "--low-balance-threshold", "100",
-                       "--credit-payments", "off"});
+  ApplyPlan p =
+      Apply({"org", "create", "7", "--low-balance-threshold", "100", "--credit-payments", "off"});
   EXPECT_EQ(p.command.kind, CommandKind::org_create);
   EXPECT_EQ(p.command.org_id, 7u);
   EXPECT_EQ(p.command.settings_mask, settings_all);
@@ -64,11 +64,10 @@ TEST(Cli, OrgCreateCarriesEverySettingWithDefaultsForTheRest) {
 }
 
 TEST(Cli, SettingsSetMarksOnlyTheGivenFields) {
-  ApplyPlan p = Apply({"settings", "set", "7", "--expiring-soon-window", "14d",
-                       "--rollup-interval", "1m"});
+  ApplyPlan p =
+      Apply({"settings", "set", "7", "--expiring-soon-window", "14d", "--rollup-interval", "1m"});
   EXPECT_EQ(p.command.kind, CommandKind::org_settings);
-  EXPECT_EQ(p.command.settings_mask,
-            setting_expiring_soon_window | setting_deduct_rollup_interval);
+  EXPECT_EQ(p.command.settings_mask, setting_expiring_soon_window | setting_deduct_rollup_interval);
   EXPECT_EQ(p.command.settings.expiring_soon_window_us, 14 * day_us);
   EXPECT_EQ(p.command.settings.deduct_rollup_interval_us, int64_t{60} * 1000000);
   EXPECT_NE(Refusal({"settings", "set", "7"}).find("at least one"), std::string::npos);
@@ -78,8 +77,8 @@ TEST(Cli, SettingsSetMarksOnlyTheGivenFields) {
 }
 
 TEST(Cli, TopupWithRelativeExpiryPriorityAssetAndReference) {
-  ApplyPlan p = Apply({"topup", "7", "1000", "--expires-in", "90d", "--priority", "-2",
-                       "--asset", "USD", "--reference", "PO-17", "--op-id", "99"});
+  ApplyPlan p = Apply({"topup", "7", "1000", "--expires-in", "90d", "--priority", "-2", "--asset",
+                       "USD", "--reference", "PO-17", "--op-id", "99"});
   EXPECT_EQ(p.command.kind, CommandKind::topup);
   EXPECT_EQ(p.command.amount, 1000);
   EXPECT_EQ(p.command.expires_at_us, now_us + 90 * day_us);
@@ -91,8 +90,8 @@ TEST(Cli, TopupWithRelativeExpiryPriorityAssetAndReference) {
 }
 
 TEST(Cli, GrantWithAbsoluteExpiryInTheFutureOnly) {
-  ApplyPlan p = Apply({"grant", "7", "42", "500", "--expires-at", "2027-01-01T00:00:00Z",
-                       "--reason", "welcome"});
+  ApplyPlan p = Apply(
+      {"grant", "7", "42", "500", "--expires-at", "2027-01-01T00:00:00Z", "--reason", "welcome"});
   EXPECT_EQ(p.command.kind, CommandKind::grant);
   EXPECT_EQ(p.command.wallet_id, 42u);
   EXPECT_EQ(p.command.expires_at_us, int64_t{1798761600} * 1000000);
@@ -100,8 +99,7 @@ TEST(Cli, GrantWithAbsoluteExpiryInTheFutureOnly) {
   EXPECT_NE(Refusal({"grant", "7", "42", "5", "--expires-at", "2020-01-01T00:00:00Z"})
                 .find("not in the future"),
             std::string::npos);
-  EXPECT_NE(Refusal({"grant", "7", "42", "5", "--expires-in", "1d", "--expires-at",
-                     "2030-01-01"})
+  EXPECT_NE(Refusal({"grant", "7", "42", "5", "--expires-in", "1d", "--expires-at", "2030-01-01"})
                 .find("not both"),
             std::string::npos);
   EXPECT_FALSE(Refusal({"grant", "7", "pool", "5"}).empty());
@@ -251,21 +249,27 @@ TEST(Cli, UsageErrorsNameTheProblem) {
   EXPECT_NE(Refusal({"spend", "7"}).find("no command"), std::string::npos);
   EXPECT_NE(Refusal({"balance", "7", "42", "--csv"}).find("--csv"), std::string::npos);
   EXPECT_NE(Refusal({"balance", "7", "42", "--op-id", "5"}).find("--op-id"), std::string::npos);
-  EXPECT_NE(Refusal({"deduct", "7", "42", "3", "--op-id", "0"}).find("--op-id"),
-            std::string::npos);
+  EXPECT_NE(Refusal({"deduct", "7", "42", "3", "--op-id", "0"}).find("--op-id"), std::string::npos);
   EXPECT_NE(Refusal({"history", "7", "--json", "--csv"}).find("one of"), std::string::npos);
   EXPECT_NE(Refusal({"deduct", "0", "42", "3"}).find("ORG"), std::string::npos);
   EXPECT_NE(Refusal({"deduct", "7", "42", "3", "--reason", std::string(300, 'x')}).find("256"),
             std::string::npos);
   EXPECT_NE(Refusal({}).find("no command"), std::string::npos);
+  EXPECT_NE(Refusal({"--server", "localhost", "summary", "7"}).find("HOST:PORT"),
+            std::string::npos);
+  Env env = TestEnv();
+  env.server = "localhost";
+  absl::StatusOr<Invocation> bad_env = ParseInvocation({"summary", "7"}, env);
+  ASSERT_FALSE(bad_env.ok());
+  EXPECT_NE(bad_env.status().message().find("TALLY_SERVER"), absl::string_view::npos);
 }
 
 TEST(Cli, HelpForEveryCommandAndOverview) {
-  for (const char* name :
-       {"org create", "settings show", "settings set", "topup", "allocate", "reclaim", "grant",
-        "void", "adjust", "deduct", "hold", "capture", "release", "request", "approve", "reject",
-        "wallet create", "wallet delete", "balance", "summary", "history", "requests", "report",
-        "totals", "events"}) {
+  for (const char* name : {"org create", "settings show", "settings set",  "topup",   "allocate",
+                           "reclaim",    "grant",         "void",          "adjust",  "deduct",
+                           "hold",       "capture",       "release",       "request", "approve",
+                           "reject",     "wallet create", "wallet delete", "balance", "summary",
+                           "history",    "requests",      "report",        "totals",  "events"}) {
     std::optional<std::string> help = CommandHelp(name);
     ASSERT_TRUE(help.has_value()) << name;
     EXPECT_NE(help->find(std::string("usage: tally ") + name), std::string::npos) << *help;
@@ -274,12 +278,10 @@ TEST(Cli, HelpForEveryCommandAndOverview) {
   }
   absl::StatusOr<Invocation> inv = ParseInvocation({"deduct", "--help"}, TestEnv());
   ASSERT_TRUE(inv.ok());
-  EXPECT_NE(std::get<HelpPlan>(inv->plan).text.find("deduct ORG WALLET AMOUNT"),
-            std::string::npos);
+  EXPECT_NE(std::get<HelpPlan>(inv->plan).text.find("deduct ORG WALLET AMOUNT"), std::string::npos);
   inv = ParseInvocation({"help", "wallet", "delete"}, TestEnv());
   ASSERT_TRUE(inv.ok());
-  EXPECT_NE(std::get<HelpPlan>(inv->plan).text.find("wallet delete ORG WALLET"),
-            std::string::npos);
+  EXPECT_NE(std::get<HelpPlan>(inv->plan).text.find("wallet delete ORG WALLET"), std::string::npos);
 }
 
 // Run end to end without a server: exit codes for usage errors, for no
@@ -305,8 +307,8 @@ TEST(CliRun, ExitCodesWithoutAServer) {
   EXPECT_NE(e.find("usage: tally deduct"), std::string::npos) << e;
 
   // Port 1 on loopback: nothing listens there.
-  EXPECT_EQ(tally::cli::Run({"--server", "127.0.0.1:1", "--token", "t", "balance", "7", "42"}, TestEnv(), out,
-                err),
+  EXPECT_EQ(tally::cli::Run({"--server", "127.0.0.1:1", "--token", "t", "balance", "7", "42"},
+                            TestEnv(), out, err),
             exit_connect);
   // No token anywhere: cannot authenticate.
   EXPECT_EQ(tally::cli::Run({"--server", "127.0.0.1:1", "balance", "7", "42"}, TestEnv(), out, err),
@@ -314,6 +316,21 @@ TEST(CliRun, ExitCodesWithoutAServer) {
   EXPECT_NE(read_all(err).find("no token"), std::string::npos);
   EXPECT_EQ(read_all(out), "");
   std::fclose(out);
+  std::fclose(err);
+}
+
+// Output that cannot be written (a full device) is exit 4, not a silent 0.
+TEST(CliRun, OutputThatCannotBeWrittenExitsFour) {
+  std::FILE* full = std::fopen("/dev/full", "w");
+  if (full == nullptr) GTEST_SKIP() << "no /dev/full";
+  std::FILE* err = std::tmpfile();
+  ASSERT_NE(err, nullptr);
+  EXPECT_EQ(tally::cli::Run({"help"}, TestEnv(), full, err), exit_output);
+  std::fclose(full);
+  std::rewind(err);
+  char line[256] = {};
+  ASSERT_NE(std::fgets(line, sizeof line, err), nullptr);
+  EXPECT_EQ(std::string(line).rfind("tally: cannot write output", 0), 0u) << line;
   std::fclose(err);
 }
 

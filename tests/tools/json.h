@@ -67,8 +67,8 @@ class Reader {
   static constexpr int depth_max = 64;
 
   void Space() {
-    while (at_ < in_.size() && (in_[at_] == ' ' || in_[at_] == '\n' || in_[at_] == '\r' ||
-                                in_[at_] == '\t')) {
+    while (at_ < in_.size() &&
+           (in_[at_] == ' ' || in_[at_] == '\n' || in_[at_] == '\r' || in_[at_] == '\t')) {
       ++at_;
     }
   }
@@ -98,17 +98,34 @@ class Reader {
       if (at_ >= in_.size()) return false;
       char e = in_[at_++];
       switch (e) {
-        case '"': *out += '"'; break;
-        case '\\': *out += '\\'; break;
-        case '/': *out += '/'; break;
-        case 'n': *out += '\n'; break;
-        case 'r': *out += '\r'; break;
-        case 't': *out += '\t'; break;
-        case 'b': *out += '\b'; break;
-        case 'f': *out += '\f'; break;
+        case '"':
+          *out += '"';
+          break;
+        case '\\':
+          *out += '\\';
+          break;
+        case '/':
+          *out += '/';
+          break;
+        case 'n':
+          *out += '\n';
+          break;
+        case 'r':
+          *out += '\r';
+          break;
+        case 't':
+          *out += '\t';
+          break;
+        case 'b':
+          *out += '\b';
+          break;
+        case 'f':
+          *out += '\f';
+          break;
         case 'u': {
           if (at_ + 4 > in_.size()) return false;
-          unsigned v = static_cast<unsigned>(std::strtoul(std::string(in_.substr(at_, 4)).c_str(), nullptr, 16));
+          unsigned v = static_cast<unsigned>(
+              std::strtoul(std::string(in_.substr(at_, 4)).c_str(), nullptr, 16));
           at_ += 4;
           if (v < 0x80) {
             *out += static_cast<char>(v);
@@ -122,7 +139,8 @@ class Reader {
           }
           break;
         }
-        default: return false;
+        default:
+          return false;
       }
     }
     return false;

@@ -71,8 +71,8 @@ TEST(Csv, HeaderThenRowsQuotedPerRfc4180) {
 }
 
 TEST(Xlsx, WritesAZipWorkbookAndNamesAnUnwritablePath) {
-  std::filesystem::path dir = std::filesystem::temp_directory_path() /
-                              ("tally-cli-xlsx-" + std::to_string(getpid()));
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("tally-cli-xlsx-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   std::string path = (dir / "history.xlsx").string();
   ASSERT_TRUE(WriteXlsx(SampleDoc(), path).ok());

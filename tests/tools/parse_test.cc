@@ -76,9 +76,9 @@ TEST(ParseTime, BareDateIsMidnightUtc) {
 TEST(ParseTime, RefusesWhatIsNotACalendarTime) {
   for (const char* bad :
        {"", "2026", "2026-13-01", "2026-02-29", "2023-02-29T00:00:00Z", "2026-12-32",
-        "2026-12-02T24:00:00Z", "2026-12-02T11:60:00Z", "2026-12-02T11:34:09",
-        "2026-12-02T11:34Z", "2026-12-02T11:34:09.Z", "2026-12-02T11:34:09+0100",
-        "2026-12-02T11:34:09Zjunk", "tomorrow", "1969-12-31T23:59:59Z", "12/02/2026"}) {
+        "2026-12-02T24:00:00Z", "2026-12-02T11:60:00Z", "2026-12-02T11:34:09", "2026-12-02T11:34Z",
+        "2026-12-02T11:34:09.Z", "2026-12-02T11:34:09+0100", "2026-12-02T11:34:09Zjunk", "tomorrow",
+        "1969-12-31T23:59:59Z", "12/02/2026"}) {
     EXPECT_FALSE(ParseTime(bad, "--at").ok()) << bad;
   }
 }
@@ -114,8 +114,8 @@ TEST(ParseTargets, WalletAmountPairs) {
   EXPECT_EQ(t[0].amount, 50);
   EXPECT_EQ(t[1].wallet_id, 43u);
   EXPECT_EQ(t[2].amount, 1);
-  for (const char* bad : {"", "42", "42=", "=5", "0=5", "pool=5", "42=0", "42=-1", "42=5,",
-                          "42=5,,43=1", "a=1"}) {
+  for (const char* bad :
+       {"", "42", "42=", "=5", "0=5", "pool=5", "42=0", "42=-1", "42=5,", "42=5,,43=1", "a=1"}) {
     EXPECT_FALSE(ParseTargets(bad).ok()) << bad;
   }
 }
@@ -151,6 +151,18 @@ TEST(ParseSmall, OnOffAssetStatus) {
   EXPECT_FALSE(ParseRequestStatus("done").ok());
 }
 
+TEST(ParseServer, HostColonPort) {
+  EXPECT_TRUE(ParseServer("127.0.0.1:7411", "--server").ok());
+  EXPECT_TRUE(ParseServer("ledger.internal:1", "--server").ok());
+  EXPECT_TRUE(ParseServer("[::1]:7411", "--server").ok());
+  for (const char* bad :
+       {"", "localhost", ":7411", "host:", "host:0", "host:65536", "host:http", "::1:7411"}) {
+    absl::Status s = ParseServer(bad, "TALLY_SERVER");
+    EXPECT_FALSE(s.ok()) << bad;
+    EXPECT_NE(s.message().find("TALLY_SERVER"), absl::string_view::npos) << s;
+  }
+}
+
 TEST(SplitArgs, PositionalsOptionsAndSwitches) {
   std::vector<OptionSpec> specs = {{"to"}, {"partial", false}, {"by"}};
   Args a = SplitArgs({"7", "--to", "42=5", "42", "--partial", "--by=-3"}, specs).value();
@@ -174,8 +186,8 @@ TEST(SplitArgs, RefusesUnknownRepeatedAndValueless) {
 }
 
 TEST(TokenFromFile, FirstAdminTokenSkippingCommentsAndOtherRoles) {
-  std::filesystem::path dir = std::filesystem::temp_directory_path() /
-                              ("tally-cli-tokens-" + std::to_string(getpid()));
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("tally-cli-tokens-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   std::filesystem::path path = dir / "tokens";
   {
@@ -188,8 +200,7 @@ TEST(TokenFromFile, FirstAdminTokenSkippingCommentsAndOtherRoles) {
     f << "ro read dashboards\n";
   }
   EXPECT_EQ(TokenFromFile(path.string()).status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(TokenFromFile((dir / "missing").string()).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(TokenFromFile((dir / "missing").string()).status().code(), absl::StatusCode::kNotFound);
   std::filesystem::remove_all(dir);
 }
 

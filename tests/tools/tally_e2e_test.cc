@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tally/client.h"
+#include "tally/commands.h"
 #include "tests/net/tallyd_process.h"
 #include "tests/tools/json.h"
 #include "tests/tools/tally_process.h"
@@ -210,8 +212,8 @@ TEST_F(TallyCli, ApproveAllRejectAndRejectAll) {
 TEST_F(TallyCli, AnInvoiceOf150With50CreditsApplies50) {
   NewOrg();
   J({"grant", org_, "42", "50", "--reason", "welcome"});
-  Json e = Refused({"deduct", org_, "42", "150", "--reference", "invoice-881"},
-                   "insufficient_funds");
+  Json e =
+      Refused({"deduct", org_, "42", "150", "--reference", "invoice-881"}, "insufficient_funds");
   EXPECT_EQ(e["available"].Int(), 50);
   EXPECT_EQ(e["requested"].Int(), 150);
   EXPECT_EQ(e["shortfall"].Int(), 100);
@@ -353,6 +355,38 @@ TEST_F(TallyCli, HistoryFiltersPagesAndExports) {
   EXPECT_EQ(std::string(magic, 4), std::string("PK\x03\x04", 4));
 }
 
+// More entries than one reply carries (2,000): --limit is fetched page by
+// page; a CSV that stops early names the cursor to go on from on stderr.
+TEST_F(TallyCli, HistoryBeyondOnePageIsFetchedPageByPage) {
+  NewOrg();
+  J({"grant", org_, "42", "1000000"});
+  auto client = Client::Connect(tallyd_->address(), token_);
+  ASSERT_TRUE(client.ok()) << client.status();
+  const uint64_t org = std::stoull(org_);
+  std::vector<Command> deducts;
+  for (uint64_t i = 0; i < 2500; ++i) {
+    Command c = cmd::Deduct(org, 42, 1);
+    c.op_id = 1000000 + i;
+    deducts.push_back(c);
+  }
+  auto results = (*client)->Apply(deducts);
+  ASSERT_TRUE(results.ok()) << results.status();
+  Json some = J({"history", org_, "42", "--limit", "2400"});
+  ASSERT_EQ(some["entries"].size(), 2400u);
+  EXPECT_FALSE(some["next_cursor"].IsNull());
+  Json all = J({"history", org_, "42", "--limit", "3000"});
+  ASSERT_EQ(all["entries"].size(), 2501u);
+  EXPECT_TRUE(all["next_cursor"].IsNull());
+  EXPECT_EQ(all["entries"][2500]["kind"].Str(), "grant");
+  for (size_t i = 1; i < all["entries"].size(); ++i) {
+    ASSERT_LT(all["entries"][i]["seq"].Uint(), all["entries"][i - 1]["seq"].Uint()) << i;
+  }
+  TallyRun csv = T({"history", org_, "42", "--limit", "10", "--csv"});
+  EXPECT_EQ(csv.exit_code, 0);
+  EXPECT_EQ(std::count(csv.out.begin(), csv.out.end(), '\n'), 11);
+  EXPECT_NE(csv.err.find("more entries: --cursor "), std::string::npos) << csv.err;
+}
+
 TEST_F(TallyCli, UsageReportAndTotals) {
   NewOrg();
   J({"topup", org_, "1000"});
@@ -425,7 +459,8 @@ TEST_F(TallyCli, BalanceAtAPastTime) {
   std::tm tm{};
   gmtime_r(&seconds, &tm);
   std::strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::string at_text = std::string(at) + "." + std::to_string(1000 + now_ms % 1000).substr(1) + "Z";
+  std::string at_text =
+      std::string(at) + "." + std::to_string(1000 + now_ms % 1000).substr(1) + "Z";
   Json past = J({"balance", org_, "42", "--at", at_text});
   EXPECT_EQ(past["available"].Int(), 100) << at_text;
   EXPECT_EQ(J({"balance", org_, "42"})["available"].Int(), 60);
@@ -459,6 +494,30 @@ TEST_F(TallyCli, EventsFollowTheStream) {
     EXPECT_EQ((*e)["wallet_id"].Uint(), 42u);
     EXPECT_EQ((*e)["amount"].Int(), 10);
   }
+  // Unbounded, in text: one line per event until Ctrl-C, which ends it with 0.
+  std::atomic<pid_t> follower_pid{0};
+  TallyRun text;
+  std::thread text_follower([&] {
+    text = RunTally({"--server", tallyd_->address(), "--token", token_, "events", "--org", org_},
+                    {}, "", 20000, [&](pid_t pid) { follower_pid = pid; });
+  });
+  for (int i = 0; i < 100 && follower_pid == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  // Grants for two seconds: the follower subscribes within that and prints
+  // each event as it comes.
+  for (int i = 0; i < 20; ++i) {
+    J({"grant", org_, "43", "7"});
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_NE(follower_pid.load(), 0);
+  ::kill(follower_pid.load(), SIGINT);
+  text_follower.join();
+  EXPECT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_EQ(text.out.rfind("credits.granted  20", 0), 0u) << text.out;
+  EXPECT_NE(text.out.find("Z  org_id=" + org_ + "  wallet_id=43  id="), std::string::npos)
+      << text.out;
+  EXPECT_NE(text.out.find("  amount=7  balance_after="), std::string::npos) << text.out;
   // Bounded by time alone: no events, exit 0 after --for.
   TallyRun quiet = T({"events", "--org", org_, "--for", "1s"});
   EXPECT_EQ(quiet.exit_code, 0) << quiet.err;
@@ -477,10 +536,14 @@ TEST_F(TallyCli, BadInputExitsTwoAndSendsNothing) {
   NewOrg();
   J({"topup", org_, "100"});
   for (std::vector<std::string> bad :
-       {std::vector<std::string>{"topup", org_, "1.5"}, {"topup", org_, "-5"},
-        {"topup", org_, "100", "--expires-in", "soon"}, {"allocate", org_, "--to", "42=x"},
-        {"grant", org_, "42", "5", "--expires-at", "2026-13-01T00:00:00Z"}, {"frobnicate"},
-        {"deduct", org_, "42"}, {"history", org_, "--kind", "spend"}}) {
+       {std::vector<std::string>{"topup", org_, "1.5"},
+        {"topup", org_, "-5"},
+        {"topup", org_, "100", "--expires-in", "soon"},
+        {"allocate", org_, "--to", "42=x"},
+        {"grant", org_, "42", "5", "--expires-at", "2026-13-01T00:00:00Z"},
+        {"frobnicate"},
+        {"deduct", org_, "42"},
+        {"history", org_, "--kind", "spend"}}) {
     TallyRun r = T(bad);
     EXPECT_EQ(r.exit_code, 2) << bad[0] << " " << r.err;
     EXPECT_EQ(r.err.rfind("tally: ", 0), 0u) << r.err;
@@ -492,8 +555,8 @@ TEST_F(TallyCli, BadInputExitsTwoAndSendsNothing) {
 }
 
 TEST_F(TallyCli, WrongTokenOrNoServerExitsThree) {
-  TallyRun wrong = RunTally({"--server", tallyd_->address(), "--token", "not-a-token", "summary",
-                             "1"});
+  TallyRun wrong =
+      RunTally({"--server", tallyd_->address(), "--token", "not-a-token", "summary", "1"});
   EXPECT_EQ(wrong.exit_code, 3) << wrong.err;
   EXPECT_NE(wrong.err.find("unauthenticated"), std::string::npos) << wrong.err;
   // A port nothing listens on: bind one, close it, connect to it.
@@ -513,14 +576,13 @@ TEST_F(TallyCli, ServerAndTokenFromTheEnvironmentOrTheDataDirectory) {
   TempDir cwd;
   std::filesystem::create_directories(cwd.path() + "/tally-data");
   std::filesystem::copy_file(dir_->path() + "/data/tokens", cwd.path() + "/tally-data/tokens");
-  TallyRun file = RunTally({"summary", org_, "--json"}, {"TALLY_SERVER=" + tallyd_->address()},
-                           cwd.path());
+  TallyRun file =
+      RunTally({"summary", org_, "--json"}, {"TALLY_SERVER=" + tallyd_->address()}, cwd.path());
   EXPECT_EQ(file.exit_code, 0) << file.err;
   EXPECT_EQ(ParseJson(file.out).value_or(Json{})["pool"].Int(), 5);
   // Neither: exit 3 naming what to do.
   TempDir empty;
-  TallyRun none = RunTally({"summary", org_}, {"TALLY_SERVER=" + tallyd_->address()},
-                           empty.path());
+  TallyRun none = RunTally({"summary", org_}, {"TALLY_SERVER=" + tallyd_->address()}, empty.path());
   EXPECT_EQ(none.exit_code, 3);
   EXPECT_NE(none.err.find("TALLY_TOKEN"), std::string::npos) << none.err;
 }
@@ -533,6 +595,30 @@ TEST_F(TallyCli, OutputThatCannotBeWrittenExitsFour) {
   EXPECT_NE(r.err.find("no-such-dir"), std::string::npos) << r.err;
 }
 
+TEST(TallyCliOutput, AReaderThatWentAwayIsExitFourNotSigpipe) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ::close(fds[0]);  // nobody will read
+  std::string path = TALLY_PATH;
+  char help[] = "help";
+  char* argv[] = {path.data(), help, nullptr};
+  char* envp[] = {nullptr};
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(fds[1], STDOUT_FILENO);
+    int null_fd = ::open("/dev/null", O_WRONLY);
+    ::dup2(null_fd, STDERR_FILENO);
+    ::execve(argv[0], argv, envp);
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  ASSERT_GT(pid, 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "ended by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 4);
+}
+
 TEST_F(TallyCli, HelpNeedsNoServer) {
   TallyRun overview = RunTally({"help"});
   EXPECT_EQ(overview.exit_code, 0);
@@ -542,6 +628,56 @@ TEST_F(TallyCli, HelpNeedsNoServer) {
   EXPECT_NE(one.out.find("usage: tally approve ORG"), std::string::npos) << one.out;
   TallyRun nothing = RunTally({});
   EXPECT_EQ(nothing.exit_code, 2);
+}
+
+// Tokens from a file: roles and org lists are enforced, and the CLI reports a
+// refusal for the token's rights as `forbidden` (exit 1).  The same tallyd is
+// then restarted: what the CLI changed before is all there after.
+TEST(TallyCliTokens, RolesAndOrgListsAreRefusedAsForbiddenAndARestartKeepsEverything) {
+  TempDir dir;
+  std::string tokens = dir.path() + "/tokens";
+  {
+    std::ofstream f(tokens);
+    f << "# test tokens\n"
+         "boss-token admin boss\n"
+         "meter-token service meter\n"
+         "seven-viewer read viewer7 7\n";
+  }
+  TallydProcess tallyd;
+  std::vector<std::string> flags = {"--shards", "2", "--io-threads", "2", "--tokens", tokens};
+  ASSERT_TRUE(tallyd.Start(dir.path() + "/data", flags).ok());
+  auto as = [&](const std::string& token, std::vector<std::string> args) {
+    std::vector<std::string> full = {"--server", tallyd.address(), "--token", token};
+    full.insert(full.end(), args.begin(), args.end());
+    return RunTally(full);
+  };
+  for (const char* org : {"7", "8"}) {
+    ASSERT_EQ(as("boss-token", {"org", "create", org}).exit_code, 0);
+    ASSERT_EQ(as("boss-token", {"topup", org, "1000"}).exit_code, 0);
+  }
+  // A service token deducts, but may not allocate.
+  EXPECT_EQ(as("meter-token", {"deduct", "7", "pool", "5"}).exit_code, 0);
+  TallyRun alloc = as("meter-token", {"allocate", "7", "--all", "10"});
+  EXPECT_EQ(alloc.exit_code, 1);
+  EXPECT_EQ(alloc.err.rfind("tally: forbidden: ", 0), 0u) << alloc.err;
+  TallyRun summary = as("meter-token", {"summary", "7", "--json"});
+  EXPECT_EQ(summary.exit_code, 1);
+  EXPECT_EQ(ParseJson(summary.out).value_or(Json{})["error"].Str(), "forbidden") << summary.out;
+  // A read token limited to org 7 reads 7, not 8, and changes nothing.
+  EXPECT_EQ(as("seven-viewer", {"balance", "7", "pool"}).exit_code, 0);
+  TallyRun other = as("seven-viewer", {"balance", "8", "pool"});
+  EXPECT_EQ(other.exit_code, 1);
+  EXPECT_EQ(other.err.rfind("tally: forbidden: ", 0), 0u) << other.err;
+  EXPECT_EQ(as("seven-viewer", {"deduct", "7", "pool", "1"}).exit_code, 1);
+
+  ASSERT_EQ(tallyd.Terminate(), 0);
+  ASSERT_TRUE(tallyd.Start(dir.path() + "/data", flags).ok());
+  TallyRun after = as("boss-token", {"balance", "7", "pool", "--json"});
+  ASSERT_EQ(after.exit_code, 0) << after.err;
+  EXPECT_EQ(ParseJson(after.out).value_or(Json{})["available"].Int(), 995);
+  TallyRun hist = as("boss-token", {"history", "7", "pool", "--json"});
+  EXPECT_EQ(ParseJson(hist.out).value_or(Json{})["entries"].size(), 2u) << hist.out;
+  EXPECT_EQ(tallyd.Terminate(), 0);
 }
 
 }  // namespace

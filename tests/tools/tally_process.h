@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -33,10 +34,12 @@ struct TallyRun {
 
 // RunTally runs `tally args...` with `env` as its whole environment (so no
 // TALLY_SERVER / TALLY_TOKEN of the test's own environment leaks in) from
-// working directory `cwd` (empty: the test's own).
+// working directory `cwd` (empty: the test's own).  `on_start`, when given,
+// learns the child's PID (to signal it) right after it is spawned.
 inline TallyRun RunTally(const std::vector<std::string>& args,
                          const std::vector<std::string>& env = {}, const std::string& cwd = "",
-                         int timeout_ms = 20000) {
+                         int timeout_ms = 20000,
+                         const std::function<void(pid_t)>& on_start = nullptr) {
   TallyRun run;
   int out[2], err[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return run;
@@ -70,6 +73,7 @@ inline TallyRun RunTally(const std::vector<std::string>& args,
     ::close(err[0]);
     return run;
   }
+  if (on_start) on_start(pid);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
   std::string* sinks[2] = {&run.out, &run.err};

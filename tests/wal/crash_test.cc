@@ -5,7 +5,8 @@
 // left), then appends batches of 50 one-credit deducts whose op ids count up
 // from what it recovered, syncs each batch, and only then writes the batch's
 // last op id to a pipe: that write is its acknowledgement.  Every few batches
-// it also writes a snapshot, so kills land inside snapshots too.  The parent
+// it also writes a snapshot (inline, and in a forked child through
+// MaybeSnapshot), so kills land inside snapshots too.  The parent
 // reads a random number of acknowledgements, kills the child with SIGKILL,
 // drains the pipe, and recovers the store itself.
 //
@@ -43,6 +44,8 @@ StoreOptions Options() {
   options.ledger.history_entries_max = 1 << 16;
   options.ledger.op_ids_max = 1 << 22;  // every op id of the test stays remembered
   options.log.segment_bytes = 1 << 20;
+  options.snapshot_every_records = 3;
+  options.log_sink = [](std::string_view) {};
   return options;
 }
 
@@ -72,6 +75,10 @@ int64_t Deducted(const Store& store) {
     uint64_t acked = next + kBatch - 1;
     if (write(ack_fd, &acked, sizeof acked) != sizeof acked) _exit(7);
     next += kBatch;
+    // Snapshots both ways: forked children started every few batches (the
+    // kill lands while one runs: it must die with the writer and leave
+    // nothing recovery trips on), and inline ones.
+    if (!(*store)->MaybeSnapshot(static_cast<int64_t>(round)).ok()) _exit(9);
     if (round % 16 == 15 && !(*store)->WriteSnapshot().ok()) _exit(8);
   }
 }

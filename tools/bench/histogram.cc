@@ -47,7 +47,8 @@ uint64_t HistogramSnapshot::Percentile(double p) const {
   for (uint32_t b = 0; b < histogram_buckets; ++b) {
     seen += counts[b];
     // The last bucket has no top: what lands there is reported as the maximum.
-    if (seen >= rank) return b + 1 == histogram_buckets ? max : std::min(HistogramBucketTop(b), max);
+    if (seen >= rank)
+      return b + 1 == histogram_buckets ? max : std::min(HistogramBucketTop(b), max);
   }
   return max;  // counts and count disagree only while a recorder is writing
 }

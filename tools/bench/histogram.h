@@ -31,8 +31,8 @@ inline constexpr uint64_t histogram_sub_buckets = uint64_t{1} << histogram_preci
 // The largest exponent kept: 2^46 ns is about 19 hours.
 inline constexpr uint32_t histogram_exponent_max = 46;
 inline constexpr uint64_t histogram_buckets =
-    histogram_sub_buckets + (histogram_exponent_max - histogram_precision_bits + 1) *
-                                histogram_sub_buckets;
+    histogram_sub_buckets +
+    (histogram_exponent_max - histogram_precision_bits + 1) * histogram_sub_buckets;
 
 // HistogramBucket is the bucket `value` falls in.
 uint32_t HistogramBucket(uint64_t value);

@@ -1,8 +1,7 @@
 #include "tools/bench/options.h"
 
-#include <cmath>
-
 #include <algorithm>
+#include <cmath>
 #include <iterator>
 
 #include "absl/strings/numbers.h"
@@ -15,9 +14,9 @@ namespace tally::bench {
 
 namespace {
 
-constexpr std::string_view kOpNames[op_kinds] = {
-    "deduct", "hold", "capture", "release", "balance", "grant",
-    "allocate", "request", "approve", "invoice"};
+constexpr std::string_view kOpNames[op_kinds] = {"deduct",  "hold",   "capture",  "release",
+                                                 "balance", "grant",  "allocate", "request",
+                                                 "approve", "invoice"};
 
 absl::Status Bad(std::string_view flag, std::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(Sv(flag), ": ", Sv(why)));
@@ -26,8 +25,10 @@ absl::Status Bad(std::string_view flag, std::string_view why) {
 template <typename T>
 absl::Status ParseInt(std::string_view flag, std::string_view text, T min, T max, T* out) {
   int64_t v = 0;
-  if (!absl::SimpleAtoi(Sv(text), &v)) return Bad(flag, absl::StrCat("not a number: '", Sv(text), "'"));
-  if (v < static_cast<int64_t>(min) || (max > 0 && static_cast<uint64_t>(v) > static_cast<uint64_t>(max))) {
+  if (!absl::SimpleAtoi(Sv(text), &v))
+    return Bad(flag, absl::StrCat("not a number: '", Sv(text), "'"));
+  if (v < static_cast<int64_t>(min) ||
+      (max > 0 && static_cast<uint64_t>(v) > static_cast<uint64_t>(max))) {
     return Bad(flag, absl::StrCat(v, " is outside ", min, "..", max));
   }
   *out = static_cast<T>(v);
@@ -49,10 +50,14 @@ absl::Status ParseDouble(std::string_view flag, std::string_view text, double mi
 
 std::string_view WorkloadName(WorkloadKind kind) {
   switch (kind) {
-    case WorkloadKind::deduct: return "deduct";
-    case WorkloadKind::mixed: return "mixed";
-    case WorkloadKind::invoice_run: return "invoice-run";
-    case WorkloadKind::allocate: return "allocate";
+    case WorkloadKind::deduct:
+      return "deduct";
+    case WorkloadKind::mixed:
+      return "mixed";
+    case WorkloadKind::invoice_run:
+      return "invoice-run";
+    case WorkloadKind::allocate:
+      return "allocate";
   }
   return "?";
 }
@@ -97,7 +102,9 @@ Mix DefaultMix(WorkloadKind kind) {
   Mix mix{};
   auto set = [&mix](OpKind k, uint32_t v) { mix[static_cast<size_t>(k)] = v; };
   switch (kind) {
-    case WorkloadKind::deduct: set(OpKind::deduct, 100); break;
+    case WorkloadKind::deduct:
+      set(OpKind::deduct, 100);
+      break;
     case WorkloadKind::mixed:
       set(OpKind::deduct, 70);
       set(OpKind::hold, 10);
@@ -105,7 +112,9 @@ Mix DefaultMix(WorkloadKind kind) {
       set(OpKind::balance, 7);
       set(OpKind::grant, 5);
       break;
-    case WorkloadKind::invoice_run: set(OpKind::invoice, 100); break;
+    case WorkloadKind::invoice_run:
+      set(OpKind::invoice, 100);
+      break;
     case WorkloadKind::allocate:
       set(OpKind::allocate, 40);
       set(OpKind::request, 30);
@@ -131,18 +140,35 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string_view>& args) 
     }
     // Flags without a value.
     if (flag == "--help" || flag == "-h") return absl::NotFoundError("help");
-    if (flag == "--spawn") { o.spawn = true; continue; }
-    if (flag == "--keep-data") { o.keep_data = true; continue; }
-    if (flag == "--json") { o.json = true; continue; }
-    if (flag == "--quiet") { o.live = false; continue; }
-    if (flag == "--no-verify") { o.verify = false; continue; }
+    if (flag == "--spawn") {
+      o.spawn = true;
+      continue;
+    }
+    if (flag == "--keep-data") {
+      o.keep_data = true;
+      continue;
+    }
+    if (flag == "--json") {
+      o.json = true;
+      continue;
+    }
+    if (flag == "--quiet") {
+      o.live = false;
+      continue;
+    }
+    if (flag == "--no-verify") {
+      o.verify = false;
+      continue;
+    }
     if (!flag.starts_with("--")) return Bad(flag, "not a flag (flags start with --)");
     static constexpr std::string_view kValueFlags[] = {
-        "--server", "--token", "--tallyd", "--shards", "--io-threads", "--workload",
-        "--wallets", "--orgs", "--org-base", "--dist", "--zipf-s", "--mix", "--amount",
-        "--balance", "--invoice-lots", "--allocate-targets", "--connections", "--depth",
-        "--ops-per-frame", "--threads", "--rate", "--duration-s", "--warmup-s",
-        "--verify-wallets", "--seed"};
+        "--server",      "--token",      "--tallyd",        "--shards",
+        "--io-threads",  "--workload",   "--wallets",       "--orgs",
+        "--org-base",    "--dist",       "--zipf-s",        "--mix",
+        "--amount",      "--balance",    "--invoice-lots",  "--allocate-targets",
+        "--connections", "--depth",      "--ops-per-frame", "--threads",
+        "--rate",        "--duration-s", "--warmup-s",      "--verify-wallets",
+        "--seed"};
     if (std::find(std::begin(kValueFlags), std::end(kValueFlags), flag) == std::end(kValueFlags)) {
       return Bad(flag, "unknown flag (see --help)");
     }
@@ -162,12 +188,17 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string_view>& args) 
     } else if (flag == "--io-threads") {
       s = ParseInt<uint32_t>(flag, value, 1, 1024, &o.spawn_io_threads);
     } else if (flag == "--workload") {
-      if (value == "deduct") o.workload = WorkloadKind::deduct;
-      else if (value == "mixed") o.workload = WorkloadKind::mixed;
-      else if (value == "invoice-run") o.workload = WorkloadKind::invoice_run;
-      else if (value == "allocate") o.workload = WorkloadKind::allocate;
-      else s = Bad(flag, absl::StrCat("unknown workload '", Sv(value),
-                                      "' (deduct, mixed, invoice-run, allocate)"));
+      if (value == "deduct")
+        o.workload = WorkloadKind::deduct;
+      else if (value == "mixed")
+        o.workload = WorkloadKind::mixed;
+      else if (value == "invoice-run")
+        o.workload = WorkloadKind::invoice_run;
+      else if (value == "allocate")
+        o.workload = WorkloadKind::allocate;
+      else
+        s = Bad(flag, absl::StrCat("unknown workload '", Sv(value),
+                                   "' (deduct, mixed, invoice-run, allocate)"));
     } else if (flag == "--wallets") {
       s = ParseInt<uint64_t>(flag, value, 1, bench_wallets_max, &o.wallets);
     } else if (flag == "--orgs") {
@@ -175,9 +206,12 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string_view>& args) 
     } else if (flag == "--org-base") {
       s = ParseInt<uint64_t>(flag, value, 1, uint64_t{1} << 62, &o.org_base);
     } else if (flag == "--dist") {
-      if (value == "uniform") o.dist = Distribution::uniform;
-      else if (value == "zipf") o.dist = Distribution::zipf;
-      else s = Bad(flag, absl::StrCat("unknown distribution '", Sv(value), "' (uniform, zipf)"));
+      if (value == "uniform")
+        o.dist = Distribution::uniform;
+      else if (value == "zipf")
+        o.dist = Distribution::zipf;
+      else
+        s = Bad(flag, absl::StrCat("unknown distribution '", Sv(value), "' (uniform, zipf)"));
     } else if (flag == "--zipf-s") {
       s = ParseDouble(flag, value, 0.01, 0.999999, &o.zipf_s);
     } else if (flag == "--mix") {
@@ -259,8 +293,8 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string_view>& args) 
         allowed = kind == OpKind::invoice || kind == OpKind::balance;
         break;
       case WorkloadKind::allocate:
-        allowed = kind == OpKind::allocate || kind == OpKind::request ||
-                  kind == OpKind::approve || kind == OpKind::balance;
+        allowed = kind == OpKind::allocate || kind == OpKind::request || kind == OpKind::approve ||
+                  kind == OpKind::balance;
         break;
     }
     if (!allowed) {

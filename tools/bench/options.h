@@ -56,39 +56,39 @@ struct Options {
   std::string server;
   std::string token;
   bool spawn = false;
-  std::string tallyd_path;      // --tallyd; default: beside tally-bench
-  uint32_t spawn_shards = 0;    // --shards (spawn only); 0: tallyd's default
+  std::string tallyd_path;        // --tallyd; default: beside tally-bench
+  uint32_t spawn_shards = 0;      // --shards (spawn only); 0: tallyd's default
   uint32_t spawn_io_threads = 0;  // --io-threads (spawn only)
-  bool keep_data = false;       // --keep-data: leave the spawned data directory
+  bool keep_data = false;         // --keep-data: leave the spawned data directory
 
   // What.
   WorkloadKind workload = WorkloadKind::deduct;
   uint64_t wallets = 100000;
-  uint32_t orgs = 16;           // wallets are spread over the orgs (and so over shards)
-  uint64_t org_base = 0;        // --org-base; 0: random, so runs never collide
+  uint32_t orgs = 16;     // wallets are spread over the orgs (and so over shards)
+  uint64_t org_base = 0;  // --org-base; 0: random, so runs never collide
   Distribution dist = Distribution::uniform;
   double zipf_s = 0.99;
-  Mix mix{};                    // filled from DefaultMix unless --mix
-  int64_t amount = 1;           // per deduct (mean per invoice)
-  int64_t balance = 1000000000; // each wallet's starting balance (deduct, mixed)
-  uint32_t invoice_lots = 3;    // lots per wallet in invoice-run, each expiring later
+  Mix mix{};                       // filled from DefaultMix unless --mix
+  int64_t amount = 1;              // per deduct (mean per invoice)
+  int64_t balance = 1000000000;    // each wallet's starting balance (deduct, mixed)
+  uint32_t invoice_lots = 3;       // lots per wallet in invoice-run, each expiring later
   uint32_t allocate_targets = 64;  // wallets per allocate command (allocate workload)
 
   // How hard.
   uint32_t connections = 50;
-  uint32_t depth = 1;           // frames in flight per connection
+  uint32_t depth = 1;  // frames in flight per connection
   uint32_t ops_per_frame = 1;
-  uint32_t threads = 0;         // 0: min(connections, cores)
-  double rate_per_s = 0;        // > 0: open loop at this many ops a second in total
+  uint32_t threads = 0;   // 0: min(connections, cores)
+  double rate_per_s = 0;  // > 0: open loop at this many ops a second in total
   double duration_s = 10;
   double warmup_s = 1;
 
   // Output and checks.
   bool json = false;
-  bool live = true;             // --quiet turns the live line off
-  bool verify = true;           // --no-verify
+  bool live = true;                 // --quiet turns the live line off
+  bool verify = true;               // --no-verify
   uint64_t verify_wallets_max = 0;  // 0: every wallet; else a sample of this many
-  uint64_t seed = 0;            // 0: from the clock
+  uint64_t seed = 0;                // 0: from the clock
 };
 
 // ParseOptions reads the arguments after the program name.  --help yields

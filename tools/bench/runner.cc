@@ -52,9 +52,9 @@ ClientOptions BenchClientOptions() {
 // its result into the Model, and to build the command again for a resend.
 struct PendingOp {
   OpKind kind{};
-  uint64_t index = 0;   // wallet index (allocate: any wallet of the org)
-  int64_t amount = 0;   // asked for (hold, capture: the hold's amount)
-  uint64_t ref = 0;     // hold or request id
+  uint64_t index = 0;      // wallet index (allocate: any wallet of the org)
+  int64_t amount = 0;      // asked for (hold, capture: the hold's amount)
+  uint64_t ref = 0;        // hold or request id
   int64_t ref_amount = 0;  // capture: what the hold reserved
   uint64_t op_id = 0;
   int64_t expires_at_us = 0;
@@ -77,13 +77,13 @@ struct Connection {
   uint32_t number = 0;
   std::unique_ptr<Client> client;
   absl::flat_hash_map<uint64_t, Pending> in_flight;
-  std::vector<OpenItem> holds;      // acknowledged, not yet captured or released
-  std::vector<OpenItem> requests;   // acknowledged, still pending
-  uint32_t holds_outstanding = 0;   // holds open or in flight
+  std::vector<OpenItem> holds;     // acknowledged, not yet captured or released
+  std::vector<OpenItem> requests;  // acknowledged, still pending
+  uint32_t holds_outstanding = 0;  // holds open or in flight
   uint32_t requests_outstanding = 0;
   uint64_t next_seq = 1;
   bool broken = false;
-  std::vector<Pending> orphans;     // in flight when the connection broke
+  std::vector<Pending> orphans;  // in flight when the connection broke
 };
 
 // Shared counters a worker publishes for the live line and the report.
@@ -91,6 +91,9 @@ struct WorkerStats {
   LatencyHistogram latency;
   std::atomic<uint64_t> ops_total{0};
   std::atomic<uint64_t> errors{0};
+  // Written by the worker alone, read once it has ended: no lock per reply.
+  uint64_t window_ops = 0, window_frames = 0, window_targets = 0;
+  uint64_t invoices_full = 0, invoices_partial = 0, invoices_unpaid = 0;
 };
 
 // ResultCodeText is the snake_case name (result_code.h).
@@ -120,9 +123,10 @@ class Run_ {
     run_tag_ = (SplitMix64(seed_ + 1) & ((uint64_t{1} << 23) - 1)) | 1;
     if (o.dist == Distribution::zipf) zipf_ = std::make_unique<ZipfGenerator>(o.wallets, o.zipf_s);
     for (size_t k = 0; k < op_kinds; ++k) mix_total_ += o.mix[k];
-    threads_ = o.threads != 0 ? o.threads
-                              : std::min<uint32_t>(o.connections,
-                                                   std::max(1u, std::thread::hardware_concurrency()));
+    threads_ =
+        o.threads != 0
+            ? o.threads
+            : std::min<uint32_t>(o.connections, std::max(1u, std::thread::hardware_concurrency()));
     threads_ = std::min(threads_, o.connections);
   }
 
@@ -149,8 +153,8 @@ class Run_ {
   void BuildCommands(const Pending& p, std::vector<Command>* commands,
                      std::vector<WalletAmount>* targets) const;
   void ReceiveReady(Connection& c, WorkerStats* stats);
-  void Fold(Connection* c, const Pending& p, const std::vector<Result>& results,
-            WorkerStats* stats, bool resend);
+  void Fold(Connection* c, const Pending& p, const std::vector<Result>& results, WorkerStats* stats,
+            bool resend);
   void Break(Connection& c, const absl::Status& why, WorkerStats* stats);
   void CountError(const std::string& what, WorkerStats* stats) {
     std::lock_guard lock(mu_);
@@ -181,9 +185,8 @@ class Run_ {
   const std::atomic<bool>* stop_ = nullptr;
   std::vector<std::vector<Connection>> conns_;  // per thread
 
-  std::mutex mu_;  // guards report_'s maps and counters below
+  std::mutex mu_;  // guards report_ while workers run
   RunReport report_;
-  uint64_t window_ops_ = 0, window_frames_ = 0, window_targets_ = 0;
 };
 
 // ---------------------------------------------------------------- setup
@@ -200,9 +203,9 @@ absl::Status Run_::ApplySetup(Client& client, std::vector<Command>& commands,
     const PendingOp& op = ops[i];
     uint32_t org = model_.OrgIndex(op.index);
     if (!r.ok()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "setup: command kind ", static_cast<int>(c.kind), " for org ", c.org_id, " refused: ",
-          Sv(ResultCodeName(r.code))));
+      return absl::FailedPreconditionError(
+          absl::StrCat("setup: command kind ", static_cast<int>(c.kind), " for org ", c.org_id,
+                       " refused: ", Sv(ResultCodeName(r.code))));
     }
     if (c.kind == CommandKind::topup) {
       model_.AddPool(org, c.amount);
@@ -246,8 +249,8 @@ absl::Status Run_::SetupOrgs(Client& client, uint32_t first, uint32_t step, uint
     for (uint32_t org = first; org < o_.orgs; org += step) {
       uint64_t n = model_.WalletsIn(org);
       // The allocate workload keeps as much again in the pool to allocate.
-      int64_t topup = static_cast<int64_t>(n) * o_.balance *
-                      (o_.workload == WorkloadKind::allocate ? 2 : 1);
+      int64_t topup =
+          static_cast<int64_t>(n) * o_.balance * (o_.workload == WorkloadKind::allocate ? 2 : 1);
       add(cmd::Topup(model_.OrgId(org), topup, expires_at_us), org);
       if (absl::Status s = ApplySetup(client, commands, ops, targets); !s.ok()) return s;
       size_t body_bytes = 0;
@@ -305,7 +308,7 @@ PendingOp Run_::NextOp(Connection& c, Rng& rng, bool query_allowed) {
   if (kind == OpKind::balance && !query_allowed) {
     kind = o_.workload == WorkloadKind::allocate      ? OpKind::allocate
            : o_.workload == WorkloadKind::invoice_run ? OpKind::invoice
-                                                       : OpKind::deduct;
+                                                      : OpKind::deduct;
   }
   PendingOp op;
   op.op_id = OpId(c.number, c.next_seq++);
@@ -379,17 +382,33 @@ void Run_::BuildCommands(const Pending& p, std::vector<Command>* commands,
     uint64_t wallet = model_.WalletId(op.index);
     Command c;
     switch (op.kind) {
-      case OpKind::deduct: c = cmd::Deduct(org, wallet, op.amount); break;
-      case OpKind::invoice: c = cmd::Deduct(org, wallet, op.amount, /*partial=*/true); break;
-      case OpKind::hold: c = cmd::Hold(org, wallet, op.amount); break;
-      case OpKind::capture: c = cmd::Capture(org, op.ref, op.amount); break;
-      case OpKind::release: c = cmd::Release(org, op.ref); break;
-      case OpKind::grant: c = cmd::Grant(org, wallet, op.amount, op.expires_at_us); break;
-      case OpKind::request: c = cmd::Request(org, wallet, op.amount); break;
-      case OpKind::approve: c = cmd::Approve(org, op.ref); break;
+      case OpKind::deduct:
+        c = cmd::Deduct(org, wallet, op.amount);
+        break;
+      case OpKind::invoice:
+        c = cmd::Deduct(org, wallet, op.amount, /*partial=*/true);
+        break;
+      case OpKind::hold:
+        c = cmd::Hold(org, wallet, op.amount);
+        break;
+      case OpKind::capture:
+        c = cmd::Capture(org, op.ref, op.amount);
+        break;
+      case OpKind::release:
+        c = cmd::Release(org, op.ref);
+        break;
+      case OpKind::grant:
+        c = cmd::Grant(org, wallet, op.amount, op.expires_at_us);
+        break;
+      case OpKind::request:
+        c = cmd::Request(org, wallet, op.amount);
+        break;
+      case OpKind::approve:
+        c = cmd::Approve(org, op.ref);
+        break;
       case OpKind::allocate:
-        c = cmd::Allocate(org, std::span<const WalletAmount>(targets->data() + next_target,
-                                                             o_.allocate_targets));
+        c = cmd::Allocate(
+            org, std::span<const WalletAmount>(targets->data() + next_target, o_.allocate_targets));
         next_target += o_.allocate_targets;
         break;
       case OpKind::balance:
@@ -486,11 +505,13 @@ void Run_::Fold(Connection* c, const Pending& p, const std::vector<Result>& resu
       case OpKind::invoice:
         model_.AddAvailable(op.index, -r.applied());
         model_.AddSpent(org, r.applied());
-        if (op.kind == OpKind::invoice) {
-          std::lock_guard lock(mu_);
-          if (r.remainder() == 0) ++report_.invoices_full;
-          else if (r.applied() > 0) ++report_.invoices_partial;
-          else ++report_.invoices_unpaid;
+        if (op.kind == OpKind::invoice && stats != nullptr) {
+          if (r.remainder() == 0)
+            ++stats->invoices_full;
+          else if (r.applied() > 0)
+            ++stats->invoices_partial;
+          else
+            ++stats->invoices_unpaid;
         }
         break;
       case OpKind::hold:
@@ -584,11 +605,12 @@ void Run_::ReceiveReady(Connection& c, WorkerStats* stats) {
     stats->ops_total.fetch_add(n_ops, std::memory_order_relaxed);
     if (p.intended_ns >= warmup_end_ns_ && now <= end_ns_) {
       stats->latency.Record(static_cast<uint64_t>(std::max<int64_t>(0, now - p.intended_ns)));
-      std::lock_guard lock(mu_);
-      window_ops_ += n_ops;
-      ++window_frames_;
-      for (const PendingOp& op : p.ops) {
-        if (op.kind == OpKind::allocate) window_targets_ += o_.allocate_targets;
+      stats->window_ops += n_ops;
+      ++stats->window_frames;
+      if (o_.workload == WorkloadKind::allocate) {
+        for (const PendingOp& op : p.ops) {
+          if (op.kind == OpKind::allocate) stats->window_targets += o_.allocate_targets;
+        }
       }
     }
     // More replies already here? Take them without another poll.
@@ -650,7 +672,8 @@ void Run_::Worker(uint32_t t, WorkerStats* stats) {
     if (open_loop) {
       wait_ns = std::clamp<int64_t>(static_cast<int64_t>(next_intended) - NowNs(), 0, wait_ns);
     }
-    timespec ts{static_cast<time_t>(wait_ns / 1'000'000'000), static_cast<long>(wait_ns % 1'000'000'000)};
+    timespec ts{static_cast<time_t>(wait_ns / 1'000'000'000),
+                static_cast<long>(wait_ns % 1'000'000'000)};
     int ready = ppoll(fds.data(), fds.size(), &ts, nullptr);
     if (ready <= 0) continue;
     for (size_t i = 0; i < conns.size(); ++i) {
@@ -677,7 +700,8 @@ void Run_::Worker(uint32_t t, WorkerStats* stats) {
     }
   }
   for (Connection& c : conns) {
-    if (!c.in_flight.empty()) Break(c, absl::DeadlineExceededError("no reply while draining"), stats);
+    if (!c.in_flight.empty())
+      Break(c, absl::DeadlineExceededError("no reply while draining"), stats);
   }
 }
 
@@ -716,8 +740,10 @@ void Run_::Resend(std::vector<Connection>& conns) {
 
 void Run_::Mismatch(std::string what, bool org) {
   std::lock_guard lock(mu_);
-  if (org) ++report_.verify.org_mismatches;
-  else ++report_.verify.wallet_mismatches;
+  if (org)
+    ++report_.verify.org_mismatches;
+  else
+    ++report_.verify.wallet_mismatches;
   if (report_.verify.first_mismatch.empty()) report_.verify.first_mismatch = std::move(what);
 }
 
@@ -728,7 +754,7 @@ void Run_::VerifyWallets(uint32_t t, const std::vector<uint64_t>& sample) {
     Mismatch(absl::StrCat("verify: cannot connect: ", client.status().ToString()), false);
     return;
   }
-  const uint64_t window = 256;  // queries in flight
+  const uint64_t window = 256;                    // queries in flight
   absl::flat_hash_map<uint64_t, uint64_t> asked;  // request id -> wallet index
   size_t next = t;
   uint64_t checked = 0;
@@ -738,9 +764,9 @@ void Run_::VerifyWallets(uint32_t t, const std::vector<uint64_t>& sample) {
       uint64_t index = sample[next];
       next += threads_;
       std::string body;
-      proto::EncodeBalanceRequest({.org_id = model_.OrgId(model_.OrgIndex(index)),
-                                   .wallet_id = model_.WalletId(index)},
-                                  &body);
+      proto::EncodeBalanceRequest(
+          {.org_id = model_.OrgId(model_.OrgIndex(index)), .wallet_id = model_.WalletId(index)},
+          &body);
       asked[(*client)->SendQuery(proto::Opcode::balance, body)] = index;
     }
     if (absl::Status s = (*client)->Flush(); !s.ok()) {
@@ -762,7 +788,8 @@ void Run_::VerifyWallets(uint32_t t, const std::vector<uint64_t>& sample) {
     Balance b;
     int64_t as_of = 0;
     if (!reply->ok()) {
-      Mismatch(absl::StrCat(where, ": balance refused: ", Sv(ResultCodeName(reply->status))), false);
+      Mismatch(absl::StrCat(where, ": balance refused: ", Sv(ResultCodeName(reply->status))),
+               false);
       continue;
     }
     if (!proto::DecodeBalanceReply(reply->body, &b, &as_of).ok()) {
@@ -840,9 +867,9 @@ void Run_::Verify(const std::atomic<bool>* stop) {
     if (v.in != sum || v.in != model_.In(org) || v.spent != model_.Spent(org) ||
         pool->available != model_.Pool(org)) {
       Mismatch(absl::StrCat("org ", org_id, ": in ", v.in, " (implied ", model_.In(org),
-                            "), available+held+spent+expired+voided+adjusted_out ", sum,
-                            ", spent ", v.spent, " (implied ", model_.Spent(org), "), pool ",
-                            pool->available, " (implied ", model_.Pool(org), ")"),
+                            "), available+held+spent+expired+voided+adjusted_out ", sum, ", spent ",
+                            v.spent, " (implied ", model_.Spent(org), "), pool ", pool->available,
+                            " (implied ", model_.Pool(org), ")"),
                true);
     }
   }
@@ -897,9 +924,8 @@ absl::StatusOr<RunReport> Run_::Go(std::ostream* live, const std::atomic<bool>* 
     int64_t now = NowNs();
     double rate = static_cast<double>(ops - last_ops) / (static_cast<double>(now - last_ns) / 1e9);
     *live << absl::StrFormat("[%4ds] %12.0f ops/s  p50 %8.1f us  p99 %8.1f us  errors %d%s\n",
-                             second, rate, merged.Percentile(50) / 1e3,
-                             merged.Percentile(99) / 1e3, errors,
-                             now < warmup_end_ns_ ? "  (warm-up)" : "");
+                             second, rate, merged.Percentile(50) / 1e3, merged.Percentile(99) / 1e3,
+                             errors, now < warmup_end_ns_ ? "  (warm-up)" : "");
     live->flush();
     last_ops = ops;
     last_ns = now;
@@ -909,11 +935,14 @@ absl::StatusOr<RunReport> Run_::Go(std::ostream* live, const std::atomic<bool>* 
   for (const auto& s : stats) {
     report_.latency_ns.Add(s->latency.Snapshot());
     report_.ops_total += s->ops_total.load();
+    report_.ops += s->window_ops;
+    report_.frames += s->window_frames;
+    report_.allocate_targets += s->window_targets;
+    report_.invoices_full += s->invoices_full;
+    report_.invoices_partial += s->invoices_partial;
+    report_.invoices_unpaid += s->invoices_unpaid;
   }
   report_.measured_s = std::max(0.0, static_cast<double>(measured_end - warmup_end_ns_) / 1e9);
-  report_.ops = window_ops_;
-  report_.frames = window_frames_;
-  report_.allocate_targets = window_targets_;
   for (auto& conns : conns_) Resend(conns);
   conns_.clear();  // closes the connections
   if (o_.verify) Verify(stop);
@@ -957,7 +986,8 @@ std::string JsonString(std::string_view s) {
 }
 std::string JsonMap(const std::map<std::string, uint64_t>& m) {
   std::string out = "{";
-  for (const auto& [k, v] : m) absl::StrAppend(&out, out.size() > 1 ? "," : "", JsonString(k), ":", v);
+  for (const auto& [k, v] : m)
+    absl::StrAppend(&out, out.size() > 1 ? "," : "", JsonString(k), ":", v);
   return out + "}";
 }
 double Us(uint64_t ns) { return static_cast<double>(ns) / 1e3; }
@@ -966,35 +996,37 @@ double Us(uint64_t ns) { return static_cast<double>(ns) / 1e3; }
 std::string ReportJson(const Options& o, const RunReport& r) {
   const HistogramSnapshot& h = r.latency_ns;
   std::string out = "{";
-  absl::StrAppend(&out, "\"workload\":", JsonString(WorkloadName(o.workload)),
-                  ",\"wallets\":", o.wallets, ",\"orgs\":", o.orgs,
-                  ",\"dist\":", JsonString(o.dist == Distribution::zipf ? "zipf" : "uniform"),
-                  ",\"mix\":", JsonString(MixString(o.mix)), ",\"connections\":", o.connections,
-                  ",\"depth\":", o.depth, ",\"ops_per_frame\":", o.ops_per_frame,
-                  ",\"rate_per_s\":", o.rate_per_s, ",\"setup_s\":", absl::StrFormat("%.3f", r.setup_s),
-                  ",\"measured_s\":", absl::StrFormat("%.3f", r.measured_s), ",\"ops\":", r.ops,
-                  ",\"frames\":", r.frames, ",\"ops_per_s\":", absl::StrFormat("%.0f", r.ops_per_s()),
-                  ",\"ops_total\":", r.ops_total);
+  absl::StrAppend(
+      &out, "\"workload\":", JsonString(WorkloadName(o.workload)), ",\"wallets\":", o.wallets,
+      ",\"orgs\":", o.orgs,
+      ",\"dist\":", JsonString(o.dist == Distribution::zipf ? "zipf" : "uniform"),
+      ",\"mix\":", JsonString(MixString(o.mix)), ",\"connections\":", o.connections,
+      ",\"depth\":", o.depth, ",\"ops_per_frame\":", o.ops_per_frame,
+      ",\"rate_per_s\":", o.rate_per_s, ",\"setup_s\":", absl::StrFormat("%.3f", r.setup_s),
+      ",\"measured_s\":", absl::StrFormat("%.3f", r.measured_s), ",\"ops\":", r.ops,
+      ",\"frames\":", r.frames, ",\"ops_per_s\":", absl::StrFormat("%.0f", r.ops_per_s()),
+      ",\"ops_total\":", r.ops_total);
   absl::StrAppend(&out, ",\"latency_us\":{\"p50\":", absl::StrFormat("%.1f", Us(h.Percentile(50))),
                   ",\"p90\":", absl::StrFormat("%.1f", Us(h.Percentile(90))),
                   ",\"p99\":", absl::StrFormat("%.1f", Us(h.Percentile(99))),
                   ",\"p99_9\":", absl::StrFormat("%.1f", Us(h.Percentile(99.9))),
                   ",\"max\":", absl::StrFormat("%.1f", Us(h.max)),
-                  ",\"mean\":", absl::StrFormat("%.1f", h.Mean() / 1e3), ",\"count\":", h.count, "}");
+                  ",\"mean\":", absl::StrFormat("%.1f", h.Mean() / 1e3), ",\"count\":", h.count,
+                  "}");
   if (o.workload == WorkloadKind::allocate) {
     absl::StrAppend(&out, ",\"allocate_targets\":", r.allocate_targets);
   }
   if (o.workload == WorkloadKind::invoice_run || r.invoices_full + r.invoices_partial > 0) {
-    absl::StrAppend(&out, ",\"invoices\":{\"full\":", r.invoices_full, ",\"partial\":",
-                    r.invoices_partial, ",\"unpaid\":", r.invoices_unpaid, "}");
+    absl::StrAppend(&out, ",\"invoices\":{\"full\":", r.invoices_full,
+                    ",\"partial\":", r.invoices_partial, ",\"unpaid\":", r.invoices_unpaid, "}");
   }
   absl::StrAppend(&out, ",\"refusals\":", JsonMap(r.refusals), ",\"errors\":", JsonMap(r.errors),
                   ",\"error_count\":", r.error_count(), ",\"retried_frames\":", r.retried_frames);
   const VerifyReport& v = r.verify;
   absl::StrAppend(&out, ",\"verify\":{\"done\":", v.done ? "true" : "false",
                   ",\"ok\":", v.ok() ? "true" : "false", ",\"wallets_checked\":", v.wallets_checked,
-                  ",\"wallet_mismatches\":", v.wallet_mismatches, ",\"orgs_checked\":",
-                  v.orgs_checked, ",\"org_mismatches\":", v.org_mismatches,
+                  ",\"wallet_mismatches\":", v.wallet_mismatches,
+                  ",\"orgs_checked\":", v.orgs_checked, ",\"org_mismatches\":", v.org_mismatches,
                   ",\"unresolved_ops\":", v.unresolved_ops,
                   ",\"first_mismatch\":", JsonString(v.first_mismatch), "}}");
   return out;
@@ -1003,21 +1035,26 @@ std::string ReportJson(const Options& o, const RunReport& r) {
 std::string ReportText(const Options& o, const RunReport& r) {
   const HistogramSnapshot& h = r.latency_ns;
   std::string out;
-  absl::StrAppend(&out, absl::StrFormat(
-      "workload %s, %d wallets in %d orgs (%s), %d connections x depth %d x %d ops/frame%s\n",
-      WorkloadName(o.workload), o.wallets, o.orgs, o.dist == Distribution::zipf ? "zipf" : "uniform",
-      o.connections, o.depth, o.ops_per_frame,
-      o.rate_per_s > 0 ? absl::StrFormat(", open loop at %.0f ops/s", o.rate_per_s) : ""));
+  absl::StrAppend(
+      &out,
+      absl::StrFormat(
+          "workload %s, %d wallets in %d orgs (%s), %d connections x depth %d x %d ops/frame%s\n",
+          WorkloadName(o.workload), o.wallets, o.orgs,
+          o.dist == Distribution::zipf ? "zipf" : "uniform", o.connections, o.depth,
+          o.ops_per_frame,
+          o.rate_per_s > 0 ? absl::StrFormat(", open loop at %.0f ops/s", o.rate_per_s) : ""));
   absl::StrAppend(&out, absl::StrFormat("setup        %.2f s\n", r.setup_s));
   absl::StrAppend(&out, absl::StrFormat("throughput   %.0f ops/s (%d ops in %.2f s, %d frames)\n",
                                         r.ops_per_s(), r.ops, r.measured_s, r.frames));
-  absl::StrAppend(&out, absl::StrFormat(
-      "latency/frame p50 %.1f us  p90 %.1f us  p99 %.1f us  p99.9 %.1f us  max %.1f us\n",
-      Us(h.Percentile(50)), Us(h.Percentile(90)), Us(h.Percentile(99)), Us(h.Percentile(99.9)),
-      Us(h.max)));
+  absl::StrAppend(
+      &out, absl::StrFormat(
+                "latency/frame p50 %.1f us  p90 %.1f us  p99 %.1f us  p99.9 %.1f us  max %.1f us\n",
+                Us(h.Percentile(50)), Us(h.Percentile(90)), Us(h.Percentile(99)),
+                Us(h.Percentile(99.9)), Us(h.max)));
   if (o.workload == WorkloadKind::invoice_run) {
-    absl::StrAppend(&out, absl::StrFormat("invoices     %d paid in full, %d in part, %d not at all\n",
-                                          r.invoices_full, r.invoices_partial, r.invoices_unpaid));
+    absl::StrAppend(&out,
+                    absl::StrFormat("invoices     %d paid in full, %d in part, %d not at all\n",
+                                    r.invoices_full, r.invoices_partial, r.invoices_unpaid));
   }
   for (const auto& [k, v] : r.refusals) absl::StrAppend(&out, "refused      ", k, ": ", v, "\n");
   for (const auto& [k, v] : r.errors) absl::StrAppend(&out, "ERROR        ", k, ": ", v, "\n");
@@ -1025,11 +1062,13 @@ std::string ReportText(const Options& o, const RunReport& r) {
   if (!v.done) {
     absl::StrAppend(&out, "verify       skipped\n");
   } else {
-    absl::StrAppend(&out, absl::StrFormat(
-        "verify       %s: %d wallets and %d orgs read back, %d + %d mismatches, %d ops unresolved\n",
-        v.ok() ? "OK" : "FAILED", v.wallets_checked, v.orgs_checked, v.wallet_mismatches,
-        v.org_mismatches, v.unresolved_ops));
-    if (!v.first_mismatch.empty()) absl::StrAppend(&out, "             first: ", v.first_mismatch, "\n");
+    absl::StrAppend(&out,
+                    absl::StrFormat("verify       %s: %d wallets and %d orgs read back, %d + %d "
+                                    "mismatches, %d ops unresolved\n",
+                                    v.ok() ? "OK" : "FAILED", v.wallets_checked, v.orgs_checked,
+                                    v.wallet_mismatches, v.org_mismatches, v.unresolved_ops));
+    if (!v.first_mismatch.empty())
+      absl::StrAppend(&out, "             first: ", v.first_mismatch, "\n");
   }
   return out;
 }

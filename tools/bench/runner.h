@@ -42,16 +42,16 @@ struct VerifyReport {
 
 struct RunReport {
   double setup_s = 0;
-  double measured_s = 0;          // the measured window (after warm-up)
-  uint64_t ops = 0;               // operations acknowledged in the measured window
-  uint64_t frames = 0;            // frames (requests) answered in the window
-  uint64_t ops_total = 0;         // acknowledged over the whole run, warm-up included
-  uint64_t allocate_targets = 0;  // wallets credited by allocate commands (window)
-  HistogramSnapshot latency_ns;   // per frame, in the window
+  double measured_s = 0;                     // the measured window (after warm-up)
+  uint64_t ops = 0;                          // operations acknowledged in the measured window
+  uint64_t frames = 0;                       // frames (requests) answered in the window
+  uint64_t ops_total = 0;                    // acknowledged over the whole run, warm-up included
+  uint64_t allocate_targets = 0;             // wallets credited by allocate commands (window)
+  HistogramSnapshot latency_ns;              // per frame, in the window
   std::map<std::string, uint64_t> refusals;  // expected refusals by result code
   std::map<std::string, uint64_t> errors;    // anything unexpected, by code or cause
   uint64_t invoices_full = 0, invoices_partial = 0, invoices_unpaid = 0;
-  uint64_t retried_frames = 0;    // sent again after a broken connection
+  uint64_t retried_frames = 0;  // sent again after a broken connection
   VerifyReport verify;
 
   uint64_t error_count() const;

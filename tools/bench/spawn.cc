@@ -100,8 +100,8 @@ absl::StatusOr<std::unique_ptr<SpawnedServer>> SpawnedServer::Start(
   while (got.find('\n') == std::string::npos) {
     int64_t left = deadline - NowMs();
     if (left <= 0) {
-      return absl::DeadlineExceededError(absl::StrCat("tallyd printed no ready line within ",
-                                                      spawn_ready_timeout_ms, " ms; see ", log_path));
+      return absl::DeadlineExceededError(absl::StrCat(
+          "tallyd printed no ready line within ", spawn_ready_timeout_ms, " ms; see ", log_path));
     }
     pollfd p{s->stdout_fd_, POLLIN, 0};
     if (poll(&p, 1, static_cast<int>(left)) <= 0) continue;

@@ -3,19 +3,22 @@
 // prints its answer.  docs/CLI.md is the user's side of this file.
 #include "tools/cli/cli.h"
 
+#include <signal.h>
+
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 
-#include "tools/cli/strings.h"
 #include "tally/client.h"
 #include "tally/commands.h"
 #include "tally/limits.h"
 #include "tally/result_code.h"
 #include "tools/cli/output.h"
 #include "tools/cli/parse.h"
+#include "tools/cli/strings.h"
 
 namespace tally::cli {
 namespace {
@@ -65,8 +68,7 @@ absl::StatusOr<std::string> TextOption(const Args& args) {
   const std::string* text = reason ? reason : reference;
   if (!text) return std::string();
   if (text->size() > text_bytes_max) {
-    return Usage(Cat("--reason/--reference: ", text->size(), " bytes, at most ",
-                              text_bytes_max));
+    return Usage(Cat("--reason/--reference: ", text->size(), " bytes, at most ", text_bytes_max));
   }
   return *text;
 }
@@ -283,8 +285,8 @@ absl::StatusOr<Plan> BuildHold(const Args& args, const Env& env) {
   TALLY_ASSIGN_OR_RETURN(timeout, TimeOrDuration(args, env, "timeout", "timeout-at"));
   TALLY_ASSIGN_OR_RETURN(asset, AssetOption(args));
   TALLY_ASSIGN_OR_RETURN(text, TextOption(args));
-  return Plan(MakeApply(
-      "hold", cmd::Hold(org, wallet, amount, timeout, args.Has("partial"), asset), text));
+  return Plan(
+      MakeApply("hold", cmd::Hold(org, wallet, amount, timeout, args.Has("partial"), asset), text));
 }
 
 absl::StatusOr<Plan> BuildCapture(const Args& args, const Env&) {
@@ -502,9 +504,10 @@ const std::vector<OptionSpec>& GlobalOptions() {
 }
 
 const std::vector<CommandSpec>& Commands() {
-  static const std::vector<OptionSpec> settings_options = {
-      {"credit-payments"}, {"low-balance-threshold"}, {"expiring-soon-window"},
-      {"rollup-interval"}};
+  static const std::vector<OptionSpec> settings_options = {{"credit-payments"},
+                                                           {"low-balance-threshold"},
+                                                           {"expiring-soon-window"},
+                                                           {"rollup-interval"}};
   static const std::vector<OptionSpec> lot_options = {
       {"expires-in"}, {"expires-at"}, {"priority"}, {"asset"}, {"reason"}, {"reference"}};
   static const std::vector<CommandSpec> commands = {
@@ -513,8 +516,14 @@ const std::vector<CommandSpec>& Commands() {
        "[--expiring-soon-window 30d] [--rollup-interval 1m]",
        "create an org (its pool is wallet 0); settings not given keep their defaults",
        "org create 7 --low-balance-threshold 100", settings_options, true, false, BuildOrgCreate},
-      {"settings show", "settings show ORG  (also: settings ORG)", "show an org's settings",
-       "settings show 7", {}, false, false, BuildSettingsShow},
+      {"settings show",
+       "settings show ORG  (also: settings ORG)",
+       "show an org's settings",
+       "settings show 7",
+       {},
+       false,
+       false,
+       BuildSettingsShow},
       {"settings set",
        "settings set ORG [--credit-payments on|off] [--low-balance-threshold N] "
        "[--expiring-soon-window DURATION|0] [--rollup-interval DURATION|off]",
@@ -523,89 +532,183 @@ const std::vector<CommandSpec>& Commands() {
       {"topup",
        "topup ORG AMOUNT [--expires-in 90d | --expires-at TIME] [--priority N] [--asset A] "
        "[--reference TEXT]",
-       "buy credits into the org's pool (a new lot)", "topup 7 1000 --expires-in 365d",
-       lot_options, true, false, BuildTopup},
-      {"allocate", "allocate ORG (--all AMOUNT | --to W1=A1,W2=A2,...) [--asset A] [--reason TEXT]",
+       "buy credits into the org's pool (a new lot)", "topup 7 1000 --expires-in 365d", lot_options,
+       true, false, BuildTopup},
+      {"allocate",
+       "allocate ORG (--all AMOUNT | --to W1=A1,W2=A2,...) [--asset A] [--reason TEXT]",
        "move credits from the pool to wallets, all or nothing (wallets are created)",
-       "allocate 7 --to 42=50,43=20", {{"all"}, {"to"}, {"asset"}, {"reason"}, {"reference"}},
-       true, false, BuildAllocate},
-      {"reclaim", "reclaim ORG WALLET (AMOUNT | --all) [--asset A] [--reason TEXT]",
-       "move credits from a wallet back to the pool (lots keep their expiry)", "reclaim 7 42 --all",
-       {{"all", false}, {"asset"}, {"reason"}, {"reference"}}, true, false, BuildReclaim},
+       "allocate 7 --to 42=50,43=20",
+       {{"all"}, {"to"}, {"asset"}, {"reason"}, {"reference"}},
+       true,
+       false,
+       BuildAllocate},
+      {"reclaim",
+       "reclaim ORG WALLET (AMOUNT | --all) [--asset A] [--reason TEXT]",
+       "move credits from a wallet back to the pool (lots keep their expiry)",
+       "reclaim 7 42 --all",
+       {{"all", false}, {"asset"}, {"reason"}, {"reference"}},
+       true,
+       false,
+       BuildReclaim},
       {"grant",
        "grant ORG WALLET AMOUNT [--expires-in 90d | --expires-at TIME] [--priority N] "
        "[--asset A] [--reason TEXT]",
        "a new lot straight into a wallet (promotion, compensation, package)",
        "grant 7 42 500 --expires-in 90d --reason welcome", lot_options, true, false, BuildGrant},
-      {"void", "void ORG GRANT [--reason TEXT]",
+      {"void",
+       "void ORG GRANT [--reason TEXT]",
        "remove what remains of a grant at once (spent credits stay spent)",
-       "void 7 3 --reason 'granted in error'", {{"reason"}, {"reference"}}, true, false, BuildVoid},
+       "void 7 3 --reason 'granted in error'",
+       {{"reason"}, {"reference"}},
+       true,
+       false,
+       BuildVoid},
       {"adjust",
        "adjust ORG WALLET (--to BALANCE | --by DELTA) [--expires-in D | --expires-at T] "
        "[--priority N] [--asset A] [--reason TEXT]",
        "set a wallet's balance, or change it by a signed delta, with a note",
        "adjust 7 42 --to 200 --reason 'promo reset'",
-       {{"to"}, {"by"}, {"expires-in"}, {"expires-at"}, {"priority"}, {"asset"}, {"reason"},
+       {{"to"},
+        {"by"},
+        {"expires-in"},
+        {"expires-at"},
+        {"priority"},
+        {"asset"},
+        {"reason"},
         {"reference"}},
-       true, false, BuildAdjust},
-      {"deduct", "deduct ORG WALLET AMOUNT [--partial] [--asset A] [--reference TEXT]",
+       true,
+       false,
+       BuildAdjust},
+      {"deduct",
+       "deduct ORG WALLET AMOUNT [--partial] [--asset A] [--reference TEXT]",
        "spend credits; all or nothing, or with --partial what is there (an invoice)",
        "deduct 7 42 150 --partial --reference invoice-881",
-       {{"partial", false}, {"asset"}, {"reason"}, {"reference"}}, true, false, BuildDeduct},
+       {{"partial", false}, {"asset"}, {"reason"}, {"reference"}},
+       true,
+       false,
+       BuildDeduct},
       {"hold",
        "hold ORG WALLET AMOUNT [--partial] [--timeout 7d | --timeout-at TIME] [--asset A] "
        "[--reference TEXT]",
        "reserve credits for something not yet settled (shown as held)",
        "hold 7 42 80 --timeout 7d --reference invoice-882",
        {{"partial", false}, {"timeout"}, {"timeout-at"}, {"asset"}, {"reason"}, {"reference"}},
-       true, false, BuildHold},
-      {"capture", "capture ORG HOLD AMOUNT",
-       "spend up to AMOUNT of a hold and release the rest", "capture 7 1 60", {}, true, false,
+       true,
+       false,
+       BuildHold},
+      {"capture",
+       "capture ORG HOLD AMOUNT",
+       "spend up to AMOUNT of a hold and release the rest",
+       "capture 7 1 60",
+       {},
+       true,
+       false,
        BuildCapture},
-      {"release", "release ORG HOLD", "give a hold's credits back to the wallet", "release 7 1", {},
-       true, false, BuildRelease},
-      {"request", "request ORG WALLET AMOUNT [--asset A] [--reason TEXT]",
+      {"release",
+       "release ORG HOLD",
+       "give a hold's credits back to the wallet",
+       "release 7 1",
+       {},
+       true,
+       false,
+       BuildRelease},
+      {"request",
+       "request ORG WALLET AMOUNT [--asset A] [--reason TEXT]",
        "a user asks for credits (pending until approved or rejected)",
-       "request 7 42 300 --reason 'quarter-end reports'", {{"asset"}, {"reason"}, {"reference"}},
-       true, false, BuildRequest},
-      {"approve", "approve ORG (REQUEST [--amount N] | --all [--asset A])",
+       "request 7 42 300 --reason 'quarter-end reports'",
+       {{"asset"}, {"reason"}, {"reference"}},
+       true,
+       false,
+       BuildRequest},
+      {"approve",
+       "approve ORG (REQUEST [--amount N] | --all [--asset A])",
        "approve a request (optionally for another amount) or every pending one, from the pool",
-       "approve 7 1 --amount 200", {{"amount"}, {"all", false}, {"asset"}}, true, false,
+       "approve 7 1 --amount 200",
+       {{"amount"}, {"all", false}, {"asset"}},
+       true,
+       false,
        BuildApprove},
-      {"reject", "reject ORG (REQUEST | --all [--asset A]) [--reason TEXT]",
-       "reject a request or every pending one", "reject 7 2 --reason 'over budget'",
-       {{"all", false}, {"asset"}, {"reason"}, {"reference"}}, true, false, BuildReject},
-      {"wallet create", "wallet create ORG WALLET [--label TEXT]",
+      {"reject",
+       "reject ORG (REQUEST | --all [--asset A]) [--reason TEXT]",
+       "reject a request or every pending one",
+       "reject 7 2 --reason 'over budget'",
+       {{"all", false}, {"asset"}, {"reason"}, {"reference"}},
+       true,
+       false,
+       BuildReject},
+      {"wallet create",
+       "wallet create ORG WALLET [--label TEXT]",
        "create a wallet (or revive a deleted one) and set its label",
-       "wallet create 7 42 --label alice", {{"label"}}, true, false, BuildWalletCreate},
-      {"wallet delete", "wallet delete ORG WALLET",
+       "wallet create 7 42 --label alice",
+       {{"label"}},
+       true,
+       false,
+       BuildWalletCreate},
+      {"wallet delete",
+       "wallet delete ORG WALLET",
        "delete a user's wallet: holds released, requests rejected, credits back to the pool",
-       "wallet delete 7 42", {}, true, false, BuildWalletDelete},
-      {"balance", "balance ORG WALLET [--asset A] [--at TIME]",
+       "wallet delete 7 42",
+       {},
+       true,
+       false,
+       BuildWalletDelete},
+      {"balance",
+       "balance ORG WALLET [--asset A] [--at TIME]",
        "available, held, expiring soon and the lots (WALLET 0 or pool: the pool)",
-       "balance 7 42", {{"asset"}, {"at"}}, false, false, BuildBalance},
-      {"summary", "summary ORG [--asset A]",
-       "pool, allocated, total, wallets and pending requests of an org", "summary 7", {{"asset"}},
-       false, false, BuildSummary},
+       "balance 7 42",
+       {{"asset"}, {"at"}},
+       false,
+       false,
+       BuildBalance},
+      {"summary",
+       "summary ORG [--asset A]",
+       "pool, allocated, total, wallets and pending requests of an org",
+       "summary 7",
+       {{"asset"}},
+       false,
+       false,
+       BuildSummary},
       {"history",
        "history ORG [WALLET] [--from TIME] [--to TIME] [--kind K1,K2] [--asset A] [--limit N] "
        "[--cursor C]",
        "changes to a wallet (or the whole org), newest first",
        "history 7 42 --kind deduct,capture --limit 20",
-       {{"from"}, {"to"}, {"kind"}, {"asset"}, {"limit"}, {"cursor"}}, false, true, BuildHistory},
-      {"requests", "requests ORG [--status pending|approved|rejected]",
-       "an org's credit requests by status (default pending)", "requests 7 --status pending",
-       {{"status"}}, false, true, BuildRequests},
-      {"report", "report ORG [--from TIME] [--to TIME]",
+       {{"from"}, {"to"}, {"kind"}, {"asset"}, {"limit"}, {"cursor"}},
+       false,
+       true,
+       BuildHistory},
+      {"requests",
+       "requests ORG [--status pending|approved|rejected]",
+       "an org's credit requests by status (default pending)",
+       "requests 7 --status pending",
+       {{"status"}},
+       false,
+       true,
+       BuildRequests},
+      {"report",
+       "report ORG [--from TIME] [--to TIME]",
        "usage: spent, granted, expired per wallet and asset over a time range",
-       "report 7 --from 2026-11-01 --to 2026-12-01 --xlsx november.xlsx", {{"from"}, {"to"}},
-       false, true, BuildReport},
-      {"totals", "totals ORG [--asset A]",
-       "an org's running totals, and whether the ledger invariant holds", "totals 7", {{"asset"}},
-       false, false, BuildTotals},
-      {"events", "events [--org ORG] [--count N] [--for DURATION]",
+       "report 7 --from 2026-11-01 --to 2026-12-01 --xlsx november.xlsx",
+       {{"from"}, {"to"}},
+       false,
+       true,
+       BuildReport},
+      {"totals",
+       "totals ORG [--asset A]",
+       "an org's running totals, and whether the ledger invariant holds",
+       "totals 7",
+       {{"asset"}},
+       false,
+       false,
+       BuildTotals},
+      {"events",
+       "events [--org ORG] [--count N] [--for DURATION]",
        "follow the event stream (one line per event) until --count or --for, or Ctrl-C",
-       "events --org 7 --json", {{"org"}, {"count"}, {"for"}}, false, false, BuildEvents},
+       "events --org 7 --json",
+       {{"org"}, {"count"}, {"for"}},
+       false,
+       false,
+       BuildEvents},
   };
   return commands;
 }
@@ -621,12 +724,12 @@ std::string HelpText(const CommandSpec& spec) {
   std::string text = Cat("usage: tally ", spec.usage, "\n\n", spec.summary, "\n");
   if (spec.changes) {
     Append(&text,
-                    "\nA changing command: --op-id N makes a retry safe (applied once); without "
-                    "it a fresh id is picked and shown with --json.\n");
+           "\nA changing command: --op-id N makes a retry safe (applied once); without "
+           "it a fresh id is picked and shown with --json.\n");
   }
   Append(&text, "\nexample: tally ", spec.example, "\n");
   Append(&text, "\nglobal options: --server HOST:PORT, --token TOKEN, --json",
-                  spec.exports ? ", --csv, --xlsx FILE" : "", "\n");
+         spec.exports ? ", --csv, --xlsx FILE" : "", "\n");
   return text;
 }
 
@@ -655,15 +758,14 @@ std::string Overview() {
   for (const CommandSpec& spec : Commands()) {
     std::string name(spec.name);
     Append(&text, "  ", name, std::string(name.size() < 15 ? 15 - name.size() : 1, ' '),
-                    spec.summary, "\n");
+           spec.summary, "\n");
   }
-  Append(&text,
-                  "\nThe server is --server, else $TALLY_SERVER, else ", server_default,
-                  "; the token is --token, else $TALLY_TOKEN, else the first admin token in ",
-                  tokens_path_default,
-                  ".\nExit codes: 0 ok, 1 refused by the server, 2 usage error, "
-                  "3 cannot connect or authenticate, 4 cannot write output.\n"
-                  "tally help COMMAND (or tally COMMAND --help) shows one command.\n");
+  Append(&text, "\nThe server is --server, else $TALLY_SERVER, else ", server_default,
+         "; the token is --token, else $TALLY_TOKEN, else the first admin token in ",
+         tokens_path_default,
+         ".\nExit codes: 0 ok, 1 refused by the server, 2 usage error, "
+         "3 cannot connect or authenticate, 4 cannot write output.\n"
+         "tally help COMMAND (or tally COMMAND --help) shows one command.\n");
   return text;
 }
 
@@ -725,7 +827,7 @@ absl::StatusOr<Invocation> ParseInvocation(const std::vector<std::string>& argv,
       name = "settings show";  // `tally settings ORG`
     } else {
       return Usage(Cat("\"", rest[0], "\" needs a subcommand: ",
-                                rest[0] == "org" ? "create" : "create or delete"));
+                       rest[0] == "org" ? "create" : "create or delete"));
     }
   }
   const CommandSpec* spec = FindCommand(name);
@@ -741,15 +843,19 @@ absl::StatusOr<Invocation> ParseInvocation(const std::vector<std::string>& argv,
     inv.plan = HelpPlan{HelpText(*spec)};
     return inv;
   }
-  if (const std::string* v = args->Get("server")) inv.globals.server = *v;
+  if (const std::string* v = args->Get("server")) {
+    if (absl::Status s = ParseServer(*v, "--server"); !s.ok()) return s;
+    inv.globals.server = *v;
+  } else if (env.server) {
+    if (absl::Status s = ParseServer(*env.server, "TALLY_SERVER"); !s.ok()) return s;
+  }
   if (const std::string* v = args->Get("token")) inv.globals.token = *v;
   int formats = args->Has("json") + args->Has("csv") + args->Has("xlsx");
   if (formats > 1) return Usage("give one of --json, --csv, --xlsx");
   if (args->Has("json")) inv.globals.format = Format::json;
   if (args->Has("csv") || args->Has("xlsx")) {
     if (!spec->exports) {
-      return Usage(Cat("--csv and --xlsx are for history, requests and report, not ",
-                                spec->name));
+      return Usage(Cat("--csv and --xlsx are for history, requests and report, not ", spec->name));
     }
     inv.globals.format = args->Has("csv") ? Format::csv : Format::xlsx;
     if (const std::string* v = args->Get("xlsx")) {
@@ -818,15 +924,18 @@ int Runner::Write(std::string_view text) {
 
 int Runner::Emit(const Doc& doc) {
   switch (inv_.globals.format) {
-    case Format::json: return Write(RenderJson(doc));
-    case Format::csv: return Write(RenderCsv(doc));
+    case Format::json:
+      return Write(RenderJson(doc));
+    case Format::csv:
+      return Write(RenderCsv(doc));
     case Format::xlsx: {
       absl::Status s = WriteXlsx(doc, inv_.globals.xlsx_path);
       if (!s.ok()) return Fail(exit_output, Message(s));
       size_t rows = doc.tables.empty() ? 0 : doc.tables.front().rows.size();
       return Write(Cat("wrote ", inv_.globals.xlsx_path, " (", rows, " rows)\n"));
     }
-    case Format::text: return Write(RenderText(doc));
+    case Format::text:
+      return Write(RenderText(doc));
   }
   return exit_ok;
 }
@@ -842,7 +951,7 @@ int Runner::Connect() {
     absl::StatusOr<std::string> from_file = TokenFromFile(env_.tokens_path);
     if (!from_file.ok()) {
       return Fail(exit_connect, Cat("no token: give --token or set TALLY_TOKEN (",
-                                             Message(from_file.status()), ")"));
+                                    Message(from_file.status()), ")"));
     }
     token = *from_file;
   }
@@ -852,8 +961,7 @@ int Runner::Connect() {
   if (!client.ok()) {
     std::optional<ResultCode> code = RefusalCode(client.status());
     if (code) return Fail(exit_connect, Message(client.status()));
-    return Fail(exit_connect,
-                Cat("cannot connect to ", server_, ": ", Message(client.status())));
+    return Fail(exit_connect, Cat("cannot connect to ", server_, ": ", Message(client.status())));
   }
   client_ = *std::move(client);
   return exit_ok;
@@ -880,16 +988,18 @@ std::string RefusalDetail(const ApplyPlan& plan, const Result& r, Doc* doc) {
       doc->Add("available", r.available());
       doc->Add("requested", r.requested());
       doc->Add("shortfall", r.shortfall());
-      return Cat("available ", r.available(), ", requested ", r.requested(),
-                          ", shortfall ", r.shortfall());
+      return Cat("available ", r.available(), ", requested ", r.requested(), ", shortfall ",
+                 r.shortfall());
     case ResultCode::hold_expired:
       doc->Add("applied", r.applied());
       doc->Add("remainder", r.remainder());
       return Cat("hold ", c.target_id, " of org ", c.org_id,
-                          " timed out and was released; applied ", r.applied(), ", remainder ",
-                          r.remainder());
-    case ResultCode::unknown_org: return Cat("org ", c.org_id);
-    case ResultCode::org_exists: return Cat("org ", c.org_id, " exists already");
+                 " timed out and was released; applied ", r.applied(), ", remainder ",
+                 r.remainder());
+    case ResultCode::unknown_org:
+      return Cat("org ", c.org_id);
+    case ResultCode::org_exists:
+      return Cat("org ", c.org_id, " exists already");
     case ResultCode::unknown_wallet:
       return Cat("wallet ", c.wallet_id, " of org ", c.org_id);
     case ResultCode::invalid_wallet:
@@ -897,7 +1007,8 @@ std::string RefusalDetail(const ApplyPlan& plan, const Result& r, Doc* doc) {
     case ResultCode::unknown_grant:
     case ResultCode::grant_voided:
       return Cat("grant ", c.target_id, " of org ", c.org_id);
-    case ResultCode::unknown_hold: return Cat("hold ", c.target_id, " of org ", c.org_id);
+    case ResultCode::unknown_hold:
+      return Cat("hold ", c.target_id, " of org ", c.org_id);
     case ResultCode::unknown_request:
     case ResultCode::already_decided:
       return Cat("request ", c.target_id, " of org ", c.org_id);
@@ -914,7 +1025,9 @@ std::string RefusalDetail(const ApplyPlan& plan, const Result& r, Doc* doc) {
 void ResultFields(const ApplyPlan& plan, const Result& r, Doc* doc) {
   switch (plan.command.kind) {
     case CommandKind::org_create:
-    case CommandKind::org_settings: doc->Add("org_id", plan.command.org_id); break;
+    case CommandKind::org_settings:
+      doc->Add("org_id", plan.command.org_id);
+      break;
     case CommandKind::topup:
     case CommandKind::grant:
       doc->Add("grant_id", r.id);
@@ -934,7 +1047,9 @@ void ResultFields(const ApplyPlan& plan, const Result& r, Doc* doc) {
       doc->Add("applied", r.applied());
       doc->Add("balance_after", r.balance_after());
       break;
-    case CommandKind::void_grant: doc->Add("voided", r.n[0]); break;
+    case CommandKind::void_grant:
+      doc->Add("voided", r.n[0]);
+      break;
     case CommandKind::adjust:
       doc->Add("change", r.n[0]);
       doc->Add("balance_after", r.balance_after());
@@ -952,14 +1067,21 @@ void ResultFields(const ApplyPlan& plan, const Result& r, Doc* doc) {
       doc->Add("released", r.n[0]);
       doc->Add("balance_after", r.balance_after());
       break;
-    case CommandKind::request: doc->Add("request_id", r.id); break;
-    case CommandKind::reject: doc->Add("rejected", r.n[0]); break;
-    case CommandKind::wallet_upsert: doc->Add("wallet_id", plan.command.wallet_id); break;
+    case CommandKind::request:
+      doc->Add("request_id", r.id);
+      break;
+    case CommandKind::reject:
+      doc->Add("rejected", r.n[0]);
+      break;
+    case CommandKind::wallet_upsert:
+      doc->Add("wallet_id", plan.command.wallet_id);
+      break;
     case CommandKind::wallet_delete:
       doc->Add("moved", r.n[0]);
       doc->Add("pool_after", r.n[2]);
       break;
-    case CommandKind::expire_sweep: break;
+    case CommandKind::expire_sweep:
+      break;
   }
 }
 
@@ -976,10 +1098,9 @@ int Runner::RunApply(ApplyPlan plan) {
       return QueryFailed(result.status());
     }
     // The reply never came: the command may or may not have been applied.
-    return Fail(exit_connect,
-                Cat("connection to ", server_, " failed: ", Message(result.status()),
-                             "; the outcome is unknown: retry with --op-id ", plan.command.op_id,
-                             " (applied at most once)"));
+    return Fail(exit_connect, Cat("connection to ", server_, " failed: ", Message(result.status()),
+                                  "; the outcome is unknown: retry with --op-id ",
+                                  plan.command.op_id, " (applied at most once)"));
   }
   const Result& r = *result;
   Doc doc;
@@ -1013,7 +1134,8 @@ int Runner::QueryFailed(const absl::Status& status) {
   std::string name(ResultCodeName(*code));
   std::string message = Message(status);
   std::string_view detail = message;
-  if (message.rfind(name + ": ", 0) == 0) detail = std::string_view(message).substr(name.size() + 2);
+  if (message.rfind(name + ": ", 0) == 0)
+    detail = std::string_view(message).substr(name.size() + 2);
   std::fprintf(err_, "tally: %s: %.*s\n", name.c_str(), static_cast<int>(detail.size()),
                detail.data());
   if (inv_.globals.format == Format::json) {
@@ -1051,7 +1173,8 @@ int Runner::RunQuery(const QueryPlan& q) {
       }
       doc.Add("held", b->held);
       doc.Add("expiring_soon", b->expiring_soon);
-      Table& lots = doc.AddTable("lots", {"grant_id", "remaining", "expires_at", "priority", "asset"});
+      Table& lots =
+          doc.AddTable("lots", {"grant_id", "remaining", "expires_at", "priority", "asset"});
       for (const LotView& lot : b->lots) {
         lots.rows.push_back({lot.grant_id, lot.remaining, TimeCell(lot.expires_at_us),
                              int64_t{lot.priority}, lot.asset.name()});
@@ -1101,8 +1224,8 @@ int Runner::RunQuery(const QueryPlan& q) {
       doc.Add("next_cursor", next_cursor == 0 ? Cell{} : Cell{next_cursor});
       doc.Add("truncated", truncated);
       doc.tables.push_back(std::move(table));
-      if (next_cursor != 0 && (inv_.globals.format == Format::csv ||
-                               inv_.globals.format == Format::xlsx)) {
+      if (next_cursor != 0 &&
+          (inv_.globals.format == Format::csv || inv_.globals.format == Format::xlsx)) {
         std::fprintf(err_, "tally: more entries: --cursor %llu\n",
                      static_cast<unsigned long long>(next_cursor));
       }
@@ -1116,10 +1239,9 @@ int Runner::RunQuery(const QueryPlan& q) {
       doc.Add("org_id", q.org_id);
       doc.Add("status", std::string(RequestStatusName(q.status)));
       doc.Add("truncated", truncated);
-      Table& t = doc.AddTable("requests",
-                              {"request_id", "wallet_id", "asset", "amount", "approved_amount",
-                               "status", "created_at", "decided_at", "reason", "decided_by",
-                               "decision_note"});
+      Table& t = doc.AddTable(
+          "requests", {"request_id", "wallet_id", "asset", "amount", "approved_amount", "status",
+                       "created_at", "decided_at", "reason", "decided_by", "decision_note"});
       for (const RequestView& r : *rows) {
         t.rows.push_back({r.request_id, r.wallet_id, r.asset.name(), r.amount,
                           r.status == RequestStatus::approved ? Cell{r.approved_amount} : Cell{},
@@ -1175,27 +1297,40 @@ int Runner::RunQuery(const QueryPlan& q) {
       doc.Add("balanced", out_sum == static_cast<uint64_t>(t->in));
       break;
     }
-    case QueryPlan::Kind::events: return RunEvents(q);
+    case QueryPlan::Kind::events:
+      return RunEvents(q);
   }
   return Emit(doc);
 }
 
+// Ctrl-C (or SIGTERM) ends `tally events` as a normal end of following.
+volatile std::sig_atomic_t stop_following = 0;
+void StopFollowing(int) { stop_following = 1; }
+
 int Runner::RunEvents(const QueryPlan& q) {
   if (absl::Status s = client_->Subscribe(q.org_id); !s.ok()) return QueryFailed(s);
+  struct sigaction action {};
+  action.sa_handler = StopFollowing;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = 0;  // no SA_RESTART: the wait for events returns at once
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
   using Clock = std::chrono::steady_clock;
   const Clock::time_point start = Clock::now();
   uint64_t seen = 0;
   constexpr uint32_t poll_ms = 500;
   for (;;) {
+    if (stop_following) return exit_ok;
     uint32_t wait_ms = poll_ms;
     if (q.events_for_us != 0) {
-      int64_t left_us = q.events_for_us - std::chrono::duration_cast<std::chrono::microseconds>(
-                                              Clock::now() - start)
-                                              .count();
+      int64_t left_us =
+          q.events_for_us -
+          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
       if (left_us <= 0) return exit_ok;
       wait_ms = static_cast<uint32_t>(std::min<int64_t>(poll_ms, (left_us + 999) / 1000));
     }
     absl::StatusOr<std::vector<Event>> events = client_->NextEvents(wait_ms);
+    if (stop_following) return exit_ok;
     if (!events.ok()) return QueryFailed(events.status());
     for (const Event& e : *events) {
       Doc doc;

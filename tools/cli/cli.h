@@ -95,7 +95,7 @@ struct QueryPlan {
   RequestStatus status = RequestStatus::pending;
   int64_t from_us = 0;
   int64_t to_us = 0;
-  uint64_t events_max = 0;  // stop after this many events; 0 = never
+  uint64_t events_max = 0;    // stop after this many events; 0 = never
   int64_t events_for_us = 0;  // stop after this long; 0 = never
 };
 

@@ -79,11 +79,21 @@ std::string JsonEscape(std::string_view text) {
   std::string out = "\"";
   for (unsigned char c : text) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -175,7 +185,8 @@ absl::Status WriteXlsx(const Doc& doc, const std::string& path) {
       break;
     }
     for (size_t c = 0; c < table.columns.size() && err == LXW_NO_ERROR; ++c) {
-      err = worksheet_write_string(sheet, 0, static_cast<lxw_col_t>(c), table.columns[c].c_str(), bold);
+      err = worksheet_write_string(sheet, 0, static_cast<lxw_col_t>(c), table.columns[c].c_str(),
+                                   bold);
     }
     for (size_t r = 0; r < table.rows.size() && err == LXW_NO_ERROR; ++r) {
       const auto row = static_cast<lxw_row_t>(r + 1);
@@ -185,9 +196,11 @@ absl::Status WriteXlsx(const Doc& doc, const std::string& path) {
         if (std::holds_alternative<std::monostate>(cell)) continue;
         if (const bool* b = std::get_if<bool>(&cell)) {
           err = worksheet_write_boolean(sheet, row, col, *b ? 1 : 0, nullptr);
-        } else if (const int64_t* i = std::get_if<int64_t>(&cell); i && *i < exact_max && *i > -exact_max) {
+        } else if (const int64_t* i = std::get_if<int64_t>(&cell);
+                   i && *i<exact_max&& * i> - exact_max) {
           err = worksheet_write_number(sheet, row, col, static_cast<double>(*i), nullptr);
-        } else if (const uint64_t* u = std::get_if<uint64_t>(&cell); u && *u < uint64_t{exact_max}) {
+        } else if (const uint64_t* u = std::get_if<uint64_t>(&cell);
+                   u && *u < uint64_t{exact_max}) {
           err = worksheet_write_number(sheet, row, col, static_cast<double>(*u), nullptr);
         } else {
           err = worksheet_write_string(sheet, row, col, CellText(cell).c_str(), nullptr);

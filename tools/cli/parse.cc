@@ -7,8 +7,8 @@
 #include <fstream>
 #include <random>
 
-#include "tools/cli/strings.h"
 #include "tally/limits.h"
+#include "tools/cli/strings.h"
 
 namespace tally::cli {
 namespace {
@@ -42,6 +42,9 @@ absl::StatusOr<int64_t> ParseInt64(std::string_view text, std::string_view what,
     digits.remove_prefix(1);
   }
   if (digits.empty()) return Bad(what, text, "is not a number");
+  if (!allow_sign && (digits[0] == '-' || digits[0] == '+')) {
+    return Bad(what, text, "must be a plain number, no sign");
+  }
   for (char c : digits) {
     if (c == '.' || c == ',') return Bad(what, text, "must be a whole number (minor units)");
     if (!IsDigit(c)) return Bad(what, text, "is not a number");
@@ -157,7 +160,8 @@ absl::StatusOr<int64_t> ParseTime(std::string_view text, std::string_view what) 
       text[16] != ':' || !Fixed(text, 17, 2, &second)) {
     return Bad(what, text, expect);
   }
-  if (hour > 23 || minute > 59 || second > 59) return Bad(what, text, "has an impossible time of day");
+  if (hour > 23 || minute > 59 || second > 59)
+    return Bad(what, text, "has an impossible time of day");
   seconds += hour * 3600 + minute * 60 + second;
   size_t at = 19;
   int64_t fraction_us = 0;
@@ -204,17 +208,29 @@ absl::StatusOr<int64_t> ParseDuration(std::string_view text, std::string_view wh
     size_t start = at;
     while (at < text.size() && IsDigit(text[at])) ++at;
     uint64_t n = 0;
-    if (at == start || at == text.size() || !ParseDigits(text.substr(start, at - start), seconds_max, &n)) {
+    if (at == start || at == text.size() ||
+        !ParseDigits(text.substr(start, at - start), seconds_max, &n)) {
       return Bad(what, text, expect);
     }
     uint64_t unit_s = 0;
     switch (text[at]) {
-      case 'w': unit_s = 7 * 86400; break;
-      case 'd': unit_s = 86400; break;
-      case 'h': unit_s = 3600; break;
-      case 'm': unit_s = 60; break;
-      case 's': unit_s = 1; break;
-      default: return Bad(what, text, expect);
+      case 'w':
+        unit_s = 7 * 86400;
+        break;
+      case 'd':
+        unit_s = 86400;
+        break;
+      case 'h':
+        unit_s = 3600;
+        break;
+      case 'm':
+        unit_s = 60;
+        break;
+      case 's':
+        unit_s = 1;
+        break;
+      default:
+        return Bad(what, text, expect);
     }
     ++at;
     if (n > (seconds_max - total_s) / unit_s) return Bad(what, text, "is longer than 100 years");
@@ -237,8 +253,7 @@ absl::StatusOr<std::vector<WalletAmount>> ParseTargets(std::string_view text) {
     absl::StatusOr<int64_t> amount = ParseAmount(item.substr(eq + 1), "--to amount");
     if (!amount.ok()) return amount.status();
     if (targets.size() == allocate_targets_max) {
-      return absl::InvalidArgumentError(
-          Cat("--to: more than ", allocate_targets_max, " wallets"));
+      return absl::InvalidArgumentError(Cat("--to: more than ", allocate_targets_max, " wallets"));
     }
     targets.push_back({*wallet, *amount});
   }
@@ -279,10 +294,27 @@ absl::StatusOr<Asset> ParseAsset(std::string_view text) {
 }
 
 absl::StatusOr<RequestStatus> ParseRequestStatus(std::string_view text) {
-  for (RequestStatus s : {RequestStatus::pending, RequestStatus::approved, RequestStatus::rejected}) {
+  for (RequestStatus s :
+       {RequestStatus::pending, RequestStatus::approved, RequestStatus::rejected}) {
     if (RequestStatusName(s) == text) return s;
   }
   return Bad("--status", text, "must be pending, approved or rejected");
+}
+
+absl::Status ParseServer(std::string_view text, std::string_view what) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return Bad(what, text, "must be HOST:PORT, e.g. 127.0.0.1:7411");
+  }
+  std::string_view host = text.substr(0, colon);
+  if (host.find(':') != std::string_view::npos && (host.front() != '[' || host.back() != ']')) {
+    return Bad(what, text, "needs brackets around an IPv6 address: [::1]:7411");
+  }
+  uint64_t port = 0;
+  if (!ParseDigits(text.substr(colon + 1), 65535, &port) || port == 0) {
+    return Bad(what, text, "has no port 1-65535");
+  }
+  return absl::OkStatus();
 }
 
 std::string FormatTime(int64_t time_us) {
@@ -301,8 +333,9 @@ std::string FormatTime(int64_t time_us) {
   int64_t y, m, d;
   CivilFromDays(days, &y, &m, &d);
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%04" PRId64 "-%02" PRId64 "-%02" PRId64 "T%02" PRId64
-                ":%02" PRId64 ":%02" PRId64 ".%03" PRId64 "Z",
+  std::snprintf(buf, sizeof buf,
+                "%04" PRId64 "-%02" PRId64 "-%02" PRId64 "T%02" PRId64 ":%02" PRId64 ":%02" PRId64
+                ".%03" PRId64 "Z",
                 y, m, d, sod / 3600, sod / 60 % 60, sod % 60, rem_us / 1000);
   return buf;
 }
@@ -313,9 +346,12 @@ std::string FormatDuration(int64_t duration_us) {
     int64_t us;
     const char* name;
   };
-  static constexpr Unit units[] = {{7 * 86400 * us_per_s, "w"}, {86400 * us_per_s, "d"},
-                                   {3600 * us_per_s, "h"},      {60 * us_per_s, "m"},
-                                   {us_per_s, "s"},             {1000, "ms"},
+  static constexpr Unit units[] = {{7 * 86400 * us_per_s, "w"},
+                                   {86400 * us_per_s, "d"},
+                                   {3600 * us_per_s, "h"},
+                                   {60 * us_per_s, "m"},
+                                   {us_per_s, "s"},
+                                   {1000, "ms"},
                                    {1, "us"}};
   for (const Unit& u : units) {
     if (duration_us % u.us == 0) return Cat(duration_us / u.us, u.name);
@@ -371,8 +407,7 @@ absl::StatusOr<std::string> TokenFromFile(const std::string& path) {
   if (!in) return absl::NotFoundError(Cat("no token file at ", path));
   std::string line;
   while (std::getline(in, line)) {
-    std::vector<std::string_view> fields =
-        Words(line);
+    std::vector<std::string_view> fields = Words(line);
     if (fields.empty() || fields[0][0] == '#') continue;
     if (fields.size() >= 3 && fields[1] == "admin") return std::string(fields[0]);
   }

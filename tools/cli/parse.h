@@ -60,6 +60,10 @@ absl::StatusOr<bool> ParseOnOff(std::string_view text, std::string_view what);
 absl::StatusOr<Asset> ParseAsset(std::string_view text);
 absl::StatusOr<RequestStatus> ParseRequestStatus(std::string_view text);
 
+// ParseServer checks `HOST:PORT` (HOST a name, an IPv4 address or `[v6]`,
+// PORT 1-65535); `what` names where it came from (--server, TALLY_SERVER).
+absl::Status ParseServer(std::string_view text, std::string_view what);
+
 // FormatTime prints microseconds since the epoch as RFC 3339 UTC with
 // milliseconds (`2026-12-02T11:34:09.250Z`), the resolution history keeps.
 std::string FormatTime(int64_t time_us);
