@@ -72,7 +72,7 @@ bench: deps
 
 # Durability benchmarks (bench/wal_bench.cc): group commit against raw fdatasync,
 # replay, start from a 1M-wallet snapshot, writer pause during a snapshot.
-# Real files under $$TALLY_BENCH_DIR (default /tmp); needs ~3 GB of disk and ~6 GB of RAM.
+# Real files under $TALLY_BENCH_DIR (default /tmp); needs ~3 GB of disk and ~6 GB of RAM.
 bench-wal: deps
 	cmake --preset release
 	cmake --build --preset release -j $(JOBS) --target wal_bench

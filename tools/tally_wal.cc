@@ -159,7 +159,7 @@ bool VerifyShard(FileSystem* fs, const std::string& dir) {
     }
   }
   for (const auto& [lsn, path] : SnapshotFiles(fs, dir)) {
-    absl::StatusOr<std::string> bytes = ReadFileWhole(fs, path);
+    absl::StatusOr<std::string> bytes = ReadWholeFile(fs, path);
     absl::StatusOr<std::unique_ptr<Ledger>> ledger =
         bytes.ok() ? Ledger::DecodeSnapshot(*bytes, LedgerOptions{})
                    : absl::StatusOr<std::unique_ptr<Ledger>>(bytes.status());
@@ -320,7 +320,7 @@ bool ReplayShard(FileSystem* fs, const std::string& dir, int64_t until_us,
   std::unique_ptr<Ledger> ledger;
   uint64_t lsn = 0;
   for (const auto& [snap_lsn, path] : SnapshotFiles(fs, dir)) {
-    absl::StatusOr<std::string> bytes = ReadFileWhole(fs, path);
+    absl::StatusOr<std::string> bytes = ReadWholeFile(fs, path);
     if (!bytes.ok()) continue;
     absl::StatusOr<std::unique_ptr<Ledger>> decoded =
         Ledger::DecodeSnapshot(*bytes, LedgerOptions{});

@@ -106,7 +106,7 @@ absl::StatusOr<Manifest> DecodeManifest(std::string_view std_text) {
   return m;
 }
 
-absl::StatusOr<std::string> ReadFileWhole(FileSystem* fs, const std::string& path) {
+absl::StatusOr<std::string> ReadWholeFile(FileSystem* fs, const std::string& path) {
   absl::StatusOr<std::unique_ptr<File>> file = fs->Open(path, OpenMode::kReadOnly);
   if (!file.ok()) return file.status();
   absl::StatusOr<uint64_t> size = (*file)->Size();
@@ -119,7 +119,7 @@ absl::StatusOr<std::string> ReadFileWhole(FileSystem* fs, const std::string& pat
   return bytes;
 }
 
-absl::Status WriteFileAtomically(FileSystem* fs, const std::string& dir, const std::string& path,
+absl::Status WriteFileDurably(FileSystem* fs, const std::string& dir, const std::string& path,
                               std::string_view bytes) {
   const std::string tmp = absl::StrCat(path, ".tmp");
   (void)fs->Remove(tmp);  // left by a crash while writing it
@@ -147,7 +147,7 @@ absl::StatusOr<std::optional<Manifest>> ReadManifest(FileSystem* fs, const std::
   bool exists = false;
   for (const std::string& name : *names) exists |= name == kManifestName;
   if (!exists) return std::optional<Manifest>();
-  absl::StatusOr<std::string> text = ReadFileWhole(fs, path);
+  absl::StatusOr<std::string> text = ReadWholeFile(fs, path);
   if (!text.ok()) return text.status();
   absl::StatusOr<Manifest> m = DecodeManifest(*text);
   if (!m.ok()) return absl::DataLossError(absl::StrCat(path, ": ", m.status().message()));
@@ -155,7 +155,7 @@ absl::StatusOr<std::optional<Manifest>> ReadManifest(FileSystem* fs, const std::
 }
 
 absl::Status WriteManifest(FileSystem* fs, const std::string& dir, const Manifest& manifest) {
-  return WriteFileAtomically(fs, dir, absl::StrCat(dir, "/", kManifestName), EncodeManifest(manifest));
+  return WriteFileDurably(fs, dir, absl::StrCat(dir, "/", kManifestName), EncodeManifest(manifest));
 }
 
 }  // namespace tally::wal

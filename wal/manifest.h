@@ -61,11 +61,11 @@ absl::StatusOr<std::optional<Manifest>> ReadManifest(FileSystem* fs, const std::
 // WriteManifest replaces <dir>/MANIFEST atomically and durably.
 absl::Status WriteManifest(FileSystem* fs, const std::string& dir, const Manifest& manifest);
 
-// ReadFileWhole reads a file into a string.
-absl::StatusOr<std::string> ReadFileWhole(FileSystem* fs, const std::string& path);
-// WriteFileAtomically writes `bytes` as `path`: <path>.tmp, fsync, rename,
+// ReadWholeFile reads a file into a string.
+absl::StatusOr<std::string> ReadWholeFile(FileSystem* fs, const std::string& path);
+// WriteFileDurably writes `bytes` as `path`: <path>.tmp, fsync, rename,
 // fsync of `dir` (the directory holding `path`).
-absl::Status WriteFileAtomically(FileSystem* fs, const std::string& dir, const std::string& path,
+absl::Status WriteFileDurably(FileSystem* fs, const std::string& dir, const std::string& path,
                               std::string_view bytes);
 
 }  // namespace tally::wal

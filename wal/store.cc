@@ -57,7 +57,7 @@ absl::Status WriteSnapshotFile(FileSystem* fs, const std::string& dir, const Led
                                uint64_t lsn) {
   std::string bytes;
   ledger.EncodeSnapshot(&bytes);
-  return WriteFileAtomically(fs, dir, absl::StrCat(dir, "/", SnapshotName(lsn)), bytes);
+  return WriteFileDurably(fs, dir, absl::StrCat(dir, "/", SnapshotName(lsn)), bytes);
 }
 
 Store::Store(FileSystem* fs, std::string dir, const StoreOptions& options)
@@ -179,7 +179,7 @@ absl::Status Store::LoadSnapshot(const std::vector<uint64_t>& candidates) {
       if (m.ok()) mapped = std::move(*m);
       got = m.status();
     } else {
-      absl::StatusOr<std::string> r = ReadFileWhole(fs_, path);
+      absl::StatusOr<std::string> r = ReadWholeFile(fs_, path);
       if (r.ok()) read = std::move(*r);
       got = r.status();
     }

@@ -127,7 +127,7 @@ TEST(MaybeSnapshot, AForkedChildWritesItWhileTheWriterGoesOn) {
     digest = (*store)->ledger().Digest();
   }
   // The snapshot holds the state at the fork, not what came after.
-  auto bytes = ReadFileWhole(&fs, dir.path() + "/" + SnapshotName(100));
+  auto bytes = ReadWholeFile(&fs, dir.path() + "/" + SnapshotName(100));
   ASSERT_TRUE(bytes.ok());
   auto at_fork = Ledger::DecodeSnapshot(*bytes, options.ledger);
   ASSERT_TRUE(at_fork.ok());
