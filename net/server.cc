@@ -807,7 +807,7 @@ absl::Status ServerImpl::PrepareDataDir() {
       }
       shards = shards_max;
     }
-    if (absl::Status s = wal::WriteFileAtomically(&fs_, data, shards_path, Cat(shards, "\n"));
+    if (absl::Status s = wal::WriteFileDurably(&fs_, data, shards_path, Cat(shards, "\n"));
         !s.ok()) {
       return s;
     }
