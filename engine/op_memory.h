@@ -25,6 +25,7 @@
 #include <span>
 #include <vector>
 
+#include "engine/huge_pages.h"
 #include "tally/assert.h"
 #include "tally/command.h"
 
@@ -150,14 +151,11 @@ class OpMemory {
     return claim;
   }
 
-  struct FreeDeleter {
-    void operator()(uint64_t* p) const { std::free(p); }
-  };
   struct Generation {
     uint32_t epoch = 0;  // counts Clear()s, so stale claims are recognised
     // fingerprint << 32 | (entry index + 1); 0 empty.  Sized once for a full
     // generation at load 1/2, so it never grows or rehashes.
-    std::unique_ptr<uint64_t[], FreeDeleter> table;
+    std::unique_ptr<uint64_t[], HugeFree> table;
     uint64_t mask = 0;
     std::vector<Entry> entries;
     int64_t began_us = 0;
@@ -179,9 +177,9 @@ class OpMemory {
     }
     void Add(const OpKey& key, const Result& result, uint64_t h, uint64_t capacity) {
       if (table == nullptr) {
-        // calloc: the kernel's zero pages, touched only as ids arrive.
-        table.reset(static_cast<uint64_t*>(std::calloc(capacity, sizeof(uint64_t))));
-        TALLY_ASSERT(table != nullptr);
+        // Huge pages (huge_pages.h): a lookup is then one cache miss, not a
+        // cache miss and a page walk.
+        table.reset(static_cast<uint64_t*>(HugeCalloc(capacity * sizeof(uint64_t))));
         mask = capacity - 1;
       }
       entries.push_back(Entry{key, result});

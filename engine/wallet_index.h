@@ -18,6 +18,7 @@
 #include <limits>
 #include <memory>
 
+#include "engine/huge_pages.h"
 #include "tally/assert.h"
 
 namespace tally::engine {
@@ -89,9 +90,9 @@ class WalletIndex {
   }
   void Grow() {
     uint64_t old_capacity = capacity_;
-    std::unique_ptr<unsigned char[]> old = std::move(entries_);
+    std::unique_ptr<unsigned char[], HugeFree> old = std::move(entries_);
     capacity_ = old_capacity == 0 ? 8 : old_capacity * 2;
-    entries_ = std::make_unique_for_overwrite<unsigned char[]>(capacity_ * entry_bytes + 8);
+    entries_.reset(static_cast<unsigned char*>(HugeCalloc(capacity_ * entry_bytes + 8)));
     std::memset(entries_.get(), 0xff, capacity_ * entry_bytes + 8);
     for (uint64_t i = 0; i < old_capacity; ++i) {
       uint32_t slot;
@@ -102,7 +103,7 @@ class WalletIndex {
     }
   }
 
-  std::unique_ptr<unsigned char[]> entries_;
+  std::unique_ptr<unsigned char[], HugeFree> entries_;
   uint64_t capacity_ = 0;
   uint64_t size_ = 0;
 };
