@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "tally/commands.h"
 #include "tests/engine/workload.h"
+#include "tests/wal/store_test_util.h"
 #include "wal/file.h"
 #include "wal/store.h"
 
@@ -20,22 +21,7 @@ namespace {
 
 using tally::testing::Workload;
 
-StoreOptions SmallOptions() {
-  StoreOptions options;
-  options.ledger.history_entries_max = 1 << 16;
-  options.ledger.op_ids_max = 1 << 12;
-  options.log.segment_bytes = 8 << 10;
-  options.log_sink = [](std::string_view) {};
-  return options;
-}
-
-void Drive(Store& store, Workload& work, int batches) {
-  BatchOutput out;
-  for (int b = 0; b < batches; ++b) {
-    ASSERT_TRUE(store.Apply(work.now_us(), work.Next(1 + b % 20), &out).ok());
-    ASSERT_TRUE(store.Sync().ok());
-  }
-}
+StoreOptions SmallOptions() { return SmallStoreOptions(8 << 10, /*quiet=*/true); }
 
 // TempDir is a fresh directory under /tmp, removed at the end.
 class TempDir {

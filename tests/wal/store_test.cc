@@ -7,6 +7,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/engine/workload.h"
+#include "tests/wal/store_test_util.h"
 #include "wal/file.h"
 #include "wal/log_reader.h"
 
@@ -15,22 +16,7 @@ namespace {
 
 using tally::testing::Workload;
 
-StoreOptions SmallOptions() {
-  StoreOptions options;
-  options.ledger.history_entries_max = 1 << 16;
-  options.ledger.op_ids_max = 1 << 12;
-  options.log.segment_bytes = 64 << 10;  // many segment rolls
-  return options;
-}
-
-// Drive applies `batches` batches, syncing after each (each is acknowledged).
-void Drive(Store& store, Workload& work, int batches) {
-  BatchOutput out;
-  for (int b = 0; b < batches; ++b) {
-    ASSERT_TRUE(store.Apply(work.now_us(), work.Next(1 + b % 20), &out).ok());
-    ASSERT_TRUE(store.Sync().ok());
-  }
-}
+StoreOptions SmallOptions() { return SmallStoreOptions(64 << 10, /*quiet=*/false); }
 
 TEST(Store, RecoveryReplaysEverythingAfterTheNewestSnapshot) {
   MemFileSystem fs;
