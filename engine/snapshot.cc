@@ -215,8 +215,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::DecodeSnapshot(std::string_view 
       } else {
         if (l == 0) {
           uint8_t log2 = static_cast<uint8_t>(std::bit_width(lots - 1));
-          w.heap_lots = new Lot[size_t{1} << log2];
-          w.heap_capacity_log2 = log2;
+          s.wallets.AllocateLots(w, log2);
         }
         w.heap_lots[l] = lot;
       }
