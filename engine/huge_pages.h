@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <utility>
 
 #include "tally/assert.h"
@@ -66,8 +67,8 @@ inline uint64_t MappedBytes() { return mapped_bytes.load(std::memory_order_relax
 // layout").  HugeCalloc cannot give that for a 2 MiB chunk: calloc's
 // mmapped blocks start 16 bytes into a page, so no whole huge page fits.
 // A smaller block comes from malloc, 64-byte aligned, so small ledgers (tests
-// make thousands) cost no huge page.  The contents start unspecified: every
-// store constructs or writes an element before reading it.
+// make thousands) cost no huge page.  The contents start zeroed (a mapping
+// is zero pages until touched).
 class HugeBlock {
  public:
   HugeBlock() = default;
@@ -77,6 +78,7 @@ class HugeBlock {
       size_bytes_ = (size_bytes + 63) & ~size_t{63};
       data_ = static_cast<unsigned char*>(std::aligned_alloc(64, size_bytes_));
       TALLY_ASSERT(data_ != nullptr);
+      std::memset(data_, 0, size_bytes_);
       return;
     }
     constexpr size_t small_page_bytes = 4096;
