@@ -13,9 +13,11 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "engine/huge_pages.h"
 #include "tally/assert.h"
 #include "tally/limits.h"
 #include "tally/query.h"
@@ -76,7 +78,7 @@ class HistoryRing {
   HistoryEntry& at(uint64_t index) {
     TALLY_ASSERT(InMemory(index));
     uint64_t pos = index & (capacity_ - 1);
-    return chunks_[pos / history_chunk_entries][pos % history_chunk_entries];
+    return Chunk(pos / history_chunk_entries)[pos % history_chunk_entries];
   }
   const HistoryEntry& at(uint64_t index) const {
     return const_cast<HistoryRing*>(this)->at(index);
@@ -87,10 +89,8 @@ class HistoryRing {
     uint64_t index = total_;
     uint64_t pos = index & (capacity_ - 1);
     uint64_t chunk = pos / history_chunk_entries;
-    if (chunk >= chunks_.size()) {
-      chunks_.push_back(std::make_unique<HistoryEntry[]>(history_chunk_entries));
-    }
-    HistoryEntry& slot = chunks_[chunk][pos % history_chunk_entries];
+    if (chunk >= chunks_.size()) AddChunk();
+    HistoryEntry& slot = Chunk(chunk)[pos % history_chunk_entries];
     if (index >= capacity_ && slot.has_text()) texts_.erase(index - capacity_);
     slot = entry;
     if (!reference.empty() || !actor.empty()) {
@@ -112,10 +112,8 @@ class HistoryRing {
   void LoadAt(uint64_t index, const HistoryEntry& entry, const HistoryTexts* texts) {
     uint64_t pos = index & (capacity_ - 1);
     uint64_t chunk = pos / history_chunk_entries;
-    while (chunk >= chunks_.size()) {
-      chunks_.push_back(std::make_unique<HistoryEntry[]>(history_chunk_entries));
-    }
-    chunks_[chunk][pos % history_chunk_entries] = entry;
+    while (chunk >= chunks_.size()) AddChunk();
+    Chunk(chunk)[pos % history_chunk_entries] = entry;
     if (texts != nullptr) texts_[index] = *texts;
   }
 
@@ -125,7 +123,17 @@ class HistoryRing {
   }
 
  private:
-  std::vector<std::unique_ptr<HistoryEntry[]>> chunks_;
+  static_assert(std::is_trivially_copyable_v<HistoryEntry>);
+  HistoryEntry* Chunk(uint64_t chunk) {
+    return reinterpret_cast<HistoryEntry*>(chunks_[chunk].data());
+  }
+  // AddChunk maps the next chunk (2.6 MB: huge_pages.h maps it at a 2 MiB
+  // boundary, its first 2 MiB a huge page).  Its memory is the kernel's zero
+  // pages until written: no 2.6 MB of value-initialisation before the first
+  // append, and every entry is written before it is read.
+  void AddChunk() { chunks_.emplace_back(history_chunk_entries * sizeof(HistoryEntry)); }
+
+  std::vector<HugeBlock> chunks_;
   absl::flat_hash_map<uint64_t, HistoryTexts> texts_;
   uint64_t capacity_ = 0;
   uint64_t total_ = 0;
