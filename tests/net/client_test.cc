@@ -4,9 +4,6 @@
 #include "tally/client.h"
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <functional>
@@ -14,6 +11,7 @@
 
 #include "tally/codec.h"
 #include "tally/commands.h"
+#include "tests/net/raw_connection.h"
 #include "tests/net/scripted_peer.h"
 
 namespace tally {
@@ -201,16 +199,8 @@ TEST(Client, SilentPeerTimesOut) {
 }
 
 TEST(Client, NothingListeningIsUnavailableAndBadAddressIsInvalid) {
-  // Bind then close a port so that nothing listens on it.
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  auto client = Client::Connect("127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), "t");
+  auto client = Client::Connect(
+      "127.0.0.1:" + std::to_string(testing::UnusedLoopbackPort()), "t");
   ASSERT_FALSE(client.ok());
   EXPECT_EQ(client.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(Client::Connect("no-port", "t").status().code(), absl::StatusCode::kInvalidArgument);

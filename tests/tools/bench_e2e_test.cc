@@ -2,9 +2,7 @@
 // --spawn), and its JSON and verdict are checked; then a client deducts
 // behind its back and the verification must catch it.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +15,7 @@
 
 #include "tally/client.h"
 #include "tally/commands.h"
+#include "tests/net/raw_connection.h"
 #include "tools/bench/spawn.h"
 
 #ifndef TALLY_BENCH_BINARY
@@ -220,19 +219,6 @@ TEST(BenchEndToEnd, TokenComesFromTheEnvironmentOrTheDataDirectory) {
   std::filesystem::remove_all(dir);
 }
 
-// FreePort is a loopback port nothing listens on (bound, read, released).
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // StartTallyd runs tallyd on `data` at a fixed port (so a restart is at the
 // same address) and waits until it answers a hello.
 pid_t StartTallyd(const std::string& data, int port, std::string* token) {
@@ -266,7 +252,7 @@ pid_t StartTallyd(const std::string& data, int port, std::string* token) {
 TEST(BenchEndToEnd, FramesInFlightWhenTheServerDiesAreResentAndStillVerify) {
   std::string data = ::testing::TempDir() + "/bench-restart-" + std::to_string(getpid());
   std::filesystem::remove_all(data);
-  int port = FreePort();
+  int port = testing::UnusedLoopbackPort();
   std::string token;
   pid_t first = StartTallyd(data, port, &token);
   ASSERT_GT(first, 0);
