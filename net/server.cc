@@ -290,6 +290,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
         outbox_(server->shard_count()),
         shard_counts_(server->shard_count()) {}
 
+  // A refusal decided while frames of the same read wait in the outbox: it
+  // is sent once they are handed on.
+  using PendingRefusal = std::tuple<ResultCode, std::string, uint64_t>;
+
   // executor() may be called on any thread (it never changes).
   const asio::any_io_executor& executor() const { return executor_; }
 
@@ -331,6 +335,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     socket_.close(ec);
     watchdog_.cancel();
     resume_.cancel();
+    AbandonOutbox();
     server_->hub().Remove(this);
     server_->Closed(this);
   }
@@ -480,7 +485,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::awaitable<void> Read(std::shared_ptr<Connection> /*keep_alive*/) {
     rbuf_.resize(read_buffer_bytes);
     // Set when a frame is bad: sent after the frames before it are handed on.
-    std::optional<std::tuple<ResultCode, std::string, uint64_t>> refuse;
+    std::optional<PendingRefusal> refuse;
     while (!closing_) {
       size_t frame_bytes = proto::frame_header_bytes;  // what the next frame needs
       while (!closing_ && !refuse) {
@@ -514,7 +519,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         frame_bytes = proto::frame_header_bytes;
         Touch();
         if (header.opcode == Opcode::apply && token_ != nullptr && !subscribed_) {
-          Apply(header.request_id, body);
+          Apply(header.request_id, body, &refuse);
         } else {
           // Other requests keep their place behind the applies before them.
           if (!TryFlushOutbox()) co_await WaitFlushOutbox();
@@ -610,6 +615,23 @@ class Connection : public std::enable_shared_from_this<Connection> {
     return all;
   }
 
+  // AbandonOutbox refuses the parts of a closed connection that were never
+  // handed on (it closed while a full shard queue held them back): no one
+  // will read their replies, and a job must not wait for a part that never
+  // goes (the job would keep the connection alive for good).
+  void AbandonOutbox() {
+    for (std::vector<ApplyPart>& parts : outbox_) {
+      for (const ApplyPart& part : parts) {
+        ApplyJob& job = *part.job;
+        for (uint32_t k = part.begin; k < part.end; ++k) {
+          job.results[job.order[k]] = Result{.code = ResultCode::shutting_down};
+        }
+        job.FinishPart();
+      }
+      parts.clear();
+    }
+  }
+
   // WaitFlushOutbox retries while a shard's queue is full: this connection
   // stops being read until there is room (backpressure), the others go on.
   asio::awaitable<void> WaitFlushOutbox() {
@@ -636,10 +658,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
       case Opcode::hello:
         Hello(id, body);
         co_return;
-      case Opcode::apply:
-        Apply(id, body);
+      case Opcode::apply: {
+        std::optional<PendingRefusal> refuse;
+        Apply(id, body, &refuse);
         if (!TryFlushOutbox()) co_await WaitFlushOutbox();
+        if (refuse) Refuse(std::get<0>(*refuse), std::get<1>(*refuse), std::get<2>(*refuse));
         co_return;
+      }
       case Opcode::subscribe:
         Subscribe(id, body);
         co_return;
@@ -680,23 +705,26 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   // Apply decodes an apply frame into a (reused) job and queues one part per
-  // shard it touches in the outbox; TryFlushOutbox hands them on.
-  void Apply(uint64_t id, std::string_view body) {
+  // shard it touches in the outbox; TryFlushOutbox hands them on.  A frame
+  // that does not decode sets *refuse: the caller hands on the frames
+  // before it first.
+  void Apply(uint64_t id, std::string_view body, std::optional<PendingRefusal>* refuse) {
     std::unique_ptr<ServerJob> job = TakeJob();
     job->body.assign(body.data(), body.size());
     if (absl::Status s = DecodeBatch(job->body, &job->batch); !s.ok()) {
       GiveJob(std::move(job));
-      Refuse(ResultCode::malformed_frame, Cat("malformed_frame: apply: ", s.message()), id);
+      refuse->emplace(ResultCode::malformed_frame, Cat("malformed_frame: apply: ", s.message()),
+                      id);
       return;
     }
     const size_t count = job->batch.commands.size();
     if (job->batch.time_us != 0 || count == 0 || count > frame_commands_max) {
       int64_t time_us = job->batch.time_us;
       GiveJob(std::move(job));
-      Refuse(ResultCode::malformed_frame,
-             Cat("malformed_frame: apply wants time_us 0 and 1 to ", frame_commands_max,
-                 " commands; got time_us ", time_us, " and ", count),
-             id);
+      refuse->emplace(ResultCode::malformed_frame,
+                      Cat("malformed_frame: apply wants time_us 0 and 1 to ", frame_commands_max,
+                          " commands; got time_us ", time_us, " and ", count),
+                      id);
       return;
     }
     job->request_id = id;
