@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -37,6 +38,12 @@ std::vector<uint64_t> NeededSegments(const std::vector<uint64_t>& live, uint64_t
     if (!wholly_before) needed.push_back(live[i]);
   }
   return needed;
+}
+
+double ThreadCpuSeconds() {
+  timespec ts;
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {
@@ -185,6 +192,7 @@ absl::Status Store::LoadSnapshot(const std::vector<uint64_t>& candidates) {
   for (uint64_t lsn : candidates) {
     const std::string path = absl::StrCat(dir_, "/", SnapshotName(lsn));
     const auto start = std::chrono::steady_clock::now();
+    const double cpu_start = ThreadCpuSeconds();
     // Real files are mapped (no copy); others are read.
     std::unique_ptr<MappedFile> mapped;
     std::string read;
@@ -211,6 +219,7 @@ absl::Status Store::LoadSnapshot(const std::vector<uint64_t>& candidates) {
     report_.snapshot_path = path;
     report_.snapshot_lsn = lsn;
     report_.snapshot_load_s = SecondsSince(start);
+    report_.snapshot_load_cpu_s = ThreadCpuSeconds() - cpu_start;
     Log(absl::StrFormat("recovery: %s: snapshot %s (LSN %d, %.1f MB) loaded in %.2f s", dir_,
                         path, lsn, static_cast<double>(bytes.size()) / 1e6,
                         report_.snapshot_load_s));
@@ -244,6 +253,7 @@ absl::Status Store::Replay() {
   }
 
   const auto start = std::chrono::steady_clock::now();
+  const double cpu_start = ThreadCpuSeconds();
   auto last_progress = start;
   uint64_t bytes_done_before = 0;  // whole segments already read
   std::string segment;             // the segment being read
@@ -291,6 +301,7 @@ absl::Status Store::Replay() {
     }
   }
   report_.replay_s = SecondsSince(start);
+  report_.replay_cpu_s = ThreadCpuSeconds() - cpu_start;
   const LogEnd& end = (*reader)->end();
   report_.torn_bytes_dropped = end.dropped_bytes;
   if (end.dropped_bytes > 0) {

@@ -93,6 +93,8 @@ struct RecoveryReport {
   uint64_t next_lsn = 1;
   double snapshot_load_s = 0;      // reading and decoding the snapshot
   double replay_s = 0;             // reading and applying the log after it
+  double snapshot_load_cpu_s = 0;  // the same two in CPU time of the opening thread
+  double replay_cpu_s = 0;         // (what a shared machine's load does not inflate)
   bool had_manifest = false;        // false: a new store, or one from before manifests
   // Leftovers of an interrupted retirement finished, and archived files
   // removed to fit archive_bytes_max.
