@@ -139,9 +139,13 @@ class OpMemory {
   template <typename Fill>
   bool LoadBulk(int current, int g, int64_t began_us, uint64_t n, Fill&& fill) {
     TALLY_ASSERT(n <= generation_max_);
-    current_ = current;
+    TALLY_ASSERT(generations_[g].entries.empty());
+    if (current != current_) {
+      TALLY_ASSERT(generations_[1 - g].entries.empty());
+      std::swap(generations_[0].tag, generations_[1].tag);
+      current_ = current;
+    }
     Generation& gen = generations_[g];
-    gen.Clear();
     gen.began_us = began_us;
     if (n == 0) return true;
     gen.entries.reserve(n);  // filled by appending: each entry written once
@@ -149,25 +153,20 @@ class OpMemory {
       gen.entries.clear();
       return false;
     }
-    if (gen.table == nullptr) {
-      gen.table.reset(
-          static_cast<uint64_t*>(HugeCalloc(table_capacity_max_ * sizeof(uint64_t))));
-      gen.mask = table_capacity_max_ - 1;
-    }
     constexpr uint64_t ahead = 32;  // a power of two: ring[i % ahead]
     uint64_t ring[ahead];
     for (uint64_t i = 0; i < std::min(ahead, n); ++i) {
       ring[i] = Hash(gen.entries[i].key);
-      gen.Prefetch(ring[i]);
+      Prefetch(ring[i]);
     }
     for (uint64_t i = 0; i < n; ++i) {
       const uint64_t h = ring[i % ahead];
       if (i + ahead < n) {
         const uint64_t later = Hash(gen.entries[i + ahead].key);
         ring[i % ahead] = later;
-        gen.Prefetch(later);
+        Prefetch(later);
       }
-      gen.Place(h, i + 1);
+      Place(h, gen.tag, i + 1);
     }
     return true;
   }
