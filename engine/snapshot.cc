@@ -270,8 +270,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::DecodeSnapshot(std::string_view 
       Lot* to = &w.inline_lot;
       if (lots > 1) {
         const uint8_t log2 = static_cast<uint8_t>(std::bit_width(lots - 1));
-        w.heap_lots = new Lot[size_t{1} << log2];
-        w.heap_capacity_log2 = log2;
+        s.wallets.AllocateLots(w, log2);  // lot_count is 0 here: nothing to copy
         to = w.heap_lots;
       }
       if (lots > 0) std::memcpy(static_cast<void*>(to), c.p, lots * sizeof(Lot));

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -227,13 +228,28 @@ absl::Status Client::SendRaw(std::string_view bytes) {
   return Flush();
 }
 
-absl::Status Client::ReadFull(char* into, size_t n, uint32_t timeout_ms) {
+// How much one recv may take: many replies at once.
+constexpr size_t receive_chunk_bytes = size_t{64} << 10;
+// Receive buffer capacity kept after a big reply.
+constexpr size_t receive_keep_bytes = size_t{1} << 20;
+
+absl::Status Client::Fill(size_t bytes, uint32_t timeout_ms) {
   int64_t deadline_ms = NowMs() + timeout_ms;
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = recv(fd_, into + got, n - got, 0);
+  while (in_end_ - in_begin_ < bytes) {
+    // Room for the rest: move what is left to the front, grow for a big frame.
+    size_t have = in_end_ - in_begin_;
+    if (in_begin_ > 0 &&
+        (in_.size() - in_begin_ < bytes || in_.size() - in_end_ < receive_chunk_bytes / 4)) {
+      std::memmove(in_.data(), in_.data() + in_begin_, have);
+      in_begin_ = 0;
+      in_end_ = have;
+    }
+    if (in_.size() < std::max(bytes, receive_chunk_bytes)) {
+      in_.resize(std::max(bytes, receive_chunk_bytes));
+    }
+    ssize_t r = recv(fd_, in_.data() + in_end_, in_.size() - in_end_, 0);
     if (r > 0) {
-      got += static_cast<size_t>(r);
+      in_end_ += static_cast<size_t>(r);
       continue;
     }
     if (r == 0) return absl::UnavailableError("connection closed by the server");
@@ -247,29 +263,47 @@ absl::Status Client::ReadFull(char* into, size_t n, uint32_t timeout_ms) {
   return absl::OkStatus();
 }
 
+bool Client::reply_buffered() const {
+  size_t have = in_end_ - in_begin_;
+  if (!broken_.ok() || have < proto::frame_header_bytes) return false;
+  proto::FrameHeader h;
+  if (!proto::DecodeFrameHeader(std::string_view(in_.data() + in_begin_, proto::frame_header_bytes),
+                                &h)
+           .ok()) {
+    return true;  // Receive reports it at once
+  }
+  return have >= proto::frame_header_bytes + h.body_bytes;
+}
+
 absl::StatusOr<Reply> Client::Receive() {
   if (!broken_.ok()) return broken_;
-  char header_bytes[proto::frame_header_bytes];
-  if (absl::Status s = ReadFull(header_bytes, sizeof header_bytes, options_.reply_timeout_ms);
+  if (absl::Status s = Fill(proto::frame_header_bytes, options_.reply_timeout_ms); !s.ok()) {
+    return Broken(s);
+  }
+  proto::FrameHeader h;
+  if (absl::Status s = proto::DecodeFrameHeader(
+          std::string_view(in_.data() + in_begin_, proto::frame_header_bytes), &h);
+      !s.ok()) {
+    return Broken(absl::DataLossError("reply: " + std::string(s.message())));
+  }
+  if (absl::Status s = Fill(proto::frame_header_bytes + h.body_bytes, options_.reply_timeout_ms);
       !s.ok()) {
     return Broken(s);
   }
-  std::string_view header(header_bytes, sizeof header_bytes);
-  proto::FrameHeader h;
-  if (absl::Status s = proto::DecodeFrameHeader(header, &h); !s.ok()) {
-    return Broken(absl::DataLossError("reply: " + std::string(s.message())));
+  std::string_view header(in_.data() + in_begin_, proto::frame_header_bytes);
+  std::string_view body(header.data() + proto::frame_header_bytes, h.body_bytes);
+  if (!proto::VerifyChecksum(header, body)) {
+    return Broken(absl::DataLossError("reply: checksum mismatch"));
   }
   Reply reply;
   reply.request_id = h.request_id;
   reply.opcode = h.opcode;
   reply.status = h.result();
-  reply.body.resize(h.body_bytes);
-  if (absl::Status s = ReadFull(reply.body.data(), h.body_bytes, options_.reply_timeout_ms);
-      !s.ok()) {
-    return Broken(s);
-  }
-  if (!proto::VerifyChecksum(header, reply.body)) {
-    return Broken(absl::DataLossError("reply: checksum mismatch"));
+  reply.body.assign(body.data(), body.size());
+  in_begin_ += proto::frame_header_bytes + h.body_bytes;
+  if (in_begin_ == in_end_) {
+    in_begin_ = in_end_ = 0;
+    if (in_.size() > receive_keep_bytes) std::string().swap(in_);
   }
   if (!h.is_reply()) return Broken(absl::DataLossError("reply: frame without the reply flag"));
   if (h.opcode == Opcode::error) {
@@ -437,12 +471,14 @@ absl::Status Client::Subscribe(uint64_t org_id) {
 
 absl::StatusOr<std::vector<Event>> Client::NextEvents(uint32_t timeout_ms) {
   if (!broken_.ok()) return broken_;
-  pollfd p{fd_, POLLIN, 0};
-  int rc = poll(&p, 1, static_cast<int>(timeout_ms));
-  // A signal (EINTR) ends the wait early like a timeout: the caller decides
-  // whether to stop; reading on would block for reply_timeout_ms.
-  if (rc == 0 || (rc < 0 && errno == EINTR)) return std::vector<Event>{};
-  if (rc < 0) return Broken(Errno("poll"));
+  if (!reply_buffered()) {
+    pollfd p{fd_, POLLIN, 0};
+    int rc = poll(&p, 1, static_cast<int>(timeout_ms));
+    // A signal (EINTR) ends the wait early like a timeout: the caller decides
+    // whether to stop; reading on would block for reply_timeout_ms.
+    if (rc == 0 || (rc < 0 && errno == EINTR)) return std::vector<Event>{};
+    if (rc < 0) return Broken(Errno("poll"));
+  }
   absl::StatusOr<Reply> reply = Receive();
   if (!reply.ok()) return reply.status();
   if (reply->opcode != Opcode::event) {

@@ -18,10 +18,12 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -59,6 +61,16 @@ constexpr auto close_grace = std::chrono::milliseconds(1000);
 constexpr auto queue_full_retry = std::chrono::milliseconds(1);
 // Write buffer capacity a connection keeps between bursts.
 constexpr size_t write_buffer_keep_bytes = size_t{1} << 20;
+// A connection's read buffer: one read takes every frame the kernel holds up
+// to this much; a bigger frame grows it for as long as it takes to read.
+constexpr size_t read_buffer_bytes = size_t{64} << 10;
+// Read buffer capacity a connection keeps after a big frame.
+constexpr size_t read_buffer_keep_bytes = size_t{1} << 20;
+// Finished apply jobs a connection keeps for reuse (their buffers keep their
+// capacity, so a frame in steady state allocates nothing), and the largest
+// frame body a kept job may have held.
+constexpr size_t job_pool_max = 64;
+constexpr size_t job_keep_body_bytes = size_t{64} << 10;
 // How long shutdown waits for connections to flush their last replies.
 constexpr auto shutdown_flush_max = std::chrono::milliseconds(3000);
 
@@ -146,6 +158,47 @@ absl::StatusOr<tcp::endpoint> ResolveListen(const std::string& listen) {
 
 class Connection;
 
+// ServerJob is an apply job and the connection waiting for it.
+struct ServerJob : ApplyJob {
+  std::shared_ptr<Connection> connection;  // set while the job is in flight
+  uint64_t request_id = 0;
+};
+
+// Completions takes the finished apply jobs of one I/O thread's connections
+// from the shard threads.  A shard's batch finishes many frames at once:
+// they queue here and the I/O thread is woken once (one post while the queue
+// is not empty), answers them all, and then starts one write per connection
+// with every reply it got.
+class Completions final : public JobSink {
+ public:
+  explicit Completions(asio::io_context& io) : io_(io) {}
+  ~Completions();
+  Completions(const Completions&) = delete;
+  Completions& operator=(const Completions&) = delete;
+
+  void Finished(ApplyJob* job) override {
+    bool post = false;
+    {
+      std::lock_guard lock(mu_);
+      ready_.push_back(static_cast<ServerJob*>(job));
+      post = !posted_;
+      posted_ = true;
+    }
+    if (post) asio::post(io_, [this] { Drain(); });
+  }
+
+ private:
+  void Drain();  // on the I/O thread
+
+  asio::io_context& io_;
+  std::mutex mu_;
+  std::vector<ServerJob*> ready_;  // guarded by mu_; owned (in flight)
+  bool posted_ = false;            // guarded by mu_
+  // I/O thread only.
+  std::vector<ServerJob*> draining_;
+  std::vector<std::shared_ptr<Connection>> touched_;
+};
+
 // EventHub knows the subscribed connections and hands each the events it
 // may see.  Shard threads publish; subscribers live on I/O threads.
 class EventHub {
@@ -187,6 +240,7 @@ class ServerImpl {
   const Tokens& tokens() const { return tokens_; }
   uint32_t shard_count() const { return static_cast<uint32_t>(shards_.size()); }
   Shard& shard(uint32_t index) { return *shards_[index]; }
+  Completions* completions(uint32_t context) { return completions_[context].get(); }
   EventHub& hub() { return hub_; }
   void Closed(const Connection* connection);
   std::string listen_address() const {
@@ -203,9 +257,11 @@ class ServerImpl {
   ServerOptions options_;
   wal::PosixFileSystem fs_;
   Tokens tokens_;
+  // Destroyed after the shards (a stopping shard may still finish jobs).
+  std::vector<std::unique_ptr<asio::io_context>> contexts_;
+  std::vector<std::unique_ptr<Completions>> completions_;  // one per context
   std::vector<std::unique_ptr<Shard>> shards_;
   EventHub hub_;
-  std::vector<std::unique_ptr<asio::io_context>> contexts_;
   std::unique_ptr<tcp::acceptor> acceptor_;
   // Made in Open(), before the listening line is printed: a signal that
   // comes before Run() waits in it instead of killing the process.
@@ -224,12 +280,19 @@ class ServerImpl {
 // io_context thread (one thread per context), so none needs a lock.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(ServerImpl* server, tcp::socket socket)
+  Connection(ServerImpl* server, tcp::socket socket, Completions* completions)
       : server_(server),
+        completions_(completions),
         executor_(socket.get_executor()),
         socket_(std::move(socket)),
         resume_(executor_),
-        watchdog_(executor_) {}
+        watchdog_(executor_),
+        outbox_(server->shard_count()),
+        shard_counts_(server->shard_count()) {}
+
+  // A refusal decided while frames of the same read wait in the outbox: it
+  // is sent once they are handed on.
+  using PendingRefusal = std::tuple<ResultCode, std::string, uint64_t>;
 
   // executor() may be called on any thread (it never changes).
   const asio::any_io_executor& executor() const { return executor_; }
@@ -272,6 +335,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     socket_.close(ec);
     watchdog_.cancel();
     resume_.cancel();
+    AbandonOutbox();
     server_->hub().Remove(this);
     server_->Closed(this);
   }
@@ -294,8 +358,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Write queues one frame.  A peer that lets more than the unsent bound
   // pile up is cut off: it would otherwise hold the server's memory hostage.
+  // With kick false the frame only queues: the caller starts the write once
+  // it has queued everything it has (one write for many replies).
   void Write(Opcode op, uint64_t request_id, ResultCode status, std::string_view body,
-             bool counted) {
+             bool counted, bool kick = true) {
     if (closed_) return;
     if (counted &&
         (closing_ || pending_.size() + in_write_.size() + body.size() + proto::frame_header_bytes >
@@ -311,7 +377,42 @@ class Connection : public std::enable_shared_from_this<Connection> {
     size_t at = proto::BeginFrame(&pending_);
     pending_.append(body);
     proto::FinishFrame(&pending_, at, op, request_id, proto::flag_reply, status);
-    if (!writing_) StartWrite();
+    if (kick && !writing_) StartWrite();
+  }
+
+ public:
+  // KickWrite starts writing what queued without a kick.
+  void KickWrite() {
+    if (!closed_ && !writing_ && !pending_.empty()) StartWrite();
+  }
+
+  // ApplyFinished answers a finished apply job (its write waits for
+  // KickWrite) and keeps the job for reuse.
+  void ApplyFinished(std::unique_ptr<ServerJob> job) {
+    scratch_.clear();
+    proto::EncodeApplyReply(job->time_us.load(std::memory_order_relaxed), job->results,
+                            &scratch_);
+    Write(Opcode::apply, job->request_id, ResultCode::ok, scratch_, /*counted=*/true,
+          /*kick=*/false);
+    GiveJob(std::move(job));
+    RequestDone();
+  }
+
+  bool touched_ = false;  // in Completions::Drain's list (I/O thread only)
+
+ private:
+  std::unique_ptr<ServerJob> TakeJob() {
+    if (free_jobs_.empty()) return std::make_unique<ServerJob>();
+    std::unique_ptr<ServerJob> job = std::move(free_jobs_.back());
+    free_jobs_.pop_back();
+    return job;
+  }
+
+  void GiveJob(std::unique_ptr<ServerJob> job) {
+    job->connection.reset();
+    if (free_jobs_.size() < job_pool_max && job->body.capacity() <= job_keep_body_bytes) {
+      free_jobs_.push_back(std::move(job));
+    }
   }
 
   void StartWrite() {
@@ -360,7 +461,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void RequestDone() {
     TALLY_ASSERT(in_flight_ > 0);
     --in_flight_;
-    resume_.cancel();
+    if (reader_waiting_) resume_.cancel();
     FinishDrain();
   }
 
@@ -378,77 +479,170 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
   }
 
+  // Read takes what the kernel has (up to the buffer's size) in one read and
+  // handles every complete frame in it before reading again.  The apply
+  // frames of one read go to each shard in one hand-off (FlushOutbox).
   asio::awaitable<void> Read(std::shared_ptr<Connection> /*keep_alive*/) {
-    char header_bytes[proto::frame_header_bytes];
-    std::string body;
+    rbuf_.resize(read_buffer_bytes);
+    // Set when a frame is bad: sent after the frames before it are handed on.
+    std::optional<PendingRefusal> refuse;
     while (!closing_) {
-      auto [ec, n] =
-          co_await asio::async_read(socket_, asio::buffer(header_bytes), nothrow_awaitable);
-      if (closing_) break;
-      if (ec) {
-        if (ec == asio::error::eof && n > 0) {
-          Refuse(ResultCode::malformed_frame,
-                 Cat("malformed_frame: truncated frame: ", n, " of ", proto::frame_header_bytes,
-                     " header bytes before the end"),
-                 0);
-        } else if (ec == asio::error::eof) {
-          // The peer finished sending between frames: answer what it asked.
-          draining_ = true;
-          FinishDrain();
-        } else {
-          Close();
-        }
-        break;
-      }
-      std::string_view header_view(header_bytes, sizeof(header_bytes));
-      proto::FrameHeader header;
-      if (absl::Status s = proto::DecodeFrameHeader(header_view, &header); !s.ok()) {
-        uint64_t request_id = 0;
-        if (std::memcmp(header_bytes, "TALY", 4) == 0) {
-          std::memcpy(&request_id, header_bytes + 8, sizeof(request_id));
-        }
-        Refuse(ResultCode::malformed_frame, Cat("malformed_frame: ", s.message()), request_id);
-        break;
-      }
-      body.resize(header.body_bytes);
-      if (header.body_bytes > 0) {
-        auto [body_ec, body_n] =
-            co_await asio::async_read(socket_, asio::buffer(body), nothrow_awaitable);
-        if (closing_) break;
-        if (body_ec) {
-          if (body_ec == asio::error::eof) {
-            Refuse(ResultCode::malformed_frame,
-                   Cat("malformed_frame: truncated frame: ", body_n, " of ", header.body_bytes,
-                       " body bytes before the end"),
-                   header.request_id);
-          } else {
-            Close();
-          }
+      size_t frame_bytes = proto::frame_header_bytes;  // what the next frame needs
+      while (!closing_ && !refuse) {
+        size_t have = read_end_ - read_begin_;
+        if (have < proto::frame_header_bytes) break;
+        const char* at = rbuf_.data() + read_begin_;
+        std::string_view header_view(at, proto::frame_header_bytes);
+        proto::FrameHeader header;
+        if (absl::Status s = proto::DecodeFrameHeader(header_view, &header); !s.ok()) {
+          uint64_t request_id = 0;
+          if (std::memcmp(at, "TALY", 4) == 0) std::memcpy(&request_id, at + 8, sizeof request_id);
+          refuse.emplace(ResultCode::malformed_frame, Cat("malformed_frame: ", s.message()),
+                         request_id);
           break;
         }
+        frame_bytes = proto::frame_header_bytes + header.body_bytes;
+        if (have < frame_bytes) break;
+        std::string_view body(at + proto::frame_header_bytes, header.body_bytes);
+        if (!proto::VerifyChecksum(header_view, body)) {
+          refuse.emplace(ResultCode::malformed_frame, "malformed_frame: checksum mismatch",
+                         header.request_id);
+          break;
+        }
+        if (header.is_reply()) {
+          refuse.emplace(ResultCode::malformed_frame,
+                         "malformed_frame: reply flag set on a request", header.request_id);
+          break;
+        }
+        // The body stays in rbuf_ until the next read: nothing below reads.
+        read_begin_ += frame_bytes;
+        frame_bytes = proto::frame_header_bytes;
+        Touch();
+        if (header.opcode == Opcode::apply && token_ != nullptr && !subscribed_) {
+          Apply(header.request_id, body, &refuse);
+        } else {
+          // Other requests keep their place behind the applies before them.
+          if (!TryFlushOutbox()) co_await WaitFlushOutbox();
+          co_await Dispatch(header, body);
+        }
+        // Too many requests unanswered: stop reading until replies drain.
+        while (!closing_ && in_flight_ >= connection_requests_in_flight_max) {
+          if (!TryFlushOutbox()) co_await WaitFlushOutbox();
+          reader_waiting_ = true;
+          resume_.expires_at(Clock::time_point::max());
+          co_await resume_.async_wait(nothrow_awaitable);
+          reader_waiting_ = false;
+        }
       }
-      if (!proto::VerifyChecksum(header_view, body)) {
-        Refuse(ResultCode::malformed_frame, "malformed_frame: checksum mismatch",
-               header.request_id);
+      // Every frame before a bad one is handed on (and answered if the
+      // connection lives long enough); nothing after it is.
+      if (!TryFlushOutbox()) co_await WaitFlushOutbox();
+      if (refuse) {
+        auto& [code, message, request_id] = *refuse;
+        Refuse(code, message, request_id);
         break;
       }
-      if (header.is_reply()) {
-        Refuse(ResultCode::malformed_frame, "malformed_frame: reply flag set on a request",
+      if (closing_) break;
+
+      // Room for the rest of the next frame: move what is left to the front,
+      // grow for a frame bigger than the buffer, shrink after one.
+      size_t have = read_end_ - read_begin_;
+      if (have == 0 && rbuf_.size() > read_buffer_keep_bytes) {
+        std::string(read_buffer_bytes, '\0').swap(rbuf_);
+      }
+      if (read_begin_ > 0 && (have == 0 || rbuf_.size() - read_begin_ < frame_bytes ||
+                              rbuf_.size() - read_end_ < read_buffer_bytes / 4)) {
+        std::memmove(rbuf_.data(), rbuf_.data() + read_begin_, have);
+        read_begin_ = 0;
+        read_end_ = have;
+      }
+      if (rbuf_.size() < frame_bytes) rbuf_.resize(frame_bytes);
+
+      auto [ec, n] = co_await socket_.async_read_some(
+          asio::buffer(rbuf_.data() + read_end_, rbuf_.size() - read_end_), nothrow_awaitable);
+      if (closing_) break;
+      read_end_ += n;
+      if (!ec) continue;
+      have = read_end_ - read_begin_;
+      if (ec == asio::error::eof && have > 0 && have < proto::frame_header_bytes) {
+        Refuse(ResultCode::malformed_frame,
+               Cat("malformed_frame: truncated frame: ", have, " of ", proto::frame_header_bytes,
+                   " header bytes before the end"),
+               0);
+      } else if (ec == asio::error::eof && have > 0) {
+        // A whole header is here (the loop above checked it): the body is short.
+        proto::FrameHeader header;
+        std::string_view header_view(rbuf_.data() + read_begin_, proto::frame_header_bytes);
+        TALLY_ASSERT(proto::DecodeFrameHeader(header_view, &header).ok());
+        Refuse(ResultCode::malformed_frame,
+               Cat("malformed_frame: truncated frame: ", have - proto::frame_header_bytes, " of ",
+                   header.body_bytes, " body bytes before the end"),
                header.request_id);
-        break;
+      } else if (ec == asio::error::eof) {
+        // The peer finished sending between frames: answer what it asked.
+        draining_ = true;
+        FinishDrain();
+      } else {
+        Close();
       }
-      Touch();
-      co_await Dispatch(header, std::move(body));
-      body = std::string();
-      // Too many requests unanswered: stop reading until replies drain.
-      while (!closing_ && in_flight_ >= connection_requests_in_flight_max) {
-        resume_.expires_at(Clock::time_point::max());
-        co_await resume_.async_wait(nothrow_awaitable);
-      }
+      break;
     }
   }
 
-  asio::awaitable<void> Dispatch(const proto::FrameHeader& header, std::string body) {
+  // TryFlushOutbox hands the queued apply parts to their shards, each shard's
+  // under one lock with one wake-up; false when a full shard queue kept some.
+  bool TryFlushOutbox() {
+    bool all = true;
+    for (uint32_t s = 0; s < outbox_.size(); ++s) {
+      std::vector<ApplyPart>& parts = outbox_[s];
+      if (parts.empty()) continue;
+      size_t taken = 0;
+      Shard::Push pushed = server_->shard(s).PushApplies(parts, &taken);
+      if (pushed == Shard::Push::stopped) {
+        for (const ApplyPart& part : parts) {
+          ApplyJob& job = *part.job;
+          for (uint32_t k = part.begin; k < part.end; ++k) {
+            job.results[job.order[k]] = Result{.code = ResultCode::shutting_down};
+          }
+          job.FinishPart();
+        }
+        parts.clear();
+        continue;
+      }
+      parts.erase(parts.begin(), parts.begin() + static_cast<ptrdiff_t>(taken));
+      all = all && parts.empty();
+    }
+    return all;
+  }
+
+  // AbandonOutbox refuses the parts of a closed connection that were never
+  // handed on (it closed while a full shard queue held them back): no one
+  // will read their replies, and a job must not wait for a part that never
+  // goes (the job would keep the connection alive for good).
+  void AbandonOutbox() {
+    for (std::vector<ApplyPart>& parts : outbox_) {
+      for (const ApplyPart& part : parts) {
+        ApplyJob& job = *part.job;
+        for (uint32_t k = part.begin; k < part.end; ++k) {
+          job.results[job.order[k]] = Result{.code = ResultCode::shutting_down};
+        }
+        job.FinishPart();
+      }
+      parts.clear();
+    }
+  }
+
+  // WaitFlushOutbox retries while a shard's queue is full: this connection
+  // stops being read until there is room (backpressure), the others go on.
+  asio::awaitable<void> WaitFlushOutbox() {
+    asio::steady_timer wait(executor());
+    while (!TryFlushOutbox()) {
+      wait.expires_after(queue_full_retry);
+      co_await wait.async_wait(nothrow_awaitable);
+    }
+  }
+
+  asio::awaitable<void> Dispatch(const proto::FrameHeader& header, std::string_view body) {
     const uint64_t id = header.request_id;
     if (token_ == nullptr && header.opcode != Opcode::hello) {
       Refuse(ResultCode::unauthenticated,
@@ -464,9 +658,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
       case Opcode::hello:
         Hello(id, body);
         co_return;
-      case Opcode::apply:
-        co_await Apply(id, std::move(body));
+      case Opcode::apply: {
+        std::optional<PendingRefusal> refuse;
+        Apply(id, body, &refuse);
+        if (!TryFlushOutbox()) co_await WaitFlushOutbox();
+        if (refuse) Refuse(std::get<0>(*refuse), std::get<1>(*refuse), std::get<2>(*refuse));
         co_return;
+      }
       case Opcode::subscribe:
         Subscribe(id, body);
         co_return;
@@ -506,72 +704,84 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Reply(Opcode::hello, id, answer);
   }
 
-  asio::awaitable<void> Apply(uint64_t id, std::string body) {
-    auto job = std::make_shared<ApplyJob>();
-    job->body = std::move(body);
+  // Apply decodes an apply frame into a (reused) job and queues one part per
+  // shard it touches in the outbox; TryFlushOutbox hands them on.  A frame
+  // that does not decode sets *refuse: the caller hands on the frames
+  // before it first.
+  void Apply(uint64_t id, std::string_view body, std::optional<PendingRefusal>* refuse) {
+    std::unique_ptr<ServerJob> job = TakeJob();
+    job->body.assign(body.data(), body.size());
     if (absl::Status s = DecodeBatch(job->body, &job->batch); !s.ok()) {
-      Refuse(ResultCode::malformed_frame, Cat("malformed_frame: apply: ", s.message()), id);
-      co_return;
+      GiveJob(std::move(job));
+      refuse->emplace(ResultCode::malformed_frame, Cat("malformed_frame: apply: ", s.message()),
+                      id);
+      return;
     }
     const size_t count = job->batch.commands.size();
     if (job->batch.time_us != 0 || count == 0 || count > frame_commands_max) {
-      Refuse(ResultCode::malformed_frame,
-             Cat("malformed_frame: apply wants time_us 0 and 1 to ", frame_commands_max,
-                 " commands; got time_us ", job->batch.time_us, " and ", count),
-             id);
-      co_return;
+      int64_t time_us = job->batch.time_us;
+      GiveJob(std::move(job));
+      refuse->emplace(ResultCode::malformed_frame,
+                      Cat("malformed_frame: apply wants time_us 0 and 1 to ", frame_commands_max,
+                          " commands; got time_us ", time_us, " and ", count),
+                      id);
+      return;
     }
-    job->actor = token_->name;
+    job->request_id = id;
+    job->time_us.store(0, std::memory_order_relaxed);
     job->results.resize(count);
+    // Group the commands by shard, each group in request order (a counting
+    // sort: no allocation once the buffers have grown).
+    constexpr uint32_t refused = UINT32_MAX;
     const uint32_t shards = server_->shard_count();
-    std::vector<std::vector<uint32_t>> by_shard(shards);
+    command_shards_.resize(count);
+    std::fill(shard_counts_.begin(), shard_counts_.end(), 0);
+    uint32_t placed = 0;
     for (uint32_t i = 0; i < count; ++i) {
       Command& c = job->batch.commands[i];
       // The sweep is the server's own command; clients never send it.
       if (c.kind == CommandKind::expire_sweep || !proto::RoleMayApply(token_->role, c.kind) ||
           !token_->MayUseOrg(c.org_id)) {
         job->results[i] = Result{.code = ResultCode::forbidden};
+        command_shards_[i] = refused;
         continue;
       }
-      if (c.actor.empty() && NamesItsActor(c.kind)) c.actor = job->actor;
-      by_shard[ShardOf(c.org_id, shards)].push_back(i);
+      // The token outlives the server's connections: the name stays valid.
+      if (c.actor.empty() && NamesItsActor(c.kind)) c.actor = token_->name;
+      uint32_t s = ShardOf(c.org_id, shards);
+      command_shards_[i] = s;
+      ++shard_counts_[s];
+      ++placed;
     }
+    job->order.resize(placed);
     uint32_t parts = 0;
-    for (const auto& indices : by_shard) parts += indices.empty() ? 0 : 1;
-    // One extra count for this sender, so done() cannot run while parts are
-    // still being handed out.
-    job->parts_left.store(parts + 1, std::memory_order_relaxed);
-    job->done = [self = shared_from_this(), id](ApplyJob& done) {
-      asio::post(self->executor(),
-                 [self, id, time_us = done.time_us.load(), results = std::move(done.results)] {
-                   Answer answer;
-                   proto::EncodeApplyReply(time_us, results, &answer.body);
-                   self->Reply(Opcode::apply, id, answer);
-                   self->RequestDone();
-                 });
-    };
-    ++in_flight_;
-    asio::steady_timer wait(executor());
+    uint32_t begin = 0;
     for (uint32_t s = 0; s < shards; ++s) {
-      if (by_shard[s].empty()) continue;
-      ApplyPart part{job, std::move(by_shard[s])};
-      for (;;) {
-        Shard::Push pushed = server_->shard(s).PushApply(std::move(part));
-        if (pushed == Shard::Push::accepted) break;
-        if (pushed == Shard::Push::stopped) {
-          for (uint32_t index : part.indices) {
-            job->results[index] = Result{.code = ResultCode::shutting_down};
-          }
-          job->FinishPart();
-          break;
-        }
-        // The shard's queue is full: this connection stops being read until
-        // there is room (backpressure), the others go on.
-        wait.expires_after(queue_full_retry);
-        co_await wait.async_wait(nothrow_awaitable);
-      }
+      uint32_t n = shard_counts_[s];
+      shard_counts_[s] = begin;  // from here on: where shard s's next index goes
+      if (n > 0) ++parts;
+      begin += n;
     }
-    job->FinishPart();
+    for (uint32_t i = 0; i < count; ++i) {
+      if (command_shards_[i] != refused) job->order[shard_counts_[command_shards_[i]]++] = i;
+    }
+    ++in_flight_;
+    if (parts == 0) {  // every command refused: answered at once
+      job->connection = shared_from_this();
+      ApplyFinished(std::move(job));
+      KickWrite();
+      return;
+    }
+    job->parts_left.store(parts, std::memory_order_relaxed);
+    job->sink = completions_;
+    job->connection = shared_from_this();
+    ServerJob* flying = job.release();  // comes back through Completions
+    begin = 0;
+    for (uint32_t s = 0; s < shards; ++s) {
+      uint32_t end = shard_counts_[s];
+      if (end > begin) outbox_[s].push_back(ApplyPart{flying, begin, end});
+      begin = end;
+    }
   }
 
   asio::awaitable<void> Query(Opcode op, uint64_t id, std::string_view body) {
@@ -746,6 +956,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   ServerImpl* server_;
+  Completions* completions_;  // this connection's I/O thread's
   const asio::any_io_executor executor_;
   tcp::socket socket_;
   asio::steady_timer resume_;    // the reader waits here while in_flight_ is at its bound
@@ -762,7 +973,42 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string pending_;   // frames queued behind the write in progress
   std::string in_write_;  // the frames being written
   std::string scratch_;
+  bool reader_waiting_ = false;  // the reader waits on resume_ for replies to drain
+  std::string rbuf_;             // bytes read, frames not yet handled: [read_begin_, read_end_)
+  size_t read_begin_ = 0;
+  size_t read_end_ = 0;
+  std::vector<std::vector<ApplyPart>> outbox_;  // per shard: parts not yet handed on
+  std::vector<std::unique_ptr<ServerJob>> free_jobs_;
+  std::vector<uint32_t> command_shards_;  // Apply's scratch
+  std::vector<uint32_t> shard_counts_;    // Apply's scratch
 };
+
+Completions::~Completions() {
+  // Jobs finished after the I/O threads stopped: nobody will answer them.
+  for (ServerJob* job : ready_) delete job;
+}
+
+void Completions::Drain() {
+  {
+    std::lock_guard lock(mu_);
+    draining_.swap(ready_);
+    posted_ = false;
+  }
+  for (ServerJob* job : draining_) {
+    std::shared_ptr<Connection> connection = std::move(job->connection);
+    connection->ApplyFinished(std::unique_ptr<ServerJob>(job));
+    if (!connection->touched_) {
+      connection->touched_ = true;
+      touched_.push_back(std::move(connection));
+    }
+  }
+  draining_.clear();
+  for (const std::shared_ptr<Connection>& connection : touched_) {
+    connection->touched_ = false;
+    connection->KickWrite();
+  }
+  touched_.clear();
+}
 
 void EventHub::Publish(std::span<const Event> events) {
   std::lock_guard lock(mu_);
@@ -856,6 +1102,7 @@ absl::Status ServerImpl::Open() {
                                               : std::max(1u, std::thread::hardware_concurrency());
   for (uint32_t i = 0; i < threads; ++i) {
     contexts_.push_back(std::make_unique<asio::io_context>(1));
+    completions_.push_back(std::make_unique<Completions>(*contexts_.back()));
   }
   boost::system::error_code ec;
   acceptor_ = std::make_unique<tcp::acceptor>(*contexts_[0]);
@@ -876,7 +1123,8 @@ absl::Status ServerImpl::Open() {
 asio::awaitable<void> ServerImpl::AcceptLoop() {
   asio::steady_timer backoff(acceptor_->get_executor());
   for (;;) {
-    asio::io_context& context = *contexts_[next_context_];
+    const uint32_t context_index = next_context_;
+    asio::io_context& context = *contexts_[context_index];
     next_context_ = (next_context_ + 1) % contexts_.size();
     auto [ec, socket] = co_await acceptor_->async_accept(context, nothrow_awaitable);
     if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
@@ -887,7 +1135,8 @@ asio::awaitable<void> ServerImpl::AcceptLoop() {
       co_await backoff.async_wait(nothrow_awaitable);
       continue;
     }
-    auto connection = std::make_shared<Connection>(this, std::move(socket));
+    auto connection = std::make_shared<Connection>(this, std::move(socket),
+                                                   completions_[context_index].get());
     bool over = false;
     {
       std::lock_guard lock(mu_);

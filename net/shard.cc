@@ -21,7 +21,7 @@ int64_t WallClockUs() {
 }  // namespace
 
 void ApplyJob::FinishPart() {
-  if (parts_left.fetch_sub(1, std::memory_order_acq_rel) == 1) done(*this);
+  if (parts_left.fetch_sub(1, std::memory_order_acq_rel) == 1) sink->Finished(this);
 }
 
 absl::StatusOr<std::unique_ptr<Shard>> Shard::Open(wal::FileSystem* fs, const ShardOptions& options,
@@ -42,18 +42,27 @@ void Shard::Start() {
   thread_ = std::thread([this] { Run(); });
 }
 
-Shard::Push Shard::PushApply(ApplyPart&& part) {
-  uint64_t count = part.indices.size();
-  TALLY_ASSERT(count > 0 && count <= frame_commands_max);
+Shard::Push Shard::PushApply(const ApplyPart& part) {
+  size_t taken = 0;
+  return PushApplies(std::span(&part, 1), &taken);
+}
+
+Shard::Push Shard::PushApplies(std::span<const ApplyPart> parts, size_t* taken) {
+  *taken = 0;
   {
     std::lock_guard lock(mu_);
     if (stop_) return Push::stopped;
-    if (queued_commands_ + count > options_.queue_commands_max) return Push::full;
-    queued_commands_ += count;
-    parts_.push_back(std::move(part));
+    for (const ApplyPart& part : parts) {
+      uint64_t count = part.size();
+      TALLY_ASSERT(count > 0 && count <= frame_commands_max);
+      if (queued_commands_ + count > options_.queue_commands_max) break;
+      queued_commands_ += count;
+      parts_.push_back(part);
+      ++*taken;
+    }
   }
-  wake_.notify_one();
-  return Push::accepted;
+  if (*taken > 0) wake_.notify_one();
+  return *taken == parts.size() ? Push::accepted : Push::full;
 }
 
 Shard::Push Shard::PushQuery(QueryFn&& query, uint64_t owner) {
@@ -102,9 +111,9 @@ void Shard::Run() {
       // while they fit one batch
       // (one command is kept for the sweep).
       uint64_t commands = 0;
-      while (!parts_.empty() && commands + parts_.front().indices.size() < batch_commands_max) {
-        commands += parts_.front().indices.size();
-        parts.push_back(std::move(parts_.front()));
+      while (!parts_.empty() && commands + parts_.front().size() < batch_commands_max) {
+        commands += parts_.front().size();
+        parts.push_back(parts_.front());
         parts_.pop_front();
       }
       // Queries: in order, but at most a few of each owner this round.
@@ -183,7 +192,10 @@ void Shard::Run() {
 void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
   commands_.clear();
   for (const ApplyPart& part : parts) {
-    for (uint32_t index : part.indices) commands_.push_back(part.job->batch.commands[index]);
+    const ApplyJob& job = *part.job;
+    for (uint32_t k = part.begin; k < part.end; ++k) {
+      commands_.push_back(job.batch.commands[job.order[k]]);
+    }
   }
   if (sweep) commands_.push_back(Command{.kind = CommandKind::expire_sweep});
   TALLY_ASSERT(commands_.size() <= batch_commands_max);
@@ -200,7 +212,7 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
   size_t at = 0;
   for (ApplyPart& part : parts) {
     ApplyJob& job = *part.job;
-    for (uint32_t index : part.indices) job.results[index] = out_.results[at++];
+    for (uint32_t k = part.begin; k < part.end; ++k) job.results[job.order[k]] = out_.results[at++];
     int64_t seen = job.time_us.load(std::memory_order_relaxed);
     while (seen < out_.time_us &&
            !job.time_us.compare_exchange_weak(seen, out_.time_us, std::memory_order_relaxed)) {
@@ -213,7 +225,8 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
 void Shard::Refuse(std::vector<ApplyPart>& parts, std::vector<QueuedQuery>* queries,
                    ResultCode code, const std::string& reason) {
   for (ApplyPart& part : parts) {
-    for (uint32_t index : part.indices) part.job->results[index] = Result{.code = code};
+    ApplyJob& job = *part.job;
+    for (uint32_t k = part.begin; k < part.end; ++k) job.results[job.order[k]] = Result{.code = code};
     part.job->FinishPart();
   }
   ShardView view{.store = nullptr, .refusal = code, .reason = reason, .now_us = WallClockUs()};

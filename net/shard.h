@@ -43,28 +43,47 @@
 
 namespace tally::net {
 
+struct ApplyJob;
+
+// JobSink takes an apply job back once every part of it is durable or
+// refused.  Finished() runs on a shard thread (or on the thread that gave up
+// the last part, when a shard refused it at once); it must not block.
+class JobSink {
+ public:
+  virtual void Finished(ApplyJob* job) = 0;
+
+ protected:
+  ~JobSink() = default;
+};
+
 // ApplyJob is one apply frame on its way through the shards.  It owns the
 // frame's bytes (the commands' texts point into them) and collects one
-// result per command; the shard that finishes the last part calls done().
+// result per command; the shard that finishes the last part hands it to
+// `sink`.  The server reuses jobs (their buffers keep their capacity), so a
+// frame in steady state allocates nothing.
 struct ApplyJob {
   std::string body;
   DecodedBatch batch;
-  std::string actor;  // the token's name, for commands that name no actor
   std::vector<Result> results;
+  // Indices into batch.commands grouped by shard, each group in request
+  // order; a part is one range of it.
+  std::vector<uint32_t> order;
   std::atomic<uint32_t> parts_left{0};
   std::atomic<int64_t> time_us{0};
-  // Called once, on a shard thread (or the I/O thread when no part was
-  // queued), after every part is durable or refused.
-  std::function<void(ApplyJob& job)> done;
+  JobSink* sink = nullptr;
 
-  // FinishPart counts one part done and calls done() after the last.
+  // FinishPart counts one part done and hands the job to the sink after the
+  // last.
   void FinishPart();
 };
 
-// ApplyPart is the commands of one job that go to one shard.
+// ApplyPart is the commands of one job that go to one shard:
+// job->order[begin, end).
 struct ApplyPart {
-  std::shared_ptr<ApplyJob> job;
-  std::vector<uint32_t> indices;  // into job->batch.commands, in order
+  ApplyJob* job = nullptr;
+  uint32_t begin = 0;
+  uint32_t end = 0;
+  uint32_t size() const { return end - begin; }
 };
 
 // ShardView is what a query sees: the store (its ledger, and the history
@@ -109,7 +128,12 @@ class Shard {
   void Start();
   // PushApply queues a part; `full` when its commands do not fit the queue
   // now (the caller waits and retries), `stopped` after Stop().
-  Push PushApply(ApplyPart&& part);
+  Push PushApply(const ApplyPart& part);
+  // PushApplies queues parts from the front of `parts` while they fit, under
+  // one lock and with one wake-up (an I/O thread hands over every frame of
+  // one socket read at once); *taken says how many.  `full` when some are
+  // left, `stopped` (nothing taken) after Stop().
+  Push PushApplies(std::span<const ApplyPart> parts, size_t* taken);
   // PushQuery queues a query (it counts as one command of the queue).
   // `owner` names its sender: a round answers at most
   // shard_round_queries_per_owner_max of one owner's queries, so one

@@ -1,6 +1,7 @@
 #include "wal/log_reader.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "tally/limits.h"
@@ -47,8 +48,28 @@ Parsed ParseRecord(std::span<const std::byte> seg, uint64_t at) {
   return p;
 }
 
+// AllZero runs over every preallocated tail at each start (64 MiB a segment
+// by default), so it ORs 8-byte words a 4 KiB block at a time: the compiler
+// vectorises a loop with no early exit; the exit is between blocks.
 bool AllZero(std::span<const std::byte> bytes) {
-  return std::all_of(bytes.begin(), bytes.end(), [](std::byte b) { return b == std::byte{0}; });
+  constexpr size_t block_bytes = 4096;
+  const std::byte* p = bytes.data();
+  size_t left = bytes.size();
+  while (left >= block_bytes) {
+    uint64_t any = 0;
+    for (size_t i = 0; i < block_bytes; i += sizeof(uint64_t)) {
+      uint64_t word;
+      std::memcpy(&word, p + i, sizeof word);
+      any |= word;
+    }
+    if (any != 0) return false;
+    p += block_bytes;
+    left -= block_bytes;
+  }
+  for (size_t i = 0; i < left; ++i) {
+    if (p[i] != std::byte{0}) return false;
+  }
+  return true;
 }
 
 }  // namespace

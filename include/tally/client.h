@@ -108,6 +108,11 @@ class Client {
   absl::StatusOr<Reply> Receive();
   // Replies not yet received.
   uint64_t in_flight() const { return in_flight_; }
+  // reply_buffered: a whole frame is already read, so Receive() returns
+  // without waiting.  Receive reads everything the kernel holds (many
+  // replies) at once, so a caller that polls fd() for readability must
+  // first take the buffered replies: poll cannot see them.
+  bool reply_buffered() const;
   // Bytes queued and not yet flushed.
   size_t queued_bytes() const { return out_.size(); }
 
@@ -121,7 +126,8 @@ class Client {
   // Call sends one queued request and waits for its reply.
   absl::StatusOr<Reply> Call(uint64_t request_id);
   absl::StatusOr<Reply> Query(proto::Opcode opcode, std::string_view body);
-  absl::Status ReadFull(char* into, size_t n, uint32_t timeout_ms);
+  // Fill reads until at least `bytes` are buffered, or fails after timeout_ms.
+  absl::Status Fill(size_t bytes, uint32_t timeout_ms);
   absl::Status Broken(absl::Status status);
 
   int fd_ = -1;
@@ -132,6 +138,9 @@ class Client {
   std::string out_;      // frames queued, not yet written
   std::string scratch_;  // a request body being built
   absl::Status broken_;  // once the connection failed, every call fails
+  std::string in_;  // bytes received: [in_begin_, in_end_) not yet taken by Receive
+  size_t in_begin_ = 0;
+  size_t in_end_ = 0;
 };
 
 }  // namespace tally

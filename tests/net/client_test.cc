@@ -4,9 +4,6 @@
 #include "tally/client.h"
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <functional>
@@ -14,6 +11,8 @@
 
 #include "tally/codec.h"
 #include "tally/commands.h"
+#include "tests/net/raw_connection.h"
+#include "tests/net/scripted_peer.h"
 
 namespace tally {
 namespace {
@@ -26,79 +25,7 @@ Command Deduct(uint64_t op_id, uint64_t org, uint64_t wallet, int64_t amount) {
   return c;
 }
 
-// Peer listens on 127.0.0.1:<free port> and runs `script` on the first
-// connection it accepts.
-class Peer {
- public:
-  explicit Peer(std::function<void(Peer&)> script) {
-    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    EXPECT_EQ(listen(listen_fd_, 4), 0);
-    socklen_t len = sizeof addr;
-    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-    thread_ = std::thread([this, script] {
-      fd_ = accept(listen_fd_, nullptr, nullptr);
-      if (fd_ >= 0) script(*this);
-      if (fd_ >= 0) close(fd_);
-    });
-  }
-  ~Peer() {
-    thread_.join();
-    close(listen_fd_);
-  }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-
-  // Read one frame; false at EOF.
-  bool Read(proto::FrameHeader* h, std::string* body) {
-    char header[proto::frame_header_bytes];
-    if (!ReadFull(header, sizeof header)) return false;
-    if (!proto::DecodeFrameHeader(std::string_view(header, sizeof header), h).ok()) return false;
-    body->resize(h->body_bytes);
-    if (!ReadFull(body->data(), body->size())) return false;
-    return proto::VerifyChecksum(std::string_view(header, sizeof header), *body);
-  }
-  void Reply(Opcode op, uint64_t id, ResultCode status, const std::string& body) {
-    std::string out;
-    size_t at = proto::BeginFrame(&out);
-    out += body;
-    proto::FinishFrame(&out, at, op, id, proto::flag_reply, status);
-    Write(out);
-  }
-  void Write(std::string_view bytes) { (void)!send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL); }
-  // AcceptHello answers the hello as an admin token named "ops".
-  void AcceptHello() {
-    proto::FrameHeader h;
-    std::string body;
-    ASSERT_TRUE(Read(&h, &body));
-    ASSERT_EQ(h.opcode, Opcode::hello);
-    proto::HelloRequest hello;
-    ASSERT_TRUE(proto::DecodeHello(body, &hello).ok());
-    token = std::string(hello.token);
-    std::string reply;
-    proto::EncodeHelloReply({proto::Role::admin, 2, "ops"}, &reply);
-    Reply(Opcode::hello, h.request_id, ResultCode::ok, reply);
-  }
-  std::string token;
-
- private:
-  bool ReadFull(char* p, size_t n) {
-    while (n > 0) {
-      ssize_t r = recv(fd_, p, n, 0);
-      if (r <= 0) return false;
-      p += r;
-      n -= static_cast<size_t>(r);
-    }
-    return true;
-  }
-  int listen_fd_ = -1;
-  int fd_ = -1;
-  uint16_t port_ = 0;
-  std::thread thread_;
-};
+using Peer = testing::ScriptedPeer;
 
 TEST(Client, HelloCarriesTheTokenAndLearnsRoleAndShards) {
   Peer peer([](Peer& p) { p.AcceptHello(); });
@@ -272,16 +199,8 @@ TEST(Client, SilentPeerTimesOut) {
 }
 
 TEST(Client, NothingListeningIsUnavailableAndBadAddressIsInvalid) {
-  // Bind then close a port so that nothing listens on it.
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  auto client = Client::Connect("127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), "t");
+  auto client = Client::Connect(
+      "127.0.0.1:" + std::to_string(testing::UnusedLoopbackPort()), "t");
   ASSERT_FALSE(client.ok());
   EXPECT_EQ(client.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(Client::Connect("no-port", "t").status().code(), absl::StatusCode::kInvalidArgument);

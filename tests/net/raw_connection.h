@@ -23,6 +23,20 @@
 
 namespace tally::testing {
 
+// UnusedLoopbackPort is a loopback port that nothing listens on: bound,
+// read and released (for "nothing listening" tests and fixed-port restarts).
+inline uint16_t UnusedLoopbackPort() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  (void)!bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
 // Frame builds one frame with a correct checksum.
 inline std::string Frame(proto::Opcode op, uint64_t request_id, std::string_view body) {
   std::string out;

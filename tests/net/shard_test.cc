@@ -19,21 +19,21 @@ namespace {
 
 inline void PrintTo(ResultCode code, std::ostream* os) { *os << ResultCodeName(code); }
 
-// Job builds an apply job of `commands` whose done() fulfils a promise.
-struct Job {
-  std::shared_ptr<ApplyJob> job = std::make_shared<ApplyJob>();
+// Job builds an apply job of `commands`; its sink fulfils a promise.
+struct Job final : JobSink {
+  std::unique_ptr<ApplyJob> job = std::make_unique<ApplyJob>();
   std::promise<std::vector<Result>> promise;
 
   explicit Job(std::vector<Command> commands) {
     job->batch.commands = std::move(commands);
     job->results.resize(job->batch.commands.size());
+    for (uint32_t i = 0; i < job->batch.commands.size(); ++i) job->order.push_back(i);
     job->parts_left = 1;
-    job->done = [this](ApplyJob& done) { promise.set_value(done.results); };
+    job->sink = this;
   }
+  void Finished(ApplyJob* done) override { promise.set_value(done->results); }
   ApplyPart Part() {
-    ApplyPart part{job, {}};
-    for (uint32_t i = 0; i < job->batch.commands.size(); ++i) part.indices.push_back(i);
-    return part;
+    return ApplyPart{job.get(), 0, static_cast<uint32_t>(job->order.size())};
   }
   std::vector<Result> Wait() { return promise.get_future().get(); }
 };
@@ -125,6 +125,33 @@ TEST(ShardTest, AFullQueueSaysFullAndAStoppedShardSaysStopped) {
   EXPECT_EQ(a.Wait()[1].code, ResultCode::ok);
   (*shard)->Stop();
   EXPECT_EQ((*shard)->PushApply(b.Part()), Shard::Push::stopped);
+}
+
+TEST(ShardTest, PushAppliesTakesWhatFitsInOrderAndSaysFull) {
+  wal::MemFileSystem fs;
+  ShardOptions options;
+  options.dir = "/shard-0";
+  options.sweep_every_ms = 0;
+  options.queue_commands_max = 3;
+  auto shard = Shard::Open(&fs, options, nullptr);
+  ASSERT_TRUE(shard.ok());
+  Job a({WithOp(cmd::OrgCreate(1), 1), WithOp(cmd::Topup(1, 5), 2)});
+  Job b({WithOp(cmd::Topup(1, 5), 3)});
+  Job c({WithOp(cmd::Topup(1, 5), 4)});
+  std::vector<ApplyPart> parts = {a.Part(), b.Part(), c.Part()};
+  size_t taken = 99;
+  EXPECT_EQ((*shard)->PushApplies(parts, &taken), Shard::Push::full);
+  EXPECT_EQ(taken, 2u) << "a and b fit the 3 commands; c waits";
+  (*shard)->Start();
+  EXPECT_EQ(a.Wait()[1].code, ResultCode::ok);
+  EXPECT_EQ(b.Wait()[0].code, ResultCode::ok);
+  ASSERT_EQ((*shard)->PushApplies(std::span(parts).subspan(taken), &taken),
+            Shard::Push::accepted);
+  EXPECT_EQ(taken, 1u);
+  EXPECT_EQ(c.Wait()[0].code, ResultCode::ok);
+  (*shard)->Stop();
+  EXPECT_EQ((*shard)->PushApplies(parts, &taken), Shard::Push::stopped);
+  EXPECT_EQ(taken, 0u);
 }
 
 TEST(ShardTest, OneConnectionsFloodOfQueriesDoesNotDelayAnothers) {

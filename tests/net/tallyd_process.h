@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -85,9 +86,18 @@ class TallydProcess {
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
+    const uint64_t file_bytes_max = file_bytes_max_;
     pid_t pid = ::fork();
     if (pid < 0) return absl::InternalError("fork");
     if (pid == 0) {
+      if (file_bytes_max != 0) {
+        // A write at or past the limit then fails with EFBIG, in any file,
+        // preallocated or not: a disk that refuses writes, for a real
+        // process.  SIGXFSZ ignored, so the write fails instead of killing.
+        ::signal(SIGXFSZ, SIG_IGN);
+        rlimit limit{.rlim_cur = file_bytes_max, .rlim_max = file_bytes_max};
+        ::setrlimit(RLIMIT_FSIZE, &limit);
+      }
       ::dup2(out[1], STDOUT_FILENO);
       ::execv(argv[0], argv.data());
       ::_exit(127);
@@ -127,6 +137,12 @@ class TallydProcess {
   int Terminate(int timeout_ms = 20000) { return Signal(SIGTERM, timeout_ms); }
   // Kill sends SIGKILL and waits.
   int Kill() { return Signal(SIGKILL, 20000); }
+
+  // set_file_bytes_max makes the next Start()s run tallyd with
+  // RLIMIT_FSIZE at `bytes` (0: no limit): every write at an offset at or
+  // past it fails with EFBIG ("File too large"), as a full or failing disk
+  // would refuse it.
+  void set_file_bytes_max(uint64_t bytes) { file_bytes_max_ = bytes; }
 
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
@@ -175,6 +191,7 @@ class TallydProcess {
   }
 
   pid_t pid_ = -1;
+  uint64_t file_bytes_max_ = 0;
   std::string data_dir_;
   std::string address_;
   uint16_t port_ = 0;

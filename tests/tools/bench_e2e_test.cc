@@ -2,9 +2,7 @@
 // --spawn), and its JSON and verdict are checked; then a client deducts
 // behind its back and the verification must catch it.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +15,7 @@
 
 #include "tally/client.h"
 #include "tally/commands.h"
+#include "tests/net/raw_connection.h"
 #include "tools/bench/spawn.h"
 
 #ifndef TALLY_BENCH_BINARY
@@ -110,10 +109,13 @@ TEST(BenchEndToEnd, AllocationsRequestsAndApprovalsAreVerified) {
   ExpectVerifiedRun(RunBench(kSpawn + " --workload allocate --wallets 2000 --connections 2"));
 }
 
-TEST(BenchEndToEnd, OpenLoopHoldsItsRate) {
+// The open loop sends on a fixed schedule and never ahead of it, so its rate
+// is bounded above by the one asked for whatever the machine does; a slow
+// machine may only make it lower (no timing assertion from below).
+TEST(BenchEndToEnd, OpenLoopNeverSendsAheadOfItsSchedule) {
   Outcome o = RunBench(kSpawn + " --rate 2000 --connections 4 --depth 64 --wallets 1000");
   ExpectVerifiedRun(o);
-  EXPECT_NEAR(Number(o.out, "ops_per_s"), 2000, 600) << o.out;  // loose: CI machines are busy
+  EXPECT_LE(Number(o.out, "ops_per_s"), 2000 * 1.05) << o.out;
 }
 
 TEST(BenchEndToEnd, BadFlagIsExitTwoAndNamed) {
@@ -217,19 +219,6 @@ TEST(BenchEndToEnd, TokenComesFromTheEnvironmentOrTheDataDirectory) {
   std::filesystem::remove_all(dir);
 }
 
-// FreePort is a loopback port nothing listens on (bound, read, released).
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // StartTallyd runs tallyd on `data` at a fixed port (so a restart is at the
 // same address) and waits until it answers a hello.
 pid_t StartTallyd(const std::string& data, int port, std::string* token) {
@@ -263,7 +252,7 @@ pid_t StartTallyd(const std::string& data, int port, std::string* token) {
 TEST(BenchEndToEnd, FramesInFlightWhenTheServerDiesAreResentAndStillVerify) {
   std::string data = ::testing::TempDir() + "/bench-restart-" + std::to_string(getpid());
   std::filesystem::remove_all(data);
-  int port = FreePort();
+  int port = testing::UnusedLoopbackPort();
   std::string token;
   pid_t first = StartTallyd(data, port, &token);
   ASSERT_GT(first, 0);

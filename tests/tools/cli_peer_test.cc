@@ -2,17 +2,14 @@
 // (the bytes a real tallyd would get) and what it makes of a connection that
 // breaks before the answer.  The real server: tally_e2e_test.cc.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <functional>
 #include <string>
-#include <thread>
 
 #include "tally/codec.h"
 #include "tally/protocol.h"
+#include "tests/net/scripted_peer.h"
 #include "tools/cli/cli.h"
 
 namespace tally::cli {
@@ -20,70 +17,16 @@ namespace {
 
 using proto::Opcode;
 
-// Peer listens on 127.0.0.1:<free port>, answers the hello as an admin
-// token named "ops", then runs `script` on the connection.
-class Peer {
+using testing::ScriptedPeer;
+
+// Peer is a scripted tallyd that answers the hello as an admin token named
+// "ops", then runs `script` on the connection.
+class Peer : public ScriptedPeer {
  public:
-  explicit Peer(std::function<void(Peer&)> script) {
-    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    EXPECT_EQ(listen(listen_fd_, 4), 0);
-    socklen_t len = sizeof addr;
-    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-    thread_ = std::thread([this, script] {
-      fd_ = accept(listen_fd_, nullptr, nullptr);
-      if (fd_ < 0) return;
-      proto::FrameHeader h;
-      std::string body;
-      if (Read(&h, &body) && h.opcode == Opcode::hello) {
-        std::string reply;
-        proto::EncodeHelloReply({proto::Role::admin, 2, "ops"}, &reply);
-        Reply(Opcode::hello, h.request_id, reply);
-        script(*this);
-      }
-      close(fd_);
-    });
-  }
-  ~Peer() {
-    thread_.join();
-    close(listen_fd_);
-  }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-
-  bool Read(proto::FrameHeader* h, std::string* body) {
-    char header[proto::frame_header_bytes];
-    if (!ReadFull(header, sizeof header)) return false;
-    if (!proto::DecodeFrameHeader(std::string_view(header, sizeof header), h).ok()) return false;
-    body->resize(h->body_bytes);
-    if (!ReadFull(body->data(), body->size())) return false;
-    return proto::VerifyChecksum(std::string_view(header, sizeof header), *body);
-  }
-  void Reply(Opcode op, uint64_t id, const std::string& body) {
-    std::string out;
-    size_t at = proto::BeginFrame(&out);
-    out += body;
-    proto::FinishFrame(&out, at, op, id, proto::flag_reply, ResultCode::ok);
-    (void)!send(fd_, out.data(), out.size(), MSG_NOSIGNAL);
-  }
-
- private:
-  bool ReadFull(char* p, size_t n) {
-    while (n > 0) {
-      ssize_t r = recv(fd_, p, n, 0);
-      if (r <= 0) return false;
-      p += r;
-      n -= static_cast<size_t>(r);
-    }
-    return true;
-  }
-  int listen_fd_ = -1;
-  int fd_ = -1;
-  uint16_t port_ = 0;
-  std::thread thread_;
+  explicit Peer(std::function<void(ScriptedPeer&)> script)
+      : ScriptedPeer([script](ScriptedPeer& p) {
+          if (p.AcceptHello()) script(p);
+        }) {}
 };
 
 std::string ReadAll(std::FILE* f) {
@@ -104,7 +47,7 @@ Env TestEnv() {
 }
 
 TEST(CliPeer, ABrokenConnectionAfterAChangeSaysTheOutcomeIsUnknownAndHowToRetry) {
-  Peer peer([](Peer& p) {
+  Peer peer([](ScriptedPeer& p) {
     proto::FrameHeader h;
     std::string body;
     EXPECT_TRUE(p.Read(&h, &body));
@@ -128,7 +71,7 @@ TEST(CliPeer, ABrokenConnectionAfterAChangeSaysTheOutcomeIsUnknownAndHowToRetry)
 TEST(CliPeer, ApproveSendsTheCommandWithTheTokenNameAsActor) {
   DecodedBatch seen;
   std::string actor;  // the command's texts point into the frame body
-  Peer peer([&](Peer& p) {
+  Peer peer([&](ScriptedPeer& p) {
     proto::FrameHeader h;
     std::string body;
     ASSERT_TRUE(p.Read(&h, &body));
@@ -168,7 +111,7 @@ TEST(CliPeer, ApproveSendsTheCommandWithTheTokenNameAsActor) {
 // A capture of a hold past its timeout: exit 1, the code name and the
 // numbers on one stderr line, and with --json one error object on stdout.
 TEST(CliPeer, HoldExpiredIsARefusalWithAppliedAndRemainder) {
-  Peer peer([](Peer& p) {
+  Peer peer([](ScriptedPeer& p) {
     proto::FrameHeader h;
     std::string body;
     ASSERT_TRUE(p.Read(&h, &body));

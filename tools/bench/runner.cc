@@ -1,7 +1,6 @@
 #include "tools/bench/runner.h"
 
 #include <poll.h>
-#include <sys/ioctl.h>
 
 #include <algorithm>
 #include <chrono>
@@ -613,12 +612,9 @@ void Run_::ReceiveReady(Connection& c, WorkerStats* stats) {
         }
       }
     }
-    // More replies already here? Take them without another poll.
-    int available = 0;
-    if (ioctl(c.client->fd(), FIONREAD, &available) != 0 ||
-        available < static_cast<int>(proto::frame_header_bytes)) {
-      return;
-    }
+    // More replies already read (one recv takes many)? Take them without
+    // another poll; poll cannot see them.
+    if (!c.client->reply_buffered()) return;
   }
 }
 
