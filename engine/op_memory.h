@@ -148,7 +148,10 @@ class OpMemory {
     Generation& gen = generations_[g];
     gen.began_us = began_us;
     if (n == 0) return true;
-    gen.entries.reserve(n);  // filled by appending: each entry written once
+    // Room for a full generation, as it will need: reserving just n would
+    // make the first id after a start copy every entry (~120 MB) on the
+    // writer's thread.  Filled by appending: each entry written once.
+    gen.entries.reserve(generation_max_);
     if (!fill(gen.entries, n) || gen.entries.size() != n) {
       gen.entries.clear();
       return false;
