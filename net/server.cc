@@ -63,7 +63,7 @@ constexpr auto queue_full_retry = std::chrono::milliseconds(1);
 constexpr size_t write_buffer_keep_bytes = size_t{1} << 20;
 // A connection's read buffer: one read takes every frame the kernel holds up
 // to this much; a bigger frame grows it for as long as it takes to read.
-constexpr size_t read_buffer_bytes = size_t{64} << 10;
+constexpr size_t read_buffer_bytes = size_t{16} << 10;
 // Read buffer capacity a connection keeps after a big frame.
 constexpr size_t read_buffer_keep_bytes = size_t{1} << 20;
 // Finished apply jobs a connection keeps for reuse (their buffers keep their
