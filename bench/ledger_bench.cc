@@ -6,7 +6,8 @@
 //   a history entry               <= 40 bytes             (BM_MemoryHistoryEntry)
 //
 // Memory is measured, not estimated: the growth of glibc's heap (mallinfo2:
-// bytes in use from the arenas plus bytes in mmapped blocks) across the work,
+// bytes in use from the arenas plus bytes in mmapped blocks) and of the
+// engine's own huge-page mappings (engine::MappedBytes) across the work,
 // divided by the number of wallets or entries it added.  The big worlds are
 // built once and shared by every run of a benchmark.
 //
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
+#include "engine/huge_pages.h"
 #include "engine/ledger.h"
 #include "tally/command.h"
 #include "tally/commands.h"
@@ -41,10 +43,12 @@ constexpr uint64_t kMillionWallets = 1'000'000;
 constexpr uint32_t kDeductBatch = 1024;
 constexpr int64_t kLotAmount = int64_t{1} << 40;  // never runs out
 
-// HeapBytes is what the process holds from malloc right now.
+// HeapBytes is what the process holds from malloc right now, plus the
+// blocks the engine maps itself for huge pages (engine/huge_pages.h), which
+// malloc does not see.
 size_t HeapBytes() {
   struct mallinfo2 m = mallinfo2();
-  return m.uordblks + m.hblkhd;
+  return m.uordblks + m.hblkhd + engine::MappedBytes();
 }
 
 // Clock hands out batch times and op ids, both increasing.

@@ -19,9 +19,12 @@
 
 #include <sys/mman.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <utility>
 
 #include "tally/assert.h"
 
@@ -48,6 +51,92 @@ inline void* HugeCalloc(size_t size_bytes) {
 
 struct HugeFree {
   void operator()(void* p) const { std::free(p); }
+};
+
+// mapped_bytes counts the bytes every HugeBlock of the process holds in its
+// own mappings, which malloc's figures (mallinfo2) do not see: the memory
+// benchmarks add it to the heap.  Atomic because shards are threads.
+inline std::atomic<uint64_t> mapped_bytes{0};
+inline uint64_t MappedBytes() { return mapped_bytes.load(std::memory_order_relaxed); }
+
+// HugeBlock owns one block of memory for a store that grows in chunks
+// (wallets, lots, history).  A block of at least huge_page_bytes is mapped
+// by itself at a 2 MiB boundary, exactly its size rounded up to 4 KiB, and
+// every whole 2 MiB page of it is advised huge: a random access into such a
+// store then costs a cache miss but no page walk (docs/ENGINE.md, "Memory
+// layout").  HugeCalloc cannot give that for a 2 MiB chunk: calloc's
+// mmapped blocks start 16 bytes into a page, so no whole huge page fits.
+// A smaller block comes from malloc, 64-byte aligned, so small ledgers (tests
+// make thousands) cost no huge page.  The contents start zeroed (a mapping
+// is zero pages until touched).
+class HugeBlock {
+ public:
+  HugeBlock() = default;
+  explicit HugeBlock(size_t size_bytes) {
+    TALLY_ASSERT(size_bytes > 0);
+    if (size_bytes < huge_page_bytes) {
+      size_bytes_ = (size_bytes + 63) & ~size_t{63};
+      data_ = static_cast<unsigned char*>(std::aligned_alloc(64, size_bytes_));
+      TALLY_ASSERT(data_ != nullptr);
+      std::memset(data_, 0, size_bytes_);
+      return;
+    }
+    constexpr size_t small_page_bytes = 4096;
+    size_bytes_ = (size_bytes + small_page_bytes - 1) & ~(small_page_bytes - 1);
+    mapped_ = true;
+    // Reserve a huge page more than needed, then give back the head and the
+    // tail around the first 2 MiB boundary.
+    const size_t reserve_bytes = size_bytes_ + huge_page_bytes;
+    void* p = ::mmap(nullptr, reserve_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                     -1, 0);
+    TALLY_ASSERT(p != MAP_FAILED);
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(p);
+    const uintptr_t aligned = (begin + huge_page_bytes - 1) & ~uintptr_t{huge_page_bytes - 1};
+    const uintptr_t end = begin + reserve_bytes;
+    if (aligned > begin) ::munmap(p, aligned - begin);
+    if (end > aligned + size_bytes_) {
+      ::munmap(reinterpret_cast<void*>(aligned + size_bytes_), end - aligned - size_bytes_);
+    }
+    data_ = reinterpret_cast<unsigned char*>(aligned);
+    // A hint: failure changes nothing.
+    (void)::madvise(data_, size_bytes_ & ~(huge_page_bytes - 1), MADV_HUGEPAGE);
+    mapped_bytes.fetch_add(size_bytes_, std::memory_order_relaxed);
+  }
+  HugeBlock(HugeBlock&& other) noexcept
+      : data_(std::exchange(other.data_, nullptr)),
+        size_bytes_(std::exchange(other.size_bytes_, 0)),
+        mapped_(other.mapped_) {}
+  HugeBlock& operator=(HugeBlock&& other) noexcept {
+    if (this != &other) {
+      Release();
+      data_ = std::exchange(other.data_, nullptr);
+      size_bytes_ = std::exchange(other.size_bytes_, 0);
+      mapped_ = other.mapped_;
+    }
+    return *this;
+  }
+  HugeBlock(const HugeBlock&) = delete;
+  HugeBlock& operator=(const HugeBlock&) = delete;
+  ~HugeBlock() { Release(); }
+
+  unsigned char* data() const { return data_; }
+  size_t size_bytes() const { return size_bytes_; }
+
+ private:
+  void Release() {
+    if (data_ == nullptr) return;
+    if (mapped_) {
+      ::munmap(data_, size_bytes_);
+      mapped_bytes.fetch_sub(size_bytes_, std::memory_order_relaxed);
+    } else {
+      std::free(data_);
+    }
+    data_ = nullptr;
+  }
+
+  unsigned char* data_ = nullptr;
+  size_t size_bytes_ = 0;
+  bool mapped_ = false;
 };
 
 }  // namespace tally::engine

@@ -361,13 +361,9 @@ class Machine {
     if (lot.expires_at_us != never_us) s_.lot_expiry.emplace(lot.expires_at_us, slot);
   }
 
-  static void Grow(Wallet& w) {
+  void Grow(Wallet& w) {
     uint8_t log2 = w.heap_lots == nullptr ? 1 : static_cast<uint8_t>(w.heap_capacity_log2 + 1);
-    Lot* bigger = new Lot[size_t{1} << log2];
-    std::memcpy(bigger, w.lots(), w.lot_count * sizeof(Lot));
-    delete[] w.heap_lots;
-    w.heap_lots = bigger;
-    w.heap_capacity_log2 = log2;
+    s_.wallets.AllocateLots(w, log2);
   }
 
   Sums WalletSums(uint32_t slot, uint16_t asset) {

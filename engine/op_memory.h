@@ -2,17 +2,27 @@
 //
 // Every changing command looks its (org, op id) up here and stores its result,
 // so this sits on the deduct hot path: a table far bigger than cache, one
-// random access per command and generation.  Done inline between commands
-// those misses queue one after another (measured: ~190 ns a deduct); done for
-// the whole batch first, in a loop with nothing else in it, they overlap.  Two generations (docs/ENGINE.md, "Operation
-// ids"): the current one takes new ids; when it is full or old it becomes the
-// previous one and the previous one is forgotten.  Each generation is an
-// append-only array of entries (written in order: cheap) and an open-addressing
-// table of 8-byte slots, a 32-bit fingerprint and the entry's position, so a
-// lookup costs one cache miss per generation.
-// Forgetting a generation is a memset of its table; after the first
-// generation fills, nothing is allocated.  Memory: 8 bytes x 2 x ids_max of
-// tables plus 56 bytes an id remembered.
+// random access per command.  Done inline between commands those misses
+// queue one after another (measured: ~190 ns a deduct); done for the whole
+// batch first, in a loop with nothing else in it, they overlap.  Two
+// generations (docs/ENGINE.md, "Operation ids"): the current one takes new
+// ids; when it is full or old it becomes the previous one and the previous
+// one is forgotten.  Each generation is an append-only array of entries
+// (written in order: cheap).
+//
+// One table serves both generations, so a lookup costs one cache miss, not
+// one per generation: buckets of one cache line, a header word and 7 slots
+// of 8 bytes, each slot a 16-bit fingerprint, the 16-bit tag of its
+// generation and the entry's position.  A slot whose tag is neither
+// generation's is free: forgetting a generation is changing two tags, no
+// memset.  A bucket that was full when an id had to go further says so in
+// its header (the tag of the generation that overflowed it last), so a
+// lookup goes on to the next bucket only while that tag is alive; a new id
+// lands in the first free slot of the buckets the lookup already read.  Tags
+// come back after 65,535 generations; each retirement clears the dead slots
+// and headers of 1/16384 of the table, so nothing dead survives that long.
+// Memory: 64 bytes a bucket, one bucket per two ids of a generation (load at
+// most 4/7), plus 56 bytes an id remembered.
 #ifndef TALLY_ENGINE_OP_MEMORY_H_
 #define TALLY_ENGINE_OP_MEMORY_H_
 
@@ -48,8 +58,13 @@ class OpMemory {
 
   OpMemory(uint64_t ids_max, int64_t retention_us)
       : generation_max_(std::max<uint64_t>(1, ids_max / 2)),
-        table_capacity_max_(std::bit_ceil(generation_max_ * 2)),
-        retention_us_(retention_us) {}
+        buckets_(std::bit_ceil(std::max<uint64_t>(2, (generation_max_ + 1) / 2))),
+        sweep_buckets_(std::max<uint64_t>(1, buckets_ / sweeps_per_table_max)),
+        retention_us_(retention_us) {
+    TALLY_ASSERT(generation_max_ < (uint64_t{1} << 32) - 1);
+    generations_[0].tag = 2;  // current
+    generations_[1].tag = 1;
+  }
 
   // Claim is what a batch learns of one command's op id before applying it.
   struct Claim {
@@ -63,21 +78,17 @@ class OpMemory {
   // id: a key already remembered is `seen`; a new one is remembered at once
   // with a pending result (code 0) that Settle fills in, so a repeat later in
   // the same batch finds it (seen_in_batch).  A batch claims every key first,
-  // in this tight loop with the table slots of later keys prefetched, so the
+  // in this tight loop with the buckets of later keys prefetched, so the
   // cache misses overlap (docs/ENGINE.md).  `hashes` is scratch of keys.size().
   void ClaimAll(std::span<const OpKey> keys, Claim* claims, uint64_t* hashes, int64_t now_us) {
     constexpr size_t ahead = 16;
     const size_t n = keys.size();
     for (size_t i = 0; i < n; ++i) hashes[i] = Hash(keys[i]);
     for (size_t i = 0; i < n; ++i) {
-      if (i + ahead < n) {
-        generations_[0].Prefetch(hashes[i + ahead]);
-        generations_[1].Prefetch(hashes[i + ahead]);
-      }
-      if (keys[i].op_id != 0) claims[i] = ClaimHashed(keys[i], hashes[i], now_us);
+      if (i + ahead < n) Prefetch(hashes[i + ahead]);
+      if (keys[i].op_id != 0) ClaimHashed(keys[i], hashes[i], now_us, claims[i]);
     }
   }
-
 
   // First is the result remembered for a seen claim; nullptr when it is
   // gone (only possible when one batch holds more ids than a generation).
@@ -96,18 +107,70 @@ class OpMemory {
   }
 
   // For snapshots: which generation is current, and each generation's start
-  // time, epoch and entries, loaded back in arrival order.
+  // time, epoch and entries, loaded back in arrival order into a memory
+  // that has not taken ids yet.
   int current_index() const { return current_; }
   const std::vector<Entry>& entries_of(int g) const { return generations_[g].entries; }
   int64_t began_us_of(int g) const { return generations_[g].began_us; }
   void Load(int current, int g, int64_t began_us, const std::vector<Entry>& entries) {
-    current_ = current;
+    TALLY_ASSERT(generations_[g].entries.empty());
+    if (current != current_) {
+      TALLY_ASSERT(generations_[1 - g].entries.empty());
+      std::swap(generations_[0].tag, generations_[1].tag);
+      current_ = current;
+    }
     Generation& gen = generations_[g];
-    gen.Clear();
     gen.began_us = began_us;
-    for (const Entry& e : entries) gen.Add(e.key, e.result, Hash(e.key), table_capacity_max_);
+    for (const Entry& e : entries) {
+      const uint64_t h = Hash(e.key);
+      gen.entries.push_back(e);
+      Place(h, gen.tag, gen.entries.size());
+    }
   }
   uint64_t generation_max() const { return generation_max_; }
+
+  // ---- Bulk load for snapshots (wal engineer's block; engine/SNAPSHOT.md) ----
+  // LoadBulk is Load with the n entries appended by `fill(entries, n)`
+  // straight into the generation (no copy of 56 bytes x n), and the table
+  // built in one pass with the slots of later entries prefetched: a table
+  // far bigger than cache, placed at random, otherwise costs a cache miss
+  // per entry one after another.  `fill` returns false when the bytes are
+  // bad; the generation is then left empty.
+  template <typename Fill>
+  bool LoadBulk(int current, int g, int64_t began_us, uint64_t n, Fill&& fill) {
+    TALLY_ASSERT(n <= generation_max_);
+    TALLY_ASSERT(generations_[g].entries.empty());
+    if (current != current_) {
+      TALLY_ASSERT(generations_[1 - g].entries.empty());
+      std::swap(generations_[0].tag, generations_[1].tag);
+      current_ = current;
+    }
+    Generation& gen = generations_[g];
+    gen.began_us = began_us;
+    if (n == 0) return true;
+    gen.entries.reserve(n);  // filled by appending: each entry written once
+    if (!fill(gen.entries, n) || gen.entries.size() != n) {
+      gen.entries.clear();
+      return false;
+    }
+    constexpr uint64_t ahead = 32;  // a power of two: ring[i % ahead]
+    uint64_t ring[ahead];
+    for (uint64_t i = 0; i < std::min(ahead, n); ++i) {
+      ring[i] = Hash(gen.entries[i].key);
+      Prefetch(ring[i]);
+    }
+    for (uint64_t i = 0; i < n; ++i) {
+      const uint64_t h = ring[i % ahead];
+      if (i + ahead < n) {
+        const uint64_t later = Hash(gen.entries[i + ahead].key);
+        ring[i % ahead] = later;
+        Prefetch(later);
+      }
+      Place(h, gen.tag, i + 1);
+    }
+    return true;
+  }
+  // ---- end of bulk load ----
 
   // Generation order for the digest and snapshots: previous, then current,
   // each in the order its ids arrived.
@@ -123,80 +186,124 @@ class OpMemory {
   }
 
  private:
-  Claim ClaimHashed(const OpKey& key, uint64_t h, int64_t now_us) {
-    for (int g : {current_, 1 - current_}) {
-      if (const Entry* e = generations_[g].Find(key, h)) {
-        Claim claim;
-        claim.kind = e->result.code == ResultCode{} ? Claim::seen_in_batch : Claim::seen;
-        claim.generation = static_cast<uint8_t>(g);
-        claim.epoch = generations_[g].epoch;
-        claim.index = static_cast<uint32_t>(e - generations_[g].entries.data());
-        return claim;
+  // A bucket is one cache line: word 0 the header, words 1..7 slots.
+  static constexpr uint64_t bucket_words = 8;
+  static constexpr uint64_t sweeps_per_table_max = 16384;  // retirements per full sweep
+  // A slot: fingerprint << 48 | tag << 32 | (entry position + 1); 0 never used.
+  static uint16_t TagOf(uint64_t word) { return static_cast<uint16_t>(word >> 32); }
+  static uint16_t FingerprintOf(uint64_t h) { return static_cast<uint16_t>(h >> 48); }
+
+  struct Generation {
+    uint32_t epoch = 0;  // counts Clear()s, so stale claims are recognised
+    uint16_t tag = 0;    // in the table's slots; never 0
+    std::vector<Entry> entries;
+    int64_t began_us = 0;
+  };
+
+  bool Alive(uint16_t tag) const {
+    return tag != 0 && (tag == generations_[0].tag || tag == generations_[1].tag);
+  }
+  uint64_t* Bucket(uint64_t b) { return words_ + b * bucket_words; }
+  void Prefetch(uint64_t h) const {
+    if (words_ != nullptr) __builtin_prefetch(words_ + (h & (buckets_ - 1)) * bucket_words, 1);
+  }
+
+  // ClaimHashed writes the claim straight into `claim`: returned by value
+  // it was built on the stack and reloaded whole, a store-to-load forward
+  // that fails and waits for every older store (measured: a third of the
+  // claim's time).
+  void ClaimHashed(const OpKey& key, uint64_t h, int64_t now_us, Claim& claim) {
+    if (words_ != nullptr) {
+      const uint16_t fingerprint = FingerprintOf(h);
+      uint64_t b = h & (buckets_ - 1);
+      for (uint64_t probes = 0; probes < buckets_; ++probes, b = (b + 1) & (buckets_ - 1)) {
+        const uint64_t* bucket = Bucket(b);
+        for (uint64_t k = 1; k < bucket_words; ++k) {
+          const uint64_t v = bucket[k];
+          if (v == 0 || (v >> 48) != fingerprint || !Alive(TagOf(v))) continue;
+          const int g = TagOf(v) == generations_[current_].tag ? current_ : 1 - current_;
+          const uint32_t index = static_cast<uint32_t>(v & 0xffffffffu) - 1;
+          const Entry& e = generations_[g].entries[index];
+          if (!(e.key == key)) continue;
+          claim.kind = e.result.code == ResultCode{} ? Claim::seen_in_batch : Claim::seen;
+          claim.generation = static_cast<uint8_t>(g);
+          claim.epoch = generations_[g].epoch;
+          claim.index = index;
+          return;
+        }
+        if (!Alive(TagOf(bucket[0]))) break;  // no id went past this bucket
       }
     }
     Generation* current = &generations_[current_];
     bool full = current->entries.size() >= generation_max_;
     bool old = now_us - current->began_us > retention_us_ / 2;
     if (full || (old && !current->entries.empty())) {
-      current_ = 1 - current_;
+      Retire();
       current = &generations_[current_];
-      current->Clear();
     }
     if (current->entries.empty()) current->began_us = now_us;
-    Claim claim;
+    claim.kind = Claim::fresh;
     claim.generation = static_cast<uint8_t>(current_);
     claim.epoch = current->epoch;
     claim.index = static_cast<uint32_t>(current->entries.size());
-    current->Add(key, Result{.code = ResultCode{}}, h, table_capacity_max_);
-    return claim;
+    current->entries.push_back(Entry{key, Result{.code = ResultCode{}}});
+    Place(h, current->tag, current->entries.size());
   }
 
-  struct Generation {
-    uint32_t epoch = 0;  // counts Clear()s, so stale claims are recognised
-    // fingerprint << 32 | (entry index + 1); 0 empty.  Sized once for a full
-    // generation at load 1/2, so it never grows or rehashes.
-    std::unique_ptr<uint64_t[], HugeFree> table;
-    uint64_t mask = 0;
-    std::vector<Entry> entries;
-    int64_t began_us = 0;
-
-    const Entry* Find(const OpKey& key, uint64_t h) const {
-      if (table == nullptr) return nullptr;
-      uint64_t fingerprint = h >> 32;
-      for (uint64_t i = h & mask;; i = (i + 1) & mask) {
-        uint64_t v = table[i];
-        if (v == 0) return nullptr;
-        if ((v >> 32) == fingerprint) {
-          const Entry& e = entries[(v & 0xffffffffu) - 1];
-          if (e.key == key) return &e;
+  // Place puts (h, tag, position) in the first free slot from h's bucket
+  // on, marking every full bucket it passes as overflowed by `tag`.
+  void Place(uint64_t h, uint16_t tag, uint64_t position) {
+    TALLY_ASSERT(position < (uint64_t{1} << 32));
+    if (words_ == nullptr) {
+      // Huge pages (huge_pages.h): a lookup is then one cache miss, not a
+      // cache miss and a page walk.
+      table_ = HugeBlock(buckets_ * bucket_words * sizeof(uint64_t));
+      words_ = reinterpret_cast<uint64_t*>(table_.data());
+    }
+    const uint64_t word = uint64_t{FingerprintOf(h)} << 48 | uint64_t{tag} << 32 | position;
+    uint64_t b = h & (buckets_ - 1);
+    for (uint64_t probes = 0; probes < buckets_; ++probes, b = (b + 1) & (buckets_ - 1)) {
+      uint64_t* bucket = Bucket(b);
+      for (uint64_t k = 1; k < bucket_words; ++k) {
+        if (bucket[k] == 0 || !Alive(TagOf(bucket[k]))) {
+          bucket[k] = word;
+          return;
         }
       }
+      // Full of live ids: lookups of this id must go on past it.  A newer
+      // tag replaces an older one (it lives longer; the older id is covered
+      // as long as it lives, as tags only move forward).
+      if (TagOf(bucket[0]) != generations_[current_].tag) bucket[0] = uint64_t{tag} << 32;
     }
-    void Prefetch(uint64_t h) const {
-      if (table != nullptr) __builtin_prefetch(&table[h & mask], 1);
-    }
-    void Add(const OpKey& key, const Result& result, uint64_t h, uint64_t capacity) {
-      if (table == nullptr) {
-        // Huge pages (huge_pages.h): a lookup is then one cache miss, not a
-        // cache miss and a page walk.
-        table.reset(static_cast<uint64_t*>(HugeCalloc(capacity * sizeof(uint64_t))));
-        mask = capacity - 1;
+    TALLY_ASSERT(false && "op-id table full");  // load is at most 4/7
+  }
+
+  // Retire makes the current generation the previous one and starts a new
+  // current generation in the place of the previous one, which is forgotten.
+  void Retire() {
+    const uint16_t current_tag = generations_[current_].tag;
+    current_ = 1 - current_;
+    Generation& g = generations_[current_];
+    ++g.epoch;
+    g.entries.clear();
+    g.tag = static_cast<uint16_t>(current_tag == UINT16_MAX ? 1 : current_tag + 1);
+    Sweep();
+  }
+
+  // Sweep zeroes dead slots and headers of the next sweep_buckets_ buckets,
+  // so no dead word is still there when its tag comes back (tags cycle
+  // through 65,535 values; the whole table is swept every 16,384
+  // retirements at most).
+  void Sweep() {
+    if (words_ == nullptr) return;
+    for (uint64_t i = 0; i < sweep_buckets_; ++i) {
+      uint64_t* bucket = Bucket(sweep_next_);
+      for (uint64_t k = 0; k < bucket_words; ++k) {
+        if (bucket[k] != 0 && !Alive(TagOf(bucket[k]))) bucket[k] = 0;
       }
-      entries.push_back(Entry{key, result});
-      Place(h, entries.size());
+      sweep_next_ = (sweep_next_ + 1) & (buckets_ - 1);
     }
-    void Place(uint64_t h, uint64_t position) {
-      TALLY_ASSERT(position < (uint64_t{1} << 32));
-      uint64_t i = h & mask;
-      while (table[i] != 0) i = (i + 1) & mask;
-      table[i] = (h >> 32 << 32) | position;
-    }
-    void Clear() {
-      ++epoch;
-      if (table != nullptr) std::memset(table.get(), 0, (mask + 1) * sizeof(uint64_t));
-      entries.clear();
-    }
-  };
+  }
 
   static uint64_t Hash(const OpKey& key) {
     uint64_t h = key.op_id ^ (key.org_id * 0x9e3779b97f4a7c15ULL);
@@ -209,8 +316,12 @@ class OpMemory {
   }
 
   uint64_t generation_max_;
-  uint64_t table_capacity_max_;
+  uint64_t buckets_;        // a power of two
+  uint64_t sweep_buckets_;  // buckets swept at each retirement
   int64_t retention_us_;
+  HugeBlock table_;         // buckets_ * 8 words, zeroed
+  uint64_t* words_ = nullptr;  // table_'s, once allocated
+  uint64_t sweep_next_ = 0;
   Generation generations_[2];
   int current_ = 0;
 };

@@ -8,12 +8,16 @@
 #ifndef TALLY_ENGINE_STATE_H_
 #define TALLY_ENGINE_STATE_H_
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <new>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -21,6 +25,7 @@
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "engine/history.h"
+#include "engine/huge_pages.h"
 #include "engine/ledger.h"
 #include "engine/op_memory.h"
 #include "engine/wallet_index.h"
@@ -54,7 +59,8 @@ inline constexpr uint8_t wallet_deleted = 1 << 0;
 
 // Wallet is one user's balance in an org (the pool is wallet 0), one cache
 // line.  Its lots, sorted in consumption order, sit inline while there is one
-// and on the heap (capacity a power of two) once there were more.
+// and in the store's lot arena (capacity a power of two) once there were
+// more.  The store owns that memory: a Wallet is plain data.
 struct Wallet {
   uint64_t id = 0;
   uint64_t history_head = 0;  // ledger history index + 1 of the newest entry
@@ -68,7 +74,6 @@ struct Wallet {
   Wallet() = default;
   Wallet(const Wallet&) = delete;
   Wallet& operator=(const Wallet&) = delete;
-  ~Wallet() { delete[] heap_lots; }
 
   Lot* lots() { return heap_lots != nullptr ? heap_lots : &inline_lot; }
   const Lot* lots() const { return heap_lots != nullptr ? heap_lots : &inline_lot; }
@@ -78,35 +83,147 @@ struct Wallet {
   bool deleted() const { return (flags & wallet_deleted) != 0; }
 };
 static_assert(sizeof(Wallet) == 64);
+static_assert(std::is_trivially_destructible_v<Wallet>);
 
-// WalletStore holds every wallet of the ledger in fixed chunks, so a slot's
-// address never changes and growth never copies.
+// LotArena hands out the lot arrays of wallets: blocks of 2^k lots (k >= 1),
+// carved from chunks that grow from 16 KiB to 2 MiB and then stay at one
+// huge page (huge_pages.h), with a free list per size.  A deduct reads a
+// random wallet's lots; from malloc they were on 4 KiB pages, each a page
+// walk on this VM (bench/RESULTS.md, "third round").  Blocks are 64-byte
+// aligned, so 3 or 4 lots are exactly two cache lines.  Blocks above
+// 2^arena_log2_max lots (only possible past wallet_lots_max) come from malloc.
+class LotArena {
+ public:
+  static constexpr uint8_t arena_log2_max = 10;
+
+  LotArena() = default;
+  LotArena(LotArena&&) = default;
+  LotArena& operator=(LotArena&&) = default;
+  ~LotArena() = default;
+
+  // Allocate returns room for 2^log2 lots (contents unspecified).
+  Lot* Allocate(uint8_t log2) {
+    TALLY_ASSERT(log2 >= 1 && log2 < 16);
+    if (log2 > arena_log2_max) {
+      void* p = std::malloc(sizeof(Lot) << log2);
+      TALLY_ASSERT(p != nullptr);
+      return static_cast<Lot*>(p);
+    }
+    if (FreeBlock* b = free_[log2]) {
+      free_[log2] = b->next;
+      return reinterpret_cast<Lot*>(b);
+    }
+    const size_t bytes = BlockBytes(log2);
+    if (left_bytes_ < bytes) NewChunk(bytes);
+    Lot* lots = reinterpret_cast<Lot*>(bump_);
+    bump_ += bytes;
+    left_bytes_ -= bytes;
+    return lots;
+  }
+
+  // Release gives back a block Allocate(log2) returned.
+  void Release(Lot* lots, uint8_t log2) {
+    if (lots == nullptr) return;
+    if (log2 > arena_log2_max) {
+      std::free(lots);
+      return;
+    }
+    Push(reinterpret_cast<unsigned char*>(lots), log2);
+  }
+
+ private:
+  struct FreeBlock {
+    FreeBlock* next;
+  };
+  static constexpr size_t first_chunk_bytes = size_t{16} << 10;
+  static size_t BlockBytes(uint8_t log2) { return sizeof(Lot) << log2; }
+
+  void Push(unsigned char* block, uint8_t log2) {
+    FreeBlock* b = reinterpret_cast<FreeBlock*>(block);
+    b->next = free_[log2];
+    free_[log2] = b;
+  }
+  void NewChunk(size_t block_bytes) {
+    // The tail of the old chunk goes to the free lists, biggest blocks first.
+    for (uint8_t log2 = arena_log2_max; log2 >= 1 && left_bytes_ >= BlockBytes(1); --log2) {
+      while (left_bytes_ >= BlockBytes(log2)) {
+        Push(bump_, log2);
+        bump_ += BlockBytes(log2);
+        left_bytes_ -= BlockBytes(log2);
+      }
+    }
+    size_t chunk_bytes = std::max(next_chunk_bytes_, block_bytes);
+    next_chunk_bytes_ = std::min(2 * next_chunk_bytes_, huge_page_bytes);
+    chunks_.emplace_back(chunk_bytes);
+    bump_ = chunks_.back().data();
+    left_bytes_ = chunks_.back().size_bytes();
+  }
+
+  FreeBlock* free_[arena_log2_max + 1] = {};
+  std::vector<HugeBlock> chunks_;
+  unsigned char* bump_ = nullptr;
+  size_t left_bytes_ = 0;
+  size_t next_chunk_bytes_ = first_chunk_bytes;
+};
+
+// WalletStore holds every wallet of the ledger in chunks, so a slot's
+// address never changes and growth never copies, and the wallets' lot
+// arrays.  Chunks grow 4096, 4096, 8192, 16384 wallets, then stay at 32768
+// (2 MiB, one huge page: a random wallet costs no page walk); a table of
+// one pointer per 4096 slots finds any slot with one load, as fixed chunks
+// did.  A wallet is constructed when added: a small ledger touches only the
+// wallets it has.
 class WalletStore {
  public:
-  static constexpr uint32_t chunk_wallets = 4096;
+  static constexpr uint32_t granule_log2 = 12;
+  static constexpr uint32_t granule_wallets = 1u << granule_log2;
+  static constexpr uint32_t huge_chunk_wallets = huge_page_bytes / sizeof(Wallet);
+  static_assert(huge_chunk_wallets % granule_wallets == 0);
 
   uint32_t size() const { return size_; }
   Wallet& at(uint32_t slot) {
     TALLY_ASSERT(slot < size_);
-    return chunks_[slot / chunk_wallets][slot % chunk_wallets];
+    return granules_[slot >> granule_log2][slot & (granule_wallets - 1)];
   }
   const Wallet& at(uint32_t slot) const {
     TALLY_ASSERT(slot < size_);
-    return chunks_[slot / chunk_wallets][slot % chunk_wallets];
+    return granules_[slot >> granule_log2][slot & (granule_wallets - 1)];
   }
   uint32_t Add() {
     TALLY_ASSERT(size_ < ledger_wallets_max);
-    if (size_ % chunk_wallets == 0) {
-      chunks_.push_back(std::make_unique<Wallet[]>(chunk_wallets));
-    }
+    if (size_ == capacity_) Grow();
+    new (&granules_[size_ >> granule_log2][size_ & (granule_wallets - 1)]) Wallet();
     return size_++;
   }
 
- private:
-  std::vector<std::unique_ptr<Wallet[]>> chunks_;
-  uint32_t size_ = 0;
-};
+  // AllocateLots gives `w` room for 2^log2 lots, its old lots copied over.
+  void AllocateLots(Wallet& w, uint8_t log2) {
+    TALLY_ASSERT((1u << log2) >= w.lot_count);
+    Lot* bigger = lots_.Allocate(log2);
+    std::memcpy(bigger, w.lots(), w.lot_count * sizeof(Lot));
+    if (w.heap_lots != nullptr) lots_.Release(w.heap_lots, w.heap_capacity_log2);
+    w.heap_lots = bigger;
+    w.heap_capacity_log2 = log2;
+  }
 
+ private:
+  void Grow() {
+    uint32_t wallets = static_cast<uint32_t>(
+        std::max<uint64_t>(granule_wallets, std::min<uint64_t>(capacity_, huge_chunk_wallets)));
+    chunks_.emplace_back(size_t{wallets} * sizeof(Wallet));
+    Wallet* first = reinterpret_cast<Wallet*>(chunks_.back().data());
+    for (uint32_t g = 0; g < wallets / granule_wallets; ++g) {
+      granules_.push_back(first + size_t{g} * granule_wallets);
+    }
+    capacity_ += wallets;
+  }
+
+  std::vector<HugeBlock> chunks_;
+  std::vector<Wallet*> granules_;  // granules_[slot >> granule_log2]: its 4096 wallets
+  uint32_t size_ = 0;
+  uint64_t capacity_ = 0;
+  LotArena lots_;
+};
 
 // Where a grant's credits came from (on-disk in snapshots; numbered).
 enum class LotSource : uint8_t { topup = 1, grant = 2, adjust = 3 };

@@ -21,6 +21,7 @@
 
 #include "absl/strings/numbers.h"
 #include "net/server.h"
+#include "wal/huge_page_heap.h"
 
 namespace {
 
@@ -46,6 +47,9 @@ bool ParseNumber(std::string_view text, T* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Heap in huge pages, so a snapshot's fork() pauses the shard briefly
+  // (wal/huge_page_heap.h): re-executes once when the tunable is missing.
+  tally::wal::EnsureHugePageHeap(argv);
   // A peer that went away must not kill the server through a write.
   std::signal(SIGPIPE, SIG_IGN);
   tally::net::ServerOptions options;

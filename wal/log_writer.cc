@@ -155,6 +155,7 @@ absl::Status LogWriter::OpenNewSegment(uint64_t first_lsn) {
   path_ = path;
   capacity_bytes_ = options_.segment_bytes;
   written_end_ = kSegmentHeaderBytes;
+  ++segments_started_;
   return absl::OkStatus();
 }
 

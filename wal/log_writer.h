@@ -76,6 +76,10 @@ class LogWriter {
   uint64_t next_lsn() const { return next_lsn_; }
   // synced_lsn is the highest LSN known durable (kNoLsn before any).
   uint64_t synced_lsn() const { return synced_lsn_; }
+  // segments_started counts the segments this writer created (rolls
+  // included), so its owner can see that a new one began (the store then
+  // rewrites its manifest).
+  uint64_t segments_started() const { return segments_started_; }
   // status is OK, or the error that failed the writer for good.
   const absl::Status& status() const { return failed_; }
 
@@ -102,6 +106,7 @@ class LogWriter {
   std::vector<std::byte> buffer_;  // appended records not written yet
   uint64_t next_lsn_;
   uint64_t synced_lsn_;
+  uint64_t segments_started_ = 0;
   absl::Status failed_;
 };
 

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <optional>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -26,6 +28,23 @@ constexpr std::string_view kSnapshotSuffix = ".snap";
 constexpr char kArchiveDir[] = "archive";
 // After a failed snapshot, the next is not tried before this much time.
 constexpr int64_t kSnapshotRetryMs = 1000;
+
+// NeededSegments is the part of `live` (first LSNs, ascending) a log from
+// `log_from` on needs: every segment but those wholly before it.
+std::vector<uint64_t> NeededSegments(const std::vector<uint64_t>& live, uint64_t log_from) {
+  std::vector<uint64_t> needed;
+  for (size_t i = 0; i < live.size(); ++i) {
+    const bool wholly_before = i + 1 < live.size() && live[i + 1] <= log_from;
+    if (!wholly_before) needed.push_back(live[i]);
+  }
+  return needed;
+}
+
+double ThreadCpuSeconds() {
+  timespec ts;
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -76,6 +95,9 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(FileSystem* fs, std::string d
   if (options.snapshots_kept < 1 || options.snapshots_kept > store_snapshots_kept_max) {
     return absl::InvalidArgumentError(absl::StrCat("snapshots_kept must be in [1, ",
                                                    store_snapshots_kept_max, "]"));
+  }
+  if (options.archive_bytes_max == 0) {
+    return absl::InvalidArgumentError("archive_bytes_max must be more than 0");
   }
   std::unique_ptr<Store> store(new Store(fs, std::move(dir), options));
   if (absl::Status s = store->Recover(); !s.ok()) return s;
@@ -155,12 +177,12 @@ absl::Status Store::Recover() {
     manifest_.log_from_lsn = report_.snapshot_lsn + 1;
     absl::StatusOr<std::vector<uint64_t>> live = LiveSegments();
     if (!live.ok()) return live.status();
-    for (size_t i = 0; i < live->size(); ++i) {
-      const bool wholly_before = i + 1 < live->size() && (*live)[i + 1] <= manifest_.log_from_lsn;
-      if (!wholly_before) manifest_.segments.push_back((*live)[i]);
-    }
+    manifest_.segments = NeededSegments(*live, manifest_.log_from_lsn);
     if (absl::Status s = WriteManifest(fs_, dir_, manifest_); !s.ok()) return s;
   }
+  // Segments started after the manifest was written (by a roll a crash cut
+  // short of its manifest, a snapshot child's run, or the resume just now).
+  if (absl::Status s = RecordSegments(); !s.ok()) return s;
   // Finish a retirement a crash interrupted (or clean up a pre-manifest store).
   return Retire(&report_.retired);
 }
@@ -170,6 +192,7 @@ absl::Status Store::LoadSnapshot(const std::vector<uint64_t>& candidates) {
   for (uint64_t lsn : candidates) {
     const std::string path = absl::StrCat(dir_, "/", SnapshotName(lsn));
     const auto start = std::chrono::steady_clock::now();
+    const double cpu_start = ThreadCpuSeconds();
     // Real files are mapped (no copy); others are read.
     std::unique_ptr<MappedFile> mapped;
     std::string read;
@@ -196,6 +219,7 @@ absl::Status Store::LoadSnapshot(const std::vector<uint64_t>& candidates) {
     report_.snapshot_path = path;
     report_.snapshot_lsn = lsn;
     report_.snapshot_load_s = SecondsSince(start);
+    report_.snapshot_load_cpu_s = ThreadCpuSeconds() - cpu_start;
     Log(absl::StrFormat("recovery: %s: snapshot %s (LSN %d, %.1f MB) loaded in %.2f s", dir_,
                         path, lsn, static_cast<double>(bytes.size()) / 1e6,
                         report_.snapshot_load_s));
@@ -229,6 +253,7 @@ absl::Status Store::Replay() {
   }
 
   const auto start = std::chrono::steady_clock::now();
+  const double cpu_start = ThreadCpuSeconds();
   auto last_progress = start;
   uint64_t bytes_done_before = 0;  // whole segments already read
   std::string segment;             // the segment being read
@@ -276,6 +301,7 @@ absl::Status Store::Replay() {
     }
   }
   report_.replay_s = SecondsSince(start);
+  report_.replay_cpu_s = ThreadCpuSeconds() - cpu_start;
   const LogEnd& end = (*reader)->end();
   report_.torn_bytes_dropped = end.dropped_bytes;
   if (end.dropped_bytes > 0) {
@@ -320,6 +346,9 @@ absl::StatusOr<uint64_t> Store::Apply(int64_t time_us, std::span<const Command> 
       RecordType::kBatch, std::as_bytes(std::span(encoded_.data(), encoded_.size())));
   if (!lsn.ok()) return Fail(lsn.status());  // the ledger is now ahead of the log: stop
   next_lsn_ = *lsn + 1;
+  if (writer_->segments_started() != segments_seen_) {  // the log rolled: name the new segment
+    if (absl::Status s = RecordSegments(); !s.ok()) return Fail(s);
+  }
   // The batch's history entries, to the page cache; synced before a snapshot
   // lets the log records that also hold them go.
   if (absl::Status s = history_->Append(*ledger_); !s.ok()) return Fail(s);
@@ -429,15 +458,20 @@ absl::Status Store::ReapSnapshot(bool block) {
   const pid_t pid = child_pid_;
   child_pid_ = 0;
   if (r < 0) return absl::ErrnoToStatus(errno, absl::StrCat("waitpid snapshot child ", pid));
+  // The manifest on disk is the child's when it got as far as writing one
+  // (its snapshot was durable by then), even if it failed later: take it, so
+  // the segments recorded next are added to what is really on disk.
+  absl::StatusOr<std::optional<Manifest>> m = ReadManifest(fs_, dir_);
+  if (!m.ok()) return m.status();
+  const bool child_committed = m->has_value() && (*m)->current_snapshot_lsn() == child_lsn_;
+  if (child_committed) manifest_ = **m;
+  // Segments the writer started while the child owned the manifest.
+  if (absl::Status s = RecordSegments(); !s.ok()) return Fail(s);
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-    // The child committed it: take the manifest it wrote.
-    absl::StatusOr<std::optional<Manifest>> m = ReadManifest(fs_, dir_);
-    if (!m.ok()) return m.status();
-    if (!m->has_value() || (*m)->current_snapshot_lsn() != child_lsn_) {
+    if (!child_committed) {
       return absl::InternalError(absl::StrCat(dir_, ": the snapshot child of LSN ", child_lsn_,
                                               " exited 0 but the manifest does not name it"));
     }
-    manifest_ = **m;
     return absl::OkStatus();
   }
   const std::string why = WIFEXITED(status)
@@ -460,14 +494,13 @@ absl::Status Store::CommitSnapshot(uint64_t lsn) {
     }
   }
   next.log_from_lsn = next.snapshot_lsns.back() + 1;
+  const uint64_t segments_started = writer_->segments_started();
   absl::StatusOr<std::vector<uint64_t>> live = LiveSegments();
   if (!live.ok()) return live.status();
-  for (size_t i = 0; i < live->size(); ++i) {
-    const bool wholly_before = i + 1 < live->size() && (*live)[i + 1] <= next.log_from_lsn;
-    if (!wholly_before) next.segments.push_back((*live)[i]);
-  }
+  next.segments = NeededSegments(*live, next.log_from_lsn);
   if (absl::Status s = WriteManifest(fs_, dir_, next); !s.ok()) return s;
   manifest_ = std::move(next);
+  segments_seen_ = segments_started;
   std::vector<std::string> retired;
   return Retire(&retired);
 }
@@ -512,6 +545,63 @@ absl::Status Store::Retire(std::vector<std::string>* retired) {
   if (options_.archive && (segments_retired || snapshots_retired)) {
     if (absl::Status s = fs_->SyncDir(archive_dir); !s.ok()) return s;
   }
+  if (options_.archive) return PruneArchive(retired);
+  return absl::OkStatus();
+}
+
+absl::Status Store::PruneArchive(std::vector<std::string>* pruned) {
+  const std::string archive_dir = absl::StrCat(dir_, "/", kArchiveDir);
+  absl::StatusOr<std::vector<std::string>> names = fs_->List(archive_dir);
+  if (!names.ok()) return names.status();
+  struct Archived {
+    uint64_t lsn;
+    int order;  // a segment (0) before a snapshot (1) of the same LSN
+    uint64_t bytes;
+    std::string path;
+  };
+  std::vector<Archived> files;
+  uint64_t total_bytes = 0;
+  for (const std::string& name : *names) {
+    std::optional<uint64_t> lsn = ParseSegmentFileName(name);
+    const int order = lsn ? 0 : 1;
+    if (!lsn) lsn = ParseSnapshotName(name);
+    if (!lsn) continue;  // not ours to count or remove
+    const std::string path = absl::StrCat(archive_dir, "/", name);
+    absl::StatusOr<std::unique_ptr<File>> f = fs_->Open(path, OpenMode::kReadOnly);
+    if (!f.ok()) return f.status();
+    absl::StatusOr<uint64_t> size = (*f)->Size();
+    if (!size.ok()) return size.status();
+    files.push_back(Archived{*lsn, order, *size, path});
+    total_bytes += *size;
+  }
+  if (total_bytes <= options_.archive_bytes_max) return absl::OkStatus();
+  std::sort(files.begin(), files.end(), [](const Archived& a, const Archived& b) {
+    return std::tie(a.lsn, a.order) < std::tie(b.lsn, b.order);
+  });
+  for (const Archived& file : files) {
+    if (total_bytes <= options_.archive_bytes_max) break;
+    if (absl::Status s = fs_->Remove(file.path); !s.ok()) return s;
+    total_bytes -= file.bytes;
+    pruned->push_back(file.path);
+  }
+  return fs_->SyncDir(archive_dir);
+}
+
+absl::Status Store::RecordSegments() {
+  // While a snapshot child runs it owns MANIFEST (it writes the next one);
+  // two writers would race.  Its reaping calls this again.
+  if (child_pid_ > 0) return absl::OkStatus();
+  const uint64_t segments_started = writer_->segments_started();
+  absl::StatusOr<std::vector<uint64_t>> live = LiveSegments();
+  if (!live.ok()) return live.status();
+  std::vector<uint64_t> needed = NeededSegments(*live, manifest_.log_from_lsn);
+  if (needed != manifest_.segments) {
+    Manifest next = manifest_;
+    next.segments = std::move(needed);
+    if (absl::Status s = WriteManifest(fs_, dir_, next); !s.ok()) return s;
+    manifest_ = std::move(next);
+  }
+  segments_seen_ = segments_started;
   return absl::OkStatus();
 }
 

@@ -68,6 +68,10 @@ struct StoreOptions {
   // Move retired segments and snapshots to <dir>/archive/ instead of
   // removing them (point-in-time rebuilds with `tally-wal replay`).
   bool archive = false;
+  // With archive on, archive/ holds at most this many bytes: after each
+  // retirement the oldest archived files (by LSN; a segment before a
+  // snapshot of the same LSN) are removed until it fits.  Must be > 0.
+  uint64_t archive_bytes_max = store_archive_bytes_default;
   // Encode and write periodic snapshots in a forked child (copy-on-write), so
   // the writer pauses only for fork().  Only with a PosixFileSystem; on any
   // other file system snapshots are written inline.
@@ -89,8 +93,12 @@ struct RecoveryReport {
   uint64_t next_lsn = 1;
   double snapshot_load_s = 0;      // reading and decoding the snapshot
   double replay_s = 0;             // reading and applying the log after it
+  double snapshot_load_cpu_s = 0;  // the same two in CPU time of the opening thread
+  double replay_cpu_s = 0;         // (what a shared machine's load does not inflate)
   bool had_manifest = false;        // false: a new store, or one from before manifests
-  std::vector<std::string> retired;  // leftovers of an interrupted retirement finished
+  // Leftovers of an interrupted retirement finished, and archived files
+  // removed to fit archive_bytes_max.
+  std::vector<std::string> retired;
   HistoryRecovery history;
 };
 
@@ -155,6 +163,13 @@ class Store {
   // Retire removes (or archives) the segments wholly before
   // manifest_.log_from_lsn and the snapshot files the manifest does not keep.
   absl::Status Retire(std::vector<std::string>* retired);
+  // PruneArchive removes the oldest files of archive/ until it holds at most
+  // options_.archive_bytes_max bytes.
+  absl::Status PruneArchive(std::vector<std::string>* pruned);
+  // RecordSegments rewrites the manifest when the log's segments differ
+  // from the ones it names (after a roll); deferred while a snapshot child
+  // owns the manifest, and done when it is reaped.
+  absl::Status RecordSegments();
   // LiveSegments lists the first LSNs of the segments in <dir>/wal.
   absl::StatusOr<std::vector<uint64_t>> LiveSegments() const;
 
@@ -174,6 +189,7 @@ class Store {
   pid_t child_pid_ = 0;            // a snapshot child at work, 0 none
   uint64_t child_lsn_ = 0;         // the LSN it writes
   int64_t retry_after_ms_ = 0;     // after a failed snapshot, no new one before
+  uint64_t segments_seen_ = 0;     // writer_->segments_started() the manifest has caught up with
 };
 
 // SnapshotName is "snapshot-<lsn as 20 digits>.snap".

@@ -91,6 +91,14 @@ class ByteReader {
     }
     return n;
   }
+  // Bytes takes the next n bytes at once: one bounds check for a whole
+  // array of fixed-size records (snapshots decode them in bulk).
+  std::string_view Bytes(size_t n) {
+    if (!Need(n)) return {};
+    std::string_view taken = bytes_.substr(pos_, n);
+    pos_ += n;
+    return taken;
+  }
   void Check(bool condition, std::string_view why) {
     if (!condition) Fail(pos_, why);
   }

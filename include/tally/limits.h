@@ -84,6 +84,10 @@ inline constexpr uint32_t store_snapshots_kept_max = 64;
 inline constexpr uint64_t durable_write_slice_bytes = uint64_t{4} << 20;
 static_assert(store_snapshots_kept_default >= 1);
 static_assert(store_snapshots_kept_max < manifest_entries_max);
+// Bytes the archive/ directory of a store may hold by default (archiving on):
+// the oldest archived files are removed first beyond it.
+inline constexpr uint64_t store_archive_bytes_default = uint64_t{64} << 30;
+static_assert(store_archive_bytes_default >= 16 * wal_segment_bytes_default);
 // ---- end of store limits --------------------------------------------------
 
 // ---- Protocol (include/tally/PROTOCOL.md) and server (net/) ---------------

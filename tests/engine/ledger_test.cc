@@ -2314,6 +2314,41 @@ TEST(LedgerDeterminism, OpIdsAreRememberedForAtLeastHalfTheCountWindow) {
   EXPECT_FALSE(h.Apply(d).replayed) << "at most twice op_ids_max later: forgotten";
 }
 
+TEST(LedgerDeterminism, OpIdWindowHoldsOverMoreGenerationsThanTheTableHasTags) {
+  // engine/op_memory.h: both generations share one table whose slots carry
+  // a 16-bit generation tag; tags come back after 65,535 generations.  Over
+  // 75,000 generations of 4 ids, every id is still remembered for 4 later
+  // ids, and an id forgotten long ago (its slot's tag reused many times
+  // over) is applied again, never replayed.
+  LedgerOptions small;
+  small.op_ids_max = 8;  // generations of 4
+  Harness h(small);
+  FundedOrg(h, 0);
+  constexpr uint64_t ids = 300'000;
+  h.Ok(Grant(kOrg, 1, 2 * ids));
+  constexpr uint64_t first_id = uint64_t{1} << 40;
+  int64_t applied = 0;
+  for (uint64_t i = 0; i < ids; ++i) {
+    Command d = Deduct(kOrg, 1, 1);
+    d.op_id = first_id + i;
+    Result r = h.Apply(d);
+    ASSERT_EQ(r.code, ResultCode::ok) << i;
+    ASSERT_FALSE(r.replayed) << "a fresh id taken for a retry, id " << i;
+    ++applied;
+    if (i >= 3) {  // at most 4 later ids, counting an old id taken again below
+      d.op_id = first_id + i - 3;
+      ASSERT_TRUE(h.Apply(d).replayed) << "forgotten within the window, id " << i - 3;
+    }
+    if (i % 997 == 0 && i >= 1000) {
+      d.op_id = first_id + i - 1000;  // forgotten: a new operation
+      Result again = h.Apply(d);
+      ASSERT_FALSE(again.replayed) << "replayed long after the window, id " << i - 1000;
+      ++applied;
+    }
+  }
+  EXPECT_EQ(h.Available(kOrg, 1), 2 * static_cast<int64_t>(ids) - applied);
+}
+
 TEST(LedgerDeterminism, ABatchLongerThanAGenerationForgetsItsOwnOldestIdsWithoutHarm) {
   // docs/ENGINE.md: a batch holding more ids than a generation (op_ids_max
   // / 2) may forget its own first ids before it ends; a repeat at the end is

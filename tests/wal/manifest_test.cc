@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -185,6 +186,143 @@ TEST(Recovery, ASegmentTheManifestNamesMustExist) {
   ASSERT_FALSE(again.ok());
   EXPECT_EQ(again.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(again.status().message().find(path), std::string::npos) << again.status();
+}
+
+TEST(Manifest, EverySegmentIsNamedBeforeItsFirstRecordIsAcknowledged) {
+  MemFileSystem fs;
+  Workload work(36);
+  StoreOptions options = SmallOptions();  // 8 KiB segments: a roll every few batches
+  uint64_t digest = 0;
+  {
+    auto store = Store::Open(&fs, "/shard", options);
+    ASSERT_TRUE(store.ok());
+    BatchOutput out;
+    size_t rolls = 0;
+    for (int b = 0; b < 200; ++b) {
+      const size_t before = SegmentsIn(fs, "/shard/wal").size();
+      ASSERT_TRUE((*store)->Apply(work.now_us(), work.Next(1 + b % 20), &out).ok());
+      ASSERT_TRUE((*store)->Sync().ok());  // acknowledged from here on
+      const std::vector<uint64_t> live = SegmentsIn(fs, "/shard/wal");
+      rolls += live.size() - before;
+      ASSERT_EQ(ReadManifest(&fs, "/shard").value().value().segments, live) << "batch " << b;
+      EXPECT_EQ((*store)->manifest().segments, live);
+    }
+    EXPECT_GE(rolls, 10u);
+    digest = (*store)->ledger().Digest();
+  }
+  // Recovery is exact with the manifest so kept.
+  {
+    auto again = Store::Open(&fs, "/shard", options);
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ((*again)->ledger().Digest(), digest);
+    EXPECT_EQ((*again)->recovery().records_replayed, 200u);
+  }
+  // And a lost newest segment, which the LSN chain cannot see, stops the start.
+  const std::string newest = "/shard/wal/" + SegmentFileName(SegmentsIn(fs, "/shard/wal").back());
+  ASSERT_TRUE(fs.Remove(newest).ok());
+  auto lost = Store::Open(&fs, "/shard", options);
+  ASSERT_FALSE(lost.ok());
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(lost.status().message().find(newest), std::string::npos) << lost.status();
+}
+
+TEST(Manifest, AStartNamesSegmentsAnOlderManifestMissed) {
+  MemFileSystem fs;
+  Workload work(37);
+  StoreOptions options = SmallOptions();
+  uint64_t digest = 0;
+  {
+    auto store = Store::Open(&fs, "/shard", options);
+    ASSERT_TRUE(store.ok());
+    Drive(**store, work, 60);
+    ASSERT_TRUE((*store)->WriteSnapshot().ok());
+    Drive(**store, work, 60);
+    digest = (*store)->ledger().Digest();
+  }
+  // A manifest as a crash between a roll and its rewrite (or an older
+  // version of the store) leaves it: the newest segments not named.
+  Manifest old = ReadManifest(&fs, "/shard").value().value();
+  const std::vector<uint64_t> live = SegmentsIn(fs, "/shard/wal");
+  ASSERT_GE(old.segments.size(), 2u);
+  old.segments.resize(1);
+  ASSERT_TRUE(WriteManifest(&fs, "/shard", old).ok());
+  auto again = Store::Open(&fs, "/shard", options);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->ledger().Digest(), digest) << "exact either way";
+  EXPECT_EQ((*again)->manifest().segments, live);
+  EXPECT_EQ(ReadManifest(&fs, "/shard").value().value().segments, live);
+}
+
+TEST(Retirement, TheArchiveIsBoundedOldestFilesFirst) {
+  // The same workload twice: archive unbounded, then bounded.
+  auto run = [](uint64_t archive_bytes_max, MemFileSystem& fs) {
+    Workload work(38);
+    StoreOptions options = SmallOptions();
+    options.snapshots_kept = 1;
+    options.archive = true;
+    options.archive_bytes_max = archive_bytes_max;
+    auto store = Store::Open(&fs, "/shard", options);
+    ASSERT_TRUE(store.ok());
+    for (int i = 0; i < 8; ++i) {
+      Drive(**store, work, 40);
+      ASSERT_TRUE((*store)->WriteSnapshot().ok());
+    }
+  };
+  // Archived files ordered as the pruning orders them: by LSN, a segment
+  // before a snapshot of the same LSN.
+  auto archived = [](MemFileSystem& fs) {
+    std::vector<std::tuple<uint64_t, int, std::string, uint64_t>> files;
+    const std::vector<std::string> names = *fs.List("/shard/archive");
+    for (const std::string& name : names) {
+      const std::string path = "/shard/archive/" + name;
+      const uint64_t bytes = fs.Open(path, OpenMode::kReadOnly).value()->Size().value();
+      if (auto lsn = ParseSegmentFileName(name)) files.emplace_back(*lsn, 0, name, bytes);
+      if (auto lsn = ParseSnapshotName(name)) files.emplace_back(*lsn, 1, name, bytes);
+    }
+    std::sort(files.begin(), files.end());
+    return files;
+  };
+  MemFileSystem unbounded_fs;
+  run(store_archive_bytes_default, unbounded_fs);
+  const auto all = archived(unbounded_fs);
+  uint64_t all_bytes = 0;
+  for (const auto& f : all) all_bytes += std::get<3>(f);
+  ASSERT_GE(all.size(), 10u);
+
+  const uint64_t max_bytes = all_bytes / 3;
+  MemFileSystem fs;
+  run(max_bytes, fs);
+  const auto kept = archived(fs);
+  uint64_t kept_bytes = 0;
+  for (const auto& f : kept) kept_bytes += std::get<3>(f);
+  EXPECT_LE(kept_bytes, max_bytes);
+  ASSERT_FALSE(kept.empty());
+  ASSERT_LT(kept.size(), all.size());
+  // What is left is the newest end of the archive: the longest run of the
+  // newest files that fits (each pruning removed only what it had to).
+  const std::vector<std::tuple<uint64_t, int, std::string, uint64_t>> suffix(
+      all.end() - static_cast<std::ptrdiff_t>(kept.size()), all.end());
+  EXPECT_EQ(kept, suffix);
+  EXPECT_GT(kept_bytes + std::get<3>(all[all.size() - kept.size() - 1]), max_bytes);
+  // The live store is untouched by it.
+  auto again = Store::Open(&fs, "/shard", [&] {
+    StoreOptions o = SmallOptions();
+    o.snapshots_kept = 1;
+    o.archive = true;
+    o.archive_bytes_max = max_bytes;
+    return o;
+  }());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->recovery().records_replayed, 0u);
+}
+
+TEST(Retirement, AnArchiveBoundOfZeroIsRefused) {
+  MemFileSystem fs;
+  StoreOptions options = SmallOptions();
+  options.archive = true;
+  options.archive_bytes_max = 0;
+  auto store = Store::Open(&fs, "/shard", options);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(Recovery, ADamagedManifestStopsTheStart) {

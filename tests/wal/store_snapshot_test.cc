@@ -2,6 +2,7 @@
 // history through the Store, and the operator lines recovery prints.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -122,6 +123,49 @@ TEST(MaybeSnapshot, AForkedChildWritesItWhileTheWriterGoesOn) {
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ((*again)->recovery().snapshot_lsn, 100u);
   EXPECT_EQ((*again)->recovery().records_replayed, 30u);
+  EXPECT_EQ((*again)->ledger().Digest(), digest);
+}
+
+TEST(MaybeSnapshot, SegmentsStartedWhileTheChildRunsAreNamedWhenItIsReaped) {
+  TempDir dir;
+  PosixFileSystem fs;
+  Workload work(44);
+  StoreOptions options = SmallOptions();  // 8 KiB segments
+  options.snapshot_every_records = 100;
+  options.snapshots_kept = 1;
+  auto live_segments = [&] {
+    std::vector<uint64_t> lsns;
+    const std::vector<std::string> names = *fs.List(dir.path() + "/wal");
+    for (const std::string& name : names) {
+      if (auto lsn = ParseSegmentFileName(name)) lsns.push_back(*lsn);
+    }
+    std::sort(lsns.begin(), lsns.end());
+    return lsns;
+  };
+  uint64_t digest = 0;
+  {
+    auto store = Store::Open(&fs, dir.path(), options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE((*store)->MaybeSnapshot(0).ok());
+    Drive(**store, work, 100);
+    ASSERT_TRUE((*store)->MaybeSnapshot(1).ok());
+    ASSERT_TRUE((*store)->snapshot_running());
+    // Rolls while the child owns the manifest (it is not reaped before the
+    // next MaybeSnapshot, however fast it is).
+    const std::vector<uint64_t> at_fork = live_segments();
+    Drive(**store, work, 60);
+    ASSERT_GT(live_segments().back(), at_fork.back()) << "the log should have rolled";
+    ASSERT_TRUE(WaitForSnapshot(**store, 2).ok());
+    EXPECT_EQ((*store)->manifest().current_snapshot_lsn(), 100u);
+    EXPECT_EQ((*store)->manifest().segments, live_segments());
+    auto on_disk = ReadManifest(&fs, dir.path());
+    ASSERT_TRUE(on_disk.ok() && on_disk->has_value());
+    EXPECT_EQ((*on_disk)->segments, live_segments());
+    digest = (*store)->ledger().Digest();
+  }
+  auto again = Store::Open(&fs, dir.path(), options);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->recovery().records_replayed, 60u);
   EXPECT_EQ((*again)->ledger().Digest(), digest);
 }
 
