@@ -63,7 +63,7 @@ constexpr auto queue_full_retry = std::chrono::milliseconds(1);
 constexpr size_t write_buffer_keep_bytes = size_t{1} << 20;
 // A connection's read buffer: one read takes every frame the kernel holds up
 // to this much; a bigger frame grows it for as long as it takes to read.
-constexpr size_t read_buffer_bytes = size_t{64} << 10;
+constexpr size_t read_buffer_bytes = size_t{16} << 10;
 // Read buffer capacity a connection keeps after a big frame.
 constexpr size_t read_buffer_keep_bytes = size_t{1} << 20;
 // Finished apply jobs a connection keeps for reuse (their buffers keep their
@@ -488,6 +488,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::optional<PendingRefusal> refuse;
     while (!closing_) {
       size_t frame_bytes = proto::frame_header_bytes;  // what the next frame needs
+      bool touched = false;  // the idle clock restarts once a read, not once a frame
       while (!closing_ && !refuse) {
         size_t have = read_end_ - read_begin_;
         if (have < proto::frame_header_bytes) break;
@@ -517,7 +518,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
         // The body stays in rbuf_ until the next read: nothing below reads.
         read_begin_ += frame_bytes;
         frame_bytes = proto::frame_header_bytes;
-        Touch();
+        if (!touched) {
+          Touch();
+          touched = true;
+        }
         if (header.opcode == Opcode::apply && token_ != nullptr && !subscribed_) {
           Apply(header.request_id, body, &refuse);
         } else {
