@@ -603,14 +603,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       size_t taken = 0;
       Shard::Push pushed = server_->shard(s).PushApplies(parts, &taken);
       if (pushed == Shard::Push::stopped) {
-        for (const ApplyPart& part : parts) {
-          ApplyJob& job = *part.job;
-          for (uint32_t k = part.begin; k < part.end; ++k) {
-            job.results[job.order[k]] = Result{.code = ResultCode::shutting_down};
-          }
-          job.FinishPart();
-        }
-        parts.clear();
+        RefuseParts(parts, ResultCode::shutting_down);
         continue;
       }
       parts.erase(parts.begin(), parts.begin() + static_cast<ptrdiff_t>(taken));
@@ -624,16 +617,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // will read their replies, and a job must not wait for a part that never
   // goes (the job would keep the connection alive for good).
   void AbandonOutbox() {
-    for (std::vector<ApplyPart>& parts : outbox_) {
-      for (const ApplyPart& part : parts) {
-        ApplyJob& job = *part.job;
-        for (uint32_t k = part.begin; k < part.end; ++k) {
-          job.results[job.order[k]] = Result{.code = ResultCode::shutting_down};
-        }
-        job.FinishPart();
+    for (std::vector<ApplyPart>& parts : outbox_) RefuseParts(parts, ResultCode::shutting_down);
+  }
+
+  // RefuseParts answers every command of `parts` with `code`, finishes the
+  // parts (their jobs reply once every part is finished) and empties it.
+  static void RefuseParts(std::vector<ApplyPart>& parts, ResultCode code) {
+    for (const ApplyPart& part : parts) {
+      ApplyJob& job = *part.job;
+      for (uint32_t k = part.begin; k < part.end; ++k) {
+        job.results[job.order[k]] = Result{.code = code};
       }
-      parts.clear();
+      job.FinishPart();
     }
+    parts.clear();
   }
 
   // WaitFlushOutbox retries while a shard's queue is full: this connection
