@@ -40,8 +40,10 @@ struct Manifest {
   // (1 without snapshots).  Segments wholly before it are retired.
   uint64_t log_from_lsn = 1;
   // First LSNs of the log's segments (in <dir>/wal/) when the manifest was
-  // written, ascending; each must still exist.  Segments the writer started
-  // later follow them and are checked by the log's LSN chain.
+  // written, ascending; each must still exist.  The store rewrites the
+  // manifest when the log rolls, so a segment started later (a crash just
+  // after a roll, or while a snapshot child owned the manifest) is checked
+  // by the log's LSN chain and named at the next start.
   std::vector<uint64_t> segments;
 
   uint64_t current_snapshot_lsn() const {
