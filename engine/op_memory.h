@@ -112,26 +112,13 @@ class OpMemory {
   int current_index() const { return current_; }
   const std::vector<Entry>& entries_of(int g) const { return generations_[g].entries; }
   int64_t began_us_of(int g) const { return generations_[g].began_us; }
-  void Load(int current, int g, int64_t began_us, const std::vector<Entry>& entries) {
-    TALLY_ASSERT(generations_[g].entries.empty());
-    if (current != current_) {
-      TALLY_ASSERT(generations_[1 - g].entries.empty());
-      std::swap(generations_[0].tag, generations_[1].tag);
-      current_ = current;
-    }
-    Generation& gen = generations_[g];
-    gen.began_us = began_us;
-    for (const Entry& e : entries) {
-      const uint64_t h = Hash(e.key);
-      gen.entries.push_back(e);
-      Place(h, gen.tag, gen.entries.size());
-    }
-  }
   uint64_t generation_max() const { return generation_max_; }
 
   // ---- Bulk load for snapshots (wal engineer's block; engine/SNAPSHOT.md) ----
-  // LoadBulk is Load with the n entries appended by `fill(entries, n)`
-  // straight into the generation (no copy of 56 bytes x n), and the table
+  // LoadBulk loads generation g of a memory that has not taken ids yet,
+  // with `current` the current one: the n entries are appended by
+  // `fill(entries, n)` straight into the generation (no copy of 56 bytes x
+  // n), in arrival order, and the table
   // built in one pass with the slots of later entries prefetched: a table
   // far bigger than cache, placed at random, otherwise costs a cache miss
   // per entry one after another.  `fill` returns false when the bytes are
@@ -148,7 +135,10 @@ class OpMemory {
     Generation& gen = generations_[g];
     gen.began_us = began_us;
     if (n == 0) return true;
-    gen.entries.reserve(n);  // filled by appending: each entry written once
+    // Room for a full generation, as it will need: reserving just n would
+    // make the first id after a start copy every entry (~120 MB) on the
+    // writer's thread.  Filled by appending: each entry written once.
+    gen.entries.reserve(generation_max_);
     if (!fill(gen.entries, n) || gen.entries.size() != n) {
       gen.entries.clear();
       return false;

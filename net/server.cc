@@ -63,7 +63,7 @@ constexpr auto queue_full_retry = std::chrono::milliseconds(1);
 constexpr size_t write_buffer_keep_bytes = size_t{1} << 20;
 // A connection's read buffer: one read takes every frame the kernel holds up
 // to this much; a bigger frame grows it for as long as it takes to read.
-constexpr size_t read_buffer_bytes = size_t{64} << 10;
+constexpr size_t read_buffer_bytes = size_t{16} << 10;
 // Read buffer capacity a connection keeps after a big frame.
 constexpr size_t read_buffer_keep_bytes = size_t{1} << 20;
 // Finished apply jobs a connection keeps for reuse (their buffers keep their
@@ -488,6 +488,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::optional<PendingRefusal> refuse;
     while (!closing_) {
       size_t frame_bytes = proto::frame_header_bytes;  // what the next frame needs
+      bool touched = false;  // the idle clock restarts once a read, not once a frame
       while (!closing_ && !refuse) {
         size_t have = read_end_ - read_begin_;
         if (have < proto::frame_header_bytes) break;
@@ -517,7 +518,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
         // The body stays in rbuf_ until the next read: nothing below reads.
         read_begin_ += frame_bytes;
         frame_bytes = proto::frame_header_bytes;
-        Touch();
+        if (!touched) {
+          Touch();
+          touched = true;
+        }
         if (header.opcode == Opcode::apply && token_ != nullptr && !subscribed_) {
           Apply(header.request_id, body, &refuse);
         } else {
@@ -599,14 +603,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       size_t taken = 0;
       Shard::Push pushed = server_->shard(s).PushApplies(parts, &taken);
       if (pushed == Shard::Push::stopped) {
-        for (const ApplyPart& part : parts) {
-          ApplyJob& job = *part.job;
-          for (uint32_t k = part.begin; k < part.end; ++k) {
-            job.results[job.order[k]] = Result{.code = ResultCode::shutting_down};
-          }
-          job.FinishPart();
-        }
-        parts.clear();
+        RefuseParts(parts, ResultCode::shutting_down);
         continue;
       }
       parts.erase(parts.begin(), parts.begin() + static_cast<ptrdiff_t>(taken));
@@ -620,16 +617,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // will read their replies, and a job must not wait for a part that never
   // goes (the job would keep the connection alive for good).
   void AbandonOutbox() {
-    for (std::vector<ApplyPart>& parts : outbox_) {
-      for (const ApplyPart& part : parts) {
-        ApplyJob& job = *part.job;
-        for (uint32_t k = part.begin; k < part.end; ++k) {
-          job.results[job.order[k]] = Result{.code = ResultCode::shutting_down};
-        }
-        job.FinishPart();
+    for (std::vector<ApplyPart>& parts : outbox_) RefuseParts(parts, ResultCode::shutting_down);
+  }
+
+  // RefuseParts answers every command of `parts` with `code`, finishes the
+  // parts (their jobs reply once every part is finished) and empties it.
+  static void RefuseParts(std::vector<ApplyPart>& parts, ResultCode code) {
+    for (const ApplyPart& part : parts) {
+      ApplyJob& job = *part.job;
+      for (uint32_t k = part.begin; k < part.end; ++k) {
+        job.results[job.order[k]] = Result{.code = code};
       }
-      parts.clear();
+      job.FinishPart();
     }
+    parts.clear();
   }
 
   // WaitFlushOutbox retries while a shard's queue is full: this connection

@@ -263,7 +263,7 @@ TEST_F(TallydPipelineTest, ABadFrameInTheMiddleOfOneReadGetsTheErrorAndNothingAf
 }
 
 TEST_F(TallydPipelineTest, AFrameBiggerThanTheReadBufferAmongSmallOnes) {
-  // 8,000 deducts (about 450 kB, several times the 64 kB read buffer)
+  // 8,000 deducts (about 450 kB, many times the 16 KiB read buffer)
   // between small frames, all in one write, twice over: the buffer grows for
   // the big frame and shrinks back after it.
   std::string bytes = HelloFrame(token_, 1);
