@@ -136,26 +136,34 @@ class Machine {
       for (size_t i = begin; i < end; ++i) PrefetchWallet(commands[i], i);
       for (size_t i = begin; i < end; ++i) PrefetchLots(i);
       for (size_t i = begin; i < end; ++i) {
-        std::construct_at(results + i, Apply(commands[i], claims_[i]));
+        ApplyInto(commands[i], claims_[i], results + i);
       }
     }
   }
 
-  Result Apply(const Command& c, const OpMemory::Claim& claim) {
-    if (c.kind == CommandKind::expire_sweep) return Sweep();
-    if (c.op_id == 0) return Refused(ResultCode::invalid_operation_id);
+  // ApplyInto applies one command and constructs its result at `out`:
+  // Dispatch's result is built there directly (its return slot is `out`),
+  // never in a temporary that a copy reads back.
+  void ApplyInto(const Command& c, const OpMemory::Claim& claim, Result* out) {
+    if (c.kind == CommandKind::expire_sweep) {
+      std::construct_at(out, Sweep());
+      return;
+    }
+    if (c.op_id == 0) {
+      std::construct_at(out, Refused(ResultCode::invalid_operation_id));
+      return;
+    }
     if (claim.kind != OpMemory::Claim::fresh) {
       const Result* first = s_.ops.First(claim);
       TALLY_ASSERT(first != nullptr || s_.options.op_ids_max / 2 < batch_commands_max);
       if (first != nullptr) {
-        Result again = *first;
-        again.replayed = true;
-        return again;
+        std::construct_at(out, *first);
+        out->replayed = true;
+        return;
       }
     }
-    Result result = Dispatch(c);
-    s_.ops.Settle(claim, result);
-    return result;
+    std::construct_at(out, Dispatch(c));
+    s_.ops.Settle(claim, *out);
   }
 
   ResultCode CheckFields(const Command& c) {
