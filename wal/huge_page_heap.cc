@@ -35,6 +35,18 @@ void EnsureHugePageHeap(char** argv) {
   std::optional<std::string> tunables = HugeTlbTunables(current);
   if (!tunables) return;  // already running with it (or the operator chose)
   if (::setenv("GLIBC_TUNABLES", tunables->c_str(), 1) != 0) return;
+  // The program's own path, not /proc/self/exe: the kernel names a process
+  // after the file it executes, and operators look for `tallyd` in ps, top
+  // and pkill, not `exe`.  /proc/self/exe only when the path is unknown or
+  // the file was replaced since (then the link ends in " (deleted)").
+  char path[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1);
+  const std::string_view deleted = " (deleted)";
+  if (n > 0 && static_cast<size_t>(n) < sizeof path - 1 &&
+      !std::string_view(path, static_cast<size_t>(n)).ends_with(deleted)) {
+    path[n] = '\0';
+    ::execv(path, argv);
+  }
   ::execv("/proc/self/exe", argv);
   // Only on failure: go on as we are, and say so once.
   std::fprintf(stderr, "%s: could not re-execute with %s (%s); the heap stays in 4 KiB pages\n",

@@ -35,7 +35,7 @@ inline constexpr char kHugePageHeapOptOut[] = "TALLY_HUGE_PAGE_HEAP";
 // they already choose a glibc.malloc.hugetlb value.
 std::optional<std::string> HugeTlbTunables(const char* current);
 
-// EnsureHugePageHeap re-executes the program (/proc/self/exe, same argv)
+// EnsureHugePageHeap re-executes the program (its own file, same argv)
 // with GLIBC_TUNABLES from HugeTlbTunables, unless the environment already
 // has it or opts out.  Returns only when it did not re-execute; when the
 // exec itself failed it says so on standard error and the program goes on

@@ -49,6 +49,11 @@ TEST(TallydHugePageHeap, ReexecutesItselfWithTheTunable) {
   ASSERT_TRUE(tallyd.Start(dir.path(), {"--shards", "1", "--io-threads", "1"}).ok());
   // Same PID (exec, not a new process), now with the tunable.
   EXPECT_TRUE(HasVariable(EnvironmentOf(tallyd.pid()), "GLIBC_TUNABLES=glibc.malloc.hugetlb=1"));
+  // Still called tallyd (ps, top, pkill), not "exe" after /proc/self/exe.
+  std::ifstream comm("/proc/" + std::to_string(tallyd.pid()) + "/comm");
+  std::string name;
+  std::getline(comm, name);
+  EXPECT_EQ(name, "tallyd");
   EXPECT_EQ(tallyd.Terminate(), 0);
 }
 
