@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <new>
@@ -97,9 +98,23 @@ class LotArena {
   static constexpr uint8_t arena_log2_max = 10;
 
   LotArena() = default;
-  LotArena(LotArena&&) = default;
-  LotArena& operator=(LotArena&&) = default;
-  ~LotArena() = default;
+  LotArena(LotArena&& other) noexcept { *this = std::move(other); }
+  LotArena& operator=(LotArena&& other) noexcept {
+    if (this != &other) {
+      FreeBig();
+      chunks_ = std::move(other.chunks_);
+      big_ = std::exchange(other.big_, {});
+      std::copy(std::begin(other.free_), std::end(other.free_), std::begin(free_));
+      std::fill(std::begin(other.free_), std::end(other.free_), nullptr);
+      bump_ = std::exchange(other.bump_, nullptr);
+      left_bytes_ = std::exchange(other.left_bytes_, 0);
+      next_chunk_bytes_ = other.next_chunk_bytes_;
+    }
+    return *this;
+  }
+  // Wallets are plain data: the arena frees what they hold, the malloc'd
+  // big blocks included.
+  ~LotArena() { FreeBig(); }
 
   // Allocate returns room for 2^log2 lots (contents unspecified).
   Lot* Allocate(uint8_t log2) {
@@ -107,6 +122,7 @@ class LotArena {
     if (log2 > arena_log2_max) {
       void* p = std::malloc(sizeof(Lot) << log2);
       TALLY_ASSERT(p != nullptr);
+      big_.push_back(p);
       return static_cast<Lot*>(p);
     }
     if (FreeBlock* b = free_[log2]) {
@@ -125,6 +141,10 @@ class LotArena {
   void Release(Lot* lots, uint8_t log2) {
     if (lots == nullptr) return;
     if (log2 > arena_log2_max) {
+      auto it = std::find(big_.begin(), big_.end(), static_cast<void*>(lots));
+      TALLY_ASSERT(it != big_.end());
+      *it = big_.back();  // few: only wallets past arena_log2_max lots have one
+      big_.pop_back();
       std::free(lots);
       return;
     }
@@ -136,6 +156,10 @@ class LotArena {
     FreeBlock* next;
   };
   static constexpr size_t first_chunk_bytes = size_t{16} << 10;
+  void FreeBig() {
+    for (void* p : big_) std::free(p);
+    big_.clear();
+  }
   static size_t BlockBytes(uint8_t log2) { return sizeof(Lot) << log2; }
 
   void Push(unsigned char* block, uint8_t log2) {
@@ -161,6 +185,7 @@ class LotArena {
 
   FreeBlock* free_[arena_log2_max + 1] = {};
   std::vector<HugeBlock> chunks_;
+  std::vector<void*> big_;  // the malloc'd blocks above arena_log2_max
   unsigned char* bump_ = nullptr;
   size_t left_bytes_ = 0;
   size_t next_chunk_bytes_ = first_chunk_bytes;
