@@ -257,12 +257,27 @@ TEST(BenchEndToEnd, FramesInFlightWhenTheServerDiesAreResentAndStillVerify) {
   pid_t first = StartTallyd(data, port, &token);
   ASSERT_GT(first, 0);
   Outcome o;
+  constexpr uint64_t kOrgBase = 7000;
   std::thread bench([&] {
     o = RunBench("--server 127.0.0.1:" + std::to_string(port) + " --token " + token +
-                 " --wallets 2000 --orgs 4 --connections 4 --depth 16 --duration-s 4 "
-                 "--warmup-s 0.5 --json --quiet");
+                 " --wallets 2000 --orgs 4 --org-base " + std::to_string(kOrgBase) +
+                 " --connections 4 --depth 16 --duration-s 4 --warmup-s 0.5 --json --quiet");
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  // The kill lands once deducts flow (the set-up is done and frames are in
+  // flight), however slow the machine: a fixed sleep could land in the
+  // set-up on a busy CI machine.  Bounded: 20 s.
+  {
+    auto watcher = Client::Connect("127.0.0.1:" + std::to_string(port), token);
+    ASSERT_TRUE(watcher.ok()) << watcher.status();
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    int64_t spent = 0;
+    while (spent < 1000 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      absl::StatusOr<TotalsView> totals = (*watcher)->GetTotals(kOrgBase);
+      if (totals.ok()) spent = totals->spent;
+    }
+    EXPECT_GE(spent, 1000) << "no deducts flowed within 20 s";
+  }
   kill(first, SIGKILL);
   waitpid(first, nullptr, 0);
   std::string token_again;
