@@ -620,19 +620,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
     for (std::vector<ApplyPart>& parts : outbox_) RefuseParts(parts, ResultCode::shutting_down);
   }
 
-  // RefuseParts answers every command of `parts` with `code`, finishes the
-  // parts (their jobs reply once every part is finished) and empties it.
-  static void RefuseParts(std::vector<ApplyPart>& parts, ResultCode code) {
-    for (const ApplyPart& part : parts) {
-      ApplyJob& job = *part.job;
-      for (uint32_t k = part.begin; k < part.end; ++k) {
-        job.results[job.order[k]] = Result{.code = code};
-      }
-      job.FinishPart();
-    }
-    parts.clear();
-  }
-
   // WaitFlushOutbox retries while a shard's queue is full: this connection
   // stops being read until there is room (backpressure), the others go on.
   asio::awaitable<void> WaitFlushOutbox() {

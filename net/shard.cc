@@ -222,13 +222,18 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
   if (!out_.events.empty() && events_) events_(out_.events);
 }
 
-void Shard::Refuse(std::vector<ApplyPart>& parts, std::vector<QueuedQuery>* queries,
-                   ResultCode code, const std::string& reason) {
-  for (ApplyPart& part : parts) {
+void RefuseParts(std::vector<ApplyPart>& parts, ResultCode code) {
+  for (const ApplyPart& part : parts) {
     ApplyJob& job = *part.job;
     for (uint32_t k = part.begin; k < part.end; ++k) job.results[job.order[k]] = Result{.code = code};
-    part.job->FinishPart();
+    job.FinishPart();
   }
+  parts.clear();
+}
+
+void Shard::Refuse(std::vector<ApplyPart>& parts, std::vector<QueuedQuery>* queries,
+                   ResultCode code, const std::string& reason) {
+  RefuseParts(parts, code);
   ShardView view{.store = nullptr, .refusal = code, .reason = reason, .now_us = WallClockUs()};
   if (queries != nullptr) {
     for (QueuedQuery& query : *queries) query.fn(view);

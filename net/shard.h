@@ -86,6 +86,11 @@ struct ApplyPart {
   uint32_t size() const { return end - begin; }
 };
 
+// RefuseParts answers every command of `parts` with `code`, finishes each
+// part (a job goes back to its sink once all its parts are finished) and
+// empties `parts`: for parts a shard will never apply.
+void RefuseParts(std::vector<ApplyPart>& parts, ResultCode code);
+
 // ShardView is what a query sees: the store (its ledger, and the history
 // on disk beyond the ledger's RAM window), or why it may not look.
 struct ShardView {
