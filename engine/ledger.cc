@@ -299,8 +299,10 @@ class Machine {
     if (w.heap_lots != nullptr) {
       // Three lots are 96 bytes: two or three cache lines, not one.
       __builtin_prefetch(w.heap_lots);
-      if (w.lot_count > 1) __builtin_prefetch(w.heap_lots + (w.lot_count - 1) / 2);
-      if (w.lot_count > 1) __builtin_prefetch(w.heap_lots + w.lot_count - 1);
+      if (w.lot_count > 1) {
+        __builtin_prefetch(w.heap_lots + (w.lot_count - 1) / 2);
+        __builtin_prefetch(w.heap_lots + w.lot_count - 1);
+      }
     }
     // A rolled-up deduct adds to the wallet's newest history entry.
     if (w.history_head != 0 && s_.history.InMemory(w.history_head - 1) &&

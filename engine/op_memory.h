@@ -114,15 +114,14 @@ class OpMemory {
   int64_t began_us_of(int g) const { return generations_[g].began_us; }
   uint64_t generation_max() const { return generation_max_; }
 
-  // ---- Bulk load for snapshots (wal engineer's block; engine/SNAPSHOT.md) ----
   // LoadBulk loads generation g of a memory that has not taken ids yet,
   // with `current` the current one: the n entries are appended by
   // `fill(entries, n)` straight into the generation (no copy of 56 bytes x
-  // n), in arrival order, and the table
-  // built in one pass with the slots of later entries prefetched: a table
-  // far bigger than cache, placed at random, otherwise costs a cache miss
-  // per entry one after another.  `fill` returns false when the bytes are
-  // bad; the generation is then left empty.
+  // n), in arrival order, and the table is built in one pass with the
+  // slots of later entries prefetched: a table far bigger than cache,
+  // placed at random, otherwise costs a cache miss per entry one after
+  // another.  `fill` returns false when the bytes are bad; the generation
+  // is then left empty.
   template <typename Fill>
   bool LoadBulk(int current, int g, int64_t began_us, uint64_t n, Fill&& fill) {
     TALLY_ASSERT(n <= generation_max_);
@@ -160,7 +159,6 @@ class OpMemory {
     }
     return true;
   }
-  // ---- end of bulk load ----
 
   // Generation order for the digest and snapshots: previous, then current,
   // each in the order its ids arrived.

@@ -249,7 +249,7 @@ void Ledger::ExportHistory(uint64_t from_seq, uint64_t to_seq,
   const State& s = *state_;
   TALLY_ASSERT(from_seq >= 1 && from_seq <= to_seq);
   TALLY_ASSERT(from_seq - 1 >= s.history.begin() && to_seq - 1 <= s.history.total());
-  // (wal engineer's block) Each entry reads its wallet, at random among a
+  // Each entry reads its wallet, at random among a
   // million: prefetched a few entries ahead, the misses overlap instead of
   // queueing (the history file exports every applied batch, and a whole
   // replay's worth at a start).

@@ -12,7 +12,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <iterator>
 #include <limits>
 #include <memory>
 #include <new>
@@ -98,20 +97,8 @@ class LotArena {
   static constexpr uint8_t arena_log2_max = 10;
 
   LotArena() = default;
-  LotArena(LotArena&& other) noexcept { *this = std::move(other); }
-  LotArena& operator=(LotArena&& other) noexcept {
-    if (this != &other) {
-      FreeBig();
-      chunks_ = std::move(other.chunks_);
-      big_ = std::exchange(other.big_, {});
-      std::copy(std::begin(other.free_), std::end(other.free_), std::begin(free_));
-      std::fill(std::begin(other.free_), std::end(other.free_), nullptr);
-      bump_ = std::exchange(other.bump_, nullptr);
-      left_bytes_ = std::exchange(other.left_bytes_, 0);
-      next_chunk_bytes_ = other.next_chunk_bytes_;
-    }
-    return *this;
-  }
+  LotArena(const LotArena&) = delete;
+  LotArena& operator=(const LotArena&) = delete;
   // Wallets are plain data: the arena frees what they hold, the malloc'd
   // big blocks included.
   ~LotArena() { FreeBig(); }

@@ -47,19 +47,14 @@ class WalletIndex {
     ++size_;
   }
 
-  // ---- Reserve (wal engineer's block, for loading snapshots) ----
   // Reserve sizes an empty index for `wallets` ids with one allocation, so a
   // snapshot's million wallets are not rehashed log2(n) times.
   void Reserve(uint64_t wallets) {
     TALLY_ASSERT(size_ == 0);
     uint64_t capacity = 8;
     while (wallets * 8 > capacity * 7) capacity *= 2;
-    if (capacity <= capacity_) return;
-    capacity_ = capacity;
-    entries_.reset(static_cast<unsigned char*>(HugeCalloc(capacity_ * entry_bytes + 8)));
-    std::memset(entries_.get(), 0xff, capacity_ * entry_bytes + 8);
+    if (capacity > capacity_) Allocate(capacity);
   }
-  // ---- end of Reserve ----
 
   // Prefetch starts loading the bucket where `wallet_id` would be.
   void Prefetch(uint64_t wallet_id) const {
@@ -102,12 +97,17 @@ class WalletIndex {
     std::memcpy(entries_.get() + i * entry_bytes, &id, sizeof id);
     std::memcpy(entries_.get() + i * entry_bytes + 8, &slot, sizeof slot);
   }
+  // Allocate replaces the table with an empty one of `capacity` entries
+  // (every slot `absent`); Grow takes the old one out first to re-place it.
+  void Allocate(uint64_t capacity) {
+    capacity_ = capacity;
+    entries_.reset(static_cast<unsigned char*>(HugeCalloc(capacity_ * entry_bytes + 8)));
+    std::memset(entries_.get(), 0xff, capacity_ * entry_bytes + 8);
+  }
   void Grow() {
     uint64_t old_capacity = capacity_;
     std::unique_ptr<unsigned char[], HugeFree> old = std::move(entries_);
-    capacity_ = old_capacity == 0 ? 8 : old_capacity * 2;
-    entries_.reset(static_cast<unsigned char*>(HugeCalloc(capacity_ * entry_bytes + 8)));
-    std::memset(entries_.get(), 0xff, capacity_ * entry_bytes + 8);
+    Allocate(old_capacity == 0 ? 8 : old_capacity * 2);
     for (uint64_t i = 0; i < old_capacity; ++i) {
       uint32_t slot;
       uint64_t id;
