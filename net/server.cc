@@ -716,6 +716,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return;
     }
     job->request_id = id;
+    job->reencode = false;
     job->time_us.store(0, std::memory_order_relaxed);
     job->results.resize(count);
     // Group the commands by shard, each group in request order (a counting
@@ -735,7 +736,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
         continue;
       }
       // The token outlives the server's connections: the name stays valid.
-      if (c.actor.empty() && NamesItsActor(c.kind)) c.actor = token_->name;
+      if (c.actor.empty() && NamesItsActor(c.kind)) {
+        c.actor = token_->name;
+        job->reencode = true;  // its bytes in the body no longer say this
+      }
       uint32_t s = ShardOf(c.org_id, shards);
       command_shards_[i] = s;
       ++shard_counts_[s];

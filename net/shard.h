@@ -68,6 +68,9 @@ struct ApplyJob {
   // Indices into batch.commands grouped by shard, each group in request
   // order; a part is one range of it.
   std::vector<uint32_t> order;
+  // The server changed a command after decoding it (named its actor): its
+  // bytes in `body` are no longer what is applied, so the log encodes them.
+  bool reencode = false;
   std::atomic<uint32_t> parts_left{0};
   std::atomic<int64_t> time_us{0};
   JobSink* sink = nullptr;
@@ -178,6 +181,7 @@ class Shard {
   // Shard thread only.
   std::string failed_reason_;  // nonempty: the store failed, for good
   std::vector<Command> commands_;
+  std::string record_;  // the round's log record, from the frames' bytes
   BatchOutput out_;
 };
 

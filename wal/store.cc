@@ -341,9 +341,31 @@ absl::StatusOr<uint64_t> Store::Apply(int64_t time_us, std::span<const Command> 
   // The batch is logged as applied: at the time the ledger applied it.
   int64_t at_us = std::max(time_us, ledger_->last_time_us());
   if (absl::Status s = EncodeBatch(at_us, commands, &encoded_); !s.ok()) return s;
+  return ApplyLogged(at_us, commands, encoded_, out);
+}
+
+absl::StatusOr<uint64_t> Store::ApplyEncoded(int64_t time_us, std::span<const Command> commands,
+                                             std::string* record, BatchOutput* out) {
+  if (!failed_.ok()) return failed_;
+  if (commands.size() > batch_commands_max) {
+    return absl::InvalidArgumentError("batch: more than batch_commands_max commands");
+  }
+  TALLY_ASSERT(record->size() >= batch_header_bytes + commands.size() * command_core_bytes);
+  int64_t at_us = std::max(time_us, ledger_->last_time_us());
+  // The batch header (wal/FORMAT.md): time, count, reserved; little-endian.
+  uint64_t fields[2] = {static_cast<uint64_t>(at_us), static_cast<uint64_t>(commands.size())};
+  for (int i = 0; i < 8; ++i) {
+    (*record)[i] = static_cast<char>(fields[0] >> (8 * i));
+    (*record)[8 + i] = static_cast<char>(fields[1] >> (8 * i));  // count, then 4 reserved zeros
+  }
+  return ApplyLogged(at_us, commands, *record, out);
+}
+
+absl::StatusOr<uint64_t> Store::ApplyLogged(int64_t at_us, std::span<const Command> commands,
+                                            std::string_view record, BatchOutput* out) {
   ledger_->Apply(at_us, commands, out);
   absl::StatusOr<uint64_t> lsn = writer_->Append(
-      RecordType::kBatch, std::as_bytes(std::span(encoded_.data(), encoded_.size())));
+      RecordType::kBatch, std::as_bytes(std::span(record.data(), record.size())));
   if (!lsn.ok()) return Fail(lsn.status());  // the ledger is now ahead of the log: stop
   next_lsn_ = *lsn + 1;
   if (writer_->segments_started() != segments_seen_) {  // the log rolled: name the new segment

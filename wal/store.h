@@ -111,6 +111,14 @@ class Store {
   // Returns the batch's LSN.  Fails only when the log does, and then for good.
   absl::StatusOr<uint64_t> Apply(int64_t time_us, std::span<const Command> commands,
                                  BatchOutput* out);
+  // ApplyEncoded is Apply for commands that arrive already encoded: tallyd
+  // logs the bytes its clients sent instead of encoding the commands again.
+  // `record` is batch_header_bytes (any value) followed by the encodings of
+  // `commands` in order, e.g. slices of frames cut at DecodedBatch's
+  // command_ends.  The store writes the header (its time, the count) and
+  // logs `record` as it is.  Same results and failure rules as Apply.
+  absl::StatusOr<uint64_t> ApplyEncoded(int64_t time_us, std::span<const Command> commands,
+                                        std::string* record, BatchOutput* out);
   // Sync makes every applied batch durable.
   absl::Status Sync();
   // WriteSnapshot syncs, then writes the ledger as snapshot-<last LSN>.snap
@@ -183,6 +191,9 @@ class Store {
   Manifest manifest_;
   uint64_t next_lsn_ = 1;
   std::string encoded_;  // scratch: the batch being appended
+  // ApplyLogged applies a batch at at_us and appends its encoding `record`.
+  absl::StatusOr<uint64_t> ApplyLogged(int64_t at_us, std::span<const Command> commands,
+                                       std::string_view record, BatchOutput* out);
   absl::Status failed_;
   // Periodic snapshots.
   int64_t last_snapshot_ms_ = -1;  // -1: not yet (the first MaybeSnapshot sets it)

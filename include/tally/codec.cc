@@ -139,9 +139,12 @@ absl::Status EncodeBatch(int64_t time_us, std::span<const Command> commands, std
 }
 
 absl::Status DecodeBatch(std::string_view bytes, DecodedBatch* batch) {
+  // command_ends are 32-bit (a frame is at most 4 MiB, a log record less).
+  if (bytes.size() > UINT32_MAX) return absl::DataLossError("batch: over 4 GiB");
   ByteReader r(bytes, "batch");
   batch->commands.clear();
   batch->targets.clear();
+  batch->command_ends.clear();
   batch->time_us = r.Get<int64_t>();
   uint32_t count = r.Get<uint32_t>();
   uint32_t reserved = r.Get<uint32_t>();
@@ -150,6 +153,7 @@ absl::Status DecodeBatch(std::string_view bytes, DecodedBatch* batch) {
   if (r.ok() && count * size_t{command_core_bytes} > r.left()) r.Fail(8, "truncated");
   if (!r.ok()) return r.status();
   batch->commands.reserve(count);
+  batch->command_ends.reserve(count);
   // (begin, count) of each command's targets, resolved once `targets` is final.
   std::vector<std::pair<size_t, size_t>> spans;
   spans.reserve(count);
@@ -157,12 +161,14 @@ absl::Status DecodeBatch(std::string_view bytes, DecodedBatch* batch) {
     size_t begin = 0;
     size_t n = 0;
     batch->commands.push_back(DecodeCommand(r, &batch->targets, &begin, &n));
+    batch->command_ends.push_back(static_cast<uint32_t>(r.pos()));
     spans.emplace_back(begin, n);
   }
   if (r.ok() && r.left() != 0) r.Fail(r.pos(), "trailing bytes after the last command");
   if (!r.ok()) {
     batch->commands.clear();
     batch->targets.clear();
+    batch->command_ends.clear();
     return r.status();
   }
   for (size_t i = 0; i < batch->commands.size(); ++i) {

@@ -36,11 +36,14 @@ absl::Status EncodeBatch(int64_t time_us, std::span<const Command> commands, std
 
 // DecodedBatch is a decoded batch.  Its commands' text and actor point into
 // the bytes given to DecodeBatch, which must outlive it; their targets point
-// into `targets`.
+// into `targets`.  Command i's encoding is bytes[command_ends[i - 1],
+// command_ends[i]) (from batch_header_bytes for the first): tallyd logs
+// those bytes as they came instead of encoding the commands again.
 struct DecodedBatch {
   int64_t time_us = 0;
   std::vector<Command> commands;
   std::vector<WalletAmount> targets;
+  std::vector<uint32_t> command_ends;
 };
 
 // DecodeBatch decodes exactly `bytes` (trailing bytes are an error) into

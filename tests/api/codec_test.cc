@@ -102,6 +102,29 @@ TEST(Codec, EveryFieldRoundTrips) {
   EXPECT_EQ(again, bytes);
 }
 
+// command_ends cut a batch into its commands' encodings: each slice is what
+// encoding that command alone gives (tallyd logs such slices of frames).
+TEST(Codec, CommandEndsSliceTheBatchIntoEachCommandsEncoding) {
+  RandomCommands in(3, 300);
+  std::string bytes;
+  ASSERT_TRUE(EncodeBatch(kT0, in.commands, &bytes).ok());
+  DecodedBatch out;
+  ASSERT_TRUE(DecodeBatch(bytes, &out).ok());
+  ASSERT_EQ(out.command_ends.size(), in.commands.size());
+  EXPECT_EQ(out.command_ends.back(), bytes.size());
+  for (size_t i = 0; i < in.commands.size(); ++i) {
+    SCOPED_TRACE(i);
+    std::string alone;
+    ASSERT_TRUE(EncodeBatch(kT0, std::span(&in.commands[i], 1), &alone).ok());
+    uint32_t begin = i == 0 ? batch_header_bytes : out.command_ends[i - 1];
+    EXPECT_EQ(bytes.substr(begin, out.command_ends[i] - begin), alone.substr(batch_header_bytes));
+  }
+  // A batch that does not decode leaves none.
+  DecodedBatch bad;
+  EXPECT_FALSE(DecodeBatch(std::string_view(bytes).substr(0, bytes.size() - 1), &bad).ok());
+  EXPECT_TRUE(bad.command_ends.empty());
+}
+
 TEST(Codec, AnEmptyBatchRoundTrips) {
   std::string bytes;
   ASSERT_TRUE(EncodeBatch(kT0, {}, &bytes).ok());

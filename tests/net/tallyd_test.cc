@@ -3,6 +3,7 @@
 // temp data directory (tests/net/tallyd_process.h).
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -14,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "tally/client.h"
 #include "tally/commands.h"
+#include "tally/protocol.h"
 #include "tally/shard.h"
 #include "tests/net/raw_connection.h"
 #include "tests/net/tallyd_process.h"
@@ -551,6 +553,104 @@ TEST_F(TallydTokensTest, ServiceTokenMayDeductButNotAllocate) {
   auto pool = admin->GetBalance({.org_id = 7});
   ASSERT_TRUE(pool.ok());
   EXPECT_EQ(pool->available, 995);
+}
+
+// A shard logs a round's commands as the frames carried them when the server
+// changed none of them (a service's deducts: Store::ApplyEncoded), and
+// encodes them again when it named an actor (an admin's grants), also when
+// both kinds share a round.  After a kill -9 the log is replayed: every
+// balance, reference and actor is what the acknowledged frames said.
+TEST_F(TallydTokensTest, CommandsLoggedAsSentAndRenamedOnesAreReplayedAfterAKill) {
+  auto admin = Connect("boss-token");
+  auto meter = Connect("meter-token");
+  ASSERT_NE(admin, nullptr);
+  ASSERT_NE(meter, nullptr);
+  constexpr uint64_t kFirstOrg = 101;
+  constexpr uint64_t kOrgs = 12;
+  constexpr int64_t kGranted = 100'000;
+  std::vector<uint32_t> per_shard(2);
+  for (uint64_t org = kFirstOrg; org < kFirstOrg + kOrgs; ++org) {
+    Ok(*admin, cmd::OrgCreate(org));
+    Ok(*admin, cmd::Grant(org, 1, kGranted));
+    ++per_shard[ShardOf(org, 2)];
+  }
+  for (uint32_t n : per_shard) EXPECT_GT(n, 0u) << "the orgs should cover both shards";
+
+  // 40 frames of one deduct per org from the service and 8 frames of grants
+  // from the admin, all sent before any reply is read, so the shards' rounds
+  // hold many parts of both kinds.
+  constexpr int kFrames = 40;
+  std::map<uint64_t, int64_t> wallet1;  // org -> expected balance of wallet 1
+  std::map<uint64_t, int64_t> wallet2;  // org -> expected balance of wallet 2
+  std::vector<std::string> refs;
+  refs.reserve(kFrames * kOrgs);
+  int sent = 0;
+  for (int f = 0; f < kFrames; ++f) {
+    std::vector<Command> frame;
+    for (uint64_t org = kFirstOrg; org < kFirstOrg + kOrgs; ++org) {
+      int64_t amount = 1 + static_cast<int64_t>((static_cast<uint64_t>(f) + org) % 7);
+      Command d = cmd::Deduct(org, 1, amount);
+      refs.push_back("invoice-" + std::to_string(f) + "-" + std::to_string(org));
+      d.text = refs.back();
+      if (f % 5 == 0) d.actor = "meter-7";  // named by the client: logged as sent
+      d.op_id = next_op_id_++;
+      frame.push_back(d);
+      wallet1[org] += amount;
+    }
+    ASSERT_TRUE(meter->SendApply(frame).ok());
+    ++sent;
+    if (f % 5 == 0) {
+      std::vector<Command> grants;
+      for (uint64_t org = kFirstOrg; org < kFirstOrg + kOrgs; ++org) {
+        grants.push_back(cmd::Grant(org, 2, 10 + f));
+        grants.back().op_id = next_op_id_++;
+        wallet2[org] += 10 + f;
+      }
+      ASSERT_TRUE(admin->SendApply(grants).ok());
+      ASSERT_TRUE(admin->Flush().ok());
+    }
+    ASSERT_TRUE(meter->Flush().ok());
+  }
+  auto receive_all = [](Client& client, int frames) {
+    for (int i = 0; i < frames; ++i) {
+      absl::StatusOr<Reply> reply = client.Receive();
+      ASSERT_TRUE(reply.ok()) << reply.status();
+      ASSERT_TRUE(reply->ok());
+      int64_t time_us = 0;
+      std::vector<Result> results;
+      ASSERT_TRUE(proto::DecodeApplyReply(reply->body, &time_us, &results).ok());
+      for (const Result& r : results) EXPECT_EQ(r.code, ResultCode::ok);
+    }
+  };
+  receive_all(*meter, sent);
+  receive_all(*admin, kFrames / 5);
+
+  ASSERT_EQ(tallyd_.Kill(), -SIGKILL);
+  ASSERT_TRUE(tallyd_.Start(data(), flags_).ok());
+  auto reader = Connect("boss-token");
+  ASSERT_NE(reader, nullptr);
+  for (uint64_t org = kFirstOrg; org < kFirstOrg + kOrgs; ++org) {
+    SCOPED_TRACE(org);
+    auto one = reader->GetBalance({.org_id = org, .wallet_id = 1});
+    ASSERT_TRUE(one.ok()) << one.status();
+    EXPECT_EQ(one->available, kGranted - wallet1[org]);
+    auto two = reader->GetBalance({.org_id = org, .wallet_id = 2});
+    ASSERT_TRUE(two.ok()) << two.status();
+    EXPECT_EQ(two->available, wallet2[org]);
+    // The newest deduct (frame 39, no actor) and frame 35's (actor named by
+    // the client), and the newest grant, named by the server.
+    auto page = reader->GetHistory({.org_id = org, .wallet_id = 1, .limit = 5});
+    ASSERT_TRUE(page.ok()) << page.status();
+    ASSERT_EQ(page->entries.size(), 5u);
+    EXPECT_EQ(page->entries[0].reference, "invoice-39-" + std::to_string(org));
+    EXPECT_EQ(page->entries[0].actor, "");
+    EXPECT_EQ(page->entries[4].reference, "invoice-35-" + std::to_string(org));
+    EXPECT_EQ(page->entries[4].actor, "meter-7");
+    auto grants = reader->GetHistory({.org_id = org, .wallet_id = 2, .limit = 1});
+    ASSERT_TRUE(grants.ok()) << grants.status();
+    ASSERT_EQ(grants->entries.size(), 1u);
+    EXPECT_EQ(grants->entries[0].actor, "boss");
+  }
 }
 
 TEST_F(TallydTokensTest, ReadTokenMayQueryButNotChange) {

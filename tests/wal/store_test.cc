@@ -4,8 +4,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
+#include "tally/codec.h"
 #include "tests/engine/workload.h"
 #include "tests/wal/store_test_util.h"
 #include "wal/file.h"
@@ -45,6 +47,58 @@ TEST(Store, RecoveryReplaysEverythingAfterTheNewestSnapshot) {
   // And it goes on where it stopped.
   Drive(**again, work, 5);
   EXPECT_EQ((*again)->last_lsn(), 205u);
+}
+
+// ApplyEncoded logs the bytes it is given, cut out of bigger batches the way
+// a tallyd shard cuts them out of its clients' frames (every other command,
+// out of order): the same results, and a recovery gives the same ledger as
+// Apply of the same commands.
+TEST(Store, ApplyEncodedOfSlicesOfOtherBatchesRecoversLikeApply) {
+  MemFileSystem plain_fs;
+  MemFileSystem sliced_fs;
+  Workload work(23);
+  uint64_t digest = 0;
+  {
+    auto plain = Store::Open(&plain_fs, "/shard", SmallOptions());
+    auto sliced = Store::Open(&sliced_fs, "/shard", SmallOptions());
+    ASSERT_TRUE(plain.ok() && sliced.ok());
+    BatchOutput plain_out;
+    BatchOutput sliced_out;
+    for (int b = 0; b < 60; ++b) {
+      std::vector<Command> commands = work.Next(1 + b % 20);
+      // A "frame": its time is not the log's, its commands come in any order.
+      std::string frame;
+      ASSERT_TRUE(EncodeBatch(/*time_us=*/0, commands, &frame).ok());
+      DecodedBatch decoded;
+      ASSERT_TRUE(DecodeBatch(frame, &decoded).ok());
+      ASSERT_EQ(decoded.command_ends.size(), commands.size());
+      std::vector<uint32_t> order;
+      for (uint32_t i = 1; i < commands.size(); i += 2) order.push_back(i);
+      for (uint32_t i = 0; i < commands.size(); i += 2) order.push_back(i);
+      std::vector<Command> picked;
+      std::string record(batch_header_bytes, '\x5a');  // the store writes the header
+      for (uint32_t i : order) {
+        picked.push_back(decoded.commands[i]);
+        uint32_t begin = i == 0 ? batch_header_bytes : decoded.command_ends[i - 1];
+        record.append(frame, begin, decoded.command_ends[i] - begin);
+      }
+      ASSERT_TRUE((*plain)->Apply(work.now_us(), picked, &plain_out).ok());
+      ASSERT_TRUE((*sliced)->ApplyEncoded(work.now_us(), picked, &record, &sliced_out).ok());
+      ASSERT_TRUE((*plain)->Sync().ok());
+      ASSERT_TRUE((*sliced)->Sync().ok());
+      ASSERT_EQ(sliced_out.results.size(), plain_out.results.size());
+      for (size_t k = 0; k < plain_out.results.size(); ++k) {
+        EXPECT_EQ(sliced_out.results[k].code, plain_out.results[k].code) << b << "/" << k;
+        EXPECT_EQ(sliced_out.results[k].n[2], plain_out.results[k].n[2]) << b << "/" << k;
+      }
+    }
+    digest = (*plain)->ledger().Digest();
+    EXPECT_EQ((*sliced)->ledger().Digest(), digest);
+  }
+  auto again = Store::Open(&sliced_fs, "/shard", SmallOptions());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->recovery().records_replayed, 60u);
+  EXPECT_EQ((*again)->ledger().Digest(), digest);
 }
 
 TEST(Store, WithoutASnapshotTheWholeLogIsReplayed) {
