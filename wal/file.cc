@@ -66,6 +66,16 @@ class PosixFile final : public File {
     return absl::OkStatus();
   }
 
+  absl::Status StartWriteOut(uint64_t offset, uint64_t bytes) override {
+    return WriteOut(offset, bytes, SYNC_FILE_RANGE_WRITE);
+  }
+
+  absl::Status AwaitWriteOut(uint64_t offset, uint64_t bytes) override {
+    return WriteOut(offset, bytes,
+                    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                        SYNC_FILE_RANGE_WAIT_AFTER);
+  }
+
   absl::Status Preallocate(uint64_t bytes) override {
     if (::fallocate(fd_, 0, 0, off_t(bytes)) == 0) return absl::OkStatus();
     if (errno != EOPNOTSUPP) return Errno(errno, "fallocate", path_);
@@ -82,6 +92,14 @@ class PosixFile final : public File {
   }
 
  private:
+  absl::Status WriteOut(uint64_t offset, uint64_t bytes, unsigned int flags) {
+    if (bytes == 0) return absl::OkStatus();  // 0 would mean "to the end of the file"
+    while (::sync_file_range(fd_, off_t(offset), off_t(bytes), flags) != 0) {
+      if (errno != EINTR) return Errno(errno, "sync_file_range", path_);
+    }
+    return absl::OkStatus();
+  }
+
   int fd_;
   std::string path_;
 };
@@ -203,6 +221,9 @@ class MemFile final : public File {
     return n;
   }
 
+  // Memory has no write-back to start or wait for; durability is DataSync's.
+  absl::Status StartWriteOut(uint64_t, uint64_t) override { return absl::OkStatus(); }
+  absl::Status AwaitWriteOut(uint64_t, uint64_t) override { return absl::OkStatus(); }
   absl::Status DataSync() override { return fs_->CheckSync(path_); }
   absl::Status Sync() override { return fs_->CheckSync(path_); }
 
@@ -264,14 +285,16 @@ absl::Status MemFileSystem::Remove(const std::string& path) {
 
 absl::Status MemFileSystem::CreateDir(const std::string&) { return absl::OkStatus(); }
 
-void MemFileSystem::FailWrite(int error_number, int after) {
+void MemFileSystem::FailWrite(int error_number, int after, std::string only_path) {
   write_error_ = error_number;
   write_error_after_ = after;
+  write_error_path_ = std::move(only_path);
 }
 
-void MemFileSystem::FailSync(int error_number, int after) {
+void MemFileSystem::FailSync(int error_number, int after, std::string only_path) {
   sync_error_ = error_number;
   sync_error_after_ = after;
+  sync_error_path_ = std::move(only_path);
 }
 
 void MemFileSystem::TearNextWrite(size_t drop_bytes) {
@@ -280,7 +303,7 @@ void MemFileSystem::TearNextWrite(size_t drop_bytes) {
 }
 
 absl::Status MemFileSystem::CheckWrite(const std::string& path) {
-  if (write_error_ != 0) {
+  if (write_error_ != 0 && (write_error_path_.empty() || write_error_path_ == path)) {
     if (write_error_after_ == 0) {
       const int err = write_error_;
       write_error_ = 0;
@@ -293,7 +316,7 @@ absl::Status MemFileSystem::CheckWrite(const std::string& path) {
 }
 
 absl::Status MemFileSystem::CheckSync(const std::string& path) {
-  if (sync_error_ != 0) {
+  if (sync_error_ != 0 && (sync_error_path_.empty() || sync_error_path_ == path)) {
     if (sync_error_after_ == 0) {
       const int err = sync_error_;
       sync_error_ = 0;
