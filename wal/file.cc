@@ -85,6 +85,13 @@ class PosixFile final : public File {
     return absl::OkStatus();
   }
 
+  absl::Status Truncate(uint64_t bytes) override {
+    while (::ftruncate(fd_, off_t(bytes)) != 0) {
+      if (errno != EINTR) return Errno(errno, "ftruncate", path_);
+    }
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<uint64_t> Size() override {
     struct stat st;
     if (::fstat(fd_, &st) != 0) return Errno(errno, "fstat", path_);
@@ -233,6 +240,14 @@ class MemFile final : public File {
     if (bytes <= data.size()) return absl::OkStatus();
     if (absl::Status s = fs_->CheckGrowth(path_, data.size(), bytes); !s.ok()) return s;
     data.resize(bytes);
+    return absl::OkStatus();
+  }
+
+  absl::Status Truncate(uint64_t bytes) override {
+    if (!writable_) return Errno(EBADF, "ftruncate", path_);
+    if (absl::Status s = fs_->CheckWrite(path_); !s.ok()) return s;
+    if (absl::Status s = fs_->CheckGrowth(path_, data_->bytes.size(), bytes); !s.ok()) return s;
+    data_->bytes.resize(bytes);
     return absl::OkStatus();
   }
 

@@ -59,6 +59,8 @@ class File {
   // Preallocate reserves disk space so the file is at least `bytes` long; the
   // new bytes read as zeros.  Fails with ENOSPC when the disk is full.
   virtual absl::Status Preallocate(uint64_t bytes) = 0;
+  // Truncate sets the file's length to `bytes` (cutting what is beyond).
+  virtual absl::Status Truncate(uint64_t bytes) = 0;
   // Size is the file's current length in bytes.
   virtual absl::StatusOr<uint64_t> Size() = 0;
 };
