@@ -500,6 +500,10 @@ void BM_SnapshotWriterPause(benchmark::State& state) {
          during_sum_ms = 0;
   uint64_t during_n = 0;
   std::vector<double> during_iterations_ms;  // every iteration while the child ran
+  // TALLY_PAUSE_TRACE=<file>: one line per iteration while the child ran
+  // (seconds after the fork, apply, sync, MaybeSnapshot ms, CPU ms).
+  FILE* trace = std::getenv("TALLY_PAUSE_TRACE") ? std::fopen(std::getenv("TALLY_PAUSE_TRACE"), "w")
+                                                 : nullptr;
   struct Worst {  // the longest iteration while the child ran, in parts
     double ms = 0, at_s = 0, apply_ms = 0, sync_ms = 0, maybe_ms = 0, cpu_ms = 0;
   } worst;
@@ -539,6 +543,10 @@ void BM_SnapshotWriterPause(benchmark::State& state) {
         during_sum_ms += iteration_ms;
         ++during_n;
         during_iterations_ms.push_back(iteration_ms);
+        if (trace != nullptr) {
+          std::fprintf(trace, "%.4f %.3f %.3f %.3f %.3f\n", Seconds(t0 - snapshot_start), apply_ms,
+                       sync_ms, maybe_ms, c3 - c0);
+        }
         if (iteration_ms > worst.ms) {
           worst = Worst{iteration_ms, Seconds(t0 - snapshot_start), apply_ms, sync_ms, maybe_ms,
                         c3 - c0};
@@ -569,6 +577,7 @@ void BM_SnapshotWriterPause(benchmark::State& state) {
   state.counters["during_max_sync_ms"] = during.sync;
   state.counters["during_mean_iteration_ms"] =
       during_n ? during_sum_ms / static_cast<double>(during_n) : 0;
+  if (trace != nullptr) std::fclose(trace);
   // The tail, not only the one worst iteration (this VM's disk is shared).
   std::sort(during_iterations_ms.begin(), during_iterations_ms.end());
   auto quantile = [&](double q) {
