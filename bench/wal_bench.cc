@@ -6,6 +6,8 @@
 //   start with 1,000,000 wallets   <= 1 s from a snapshot                  (BM_StartFromSnapshot)
 //   longest writer pause while a   <= 20 ms with 1,000,000 wallets         (BM_SnapshotWriterPause)
 //   snapshot is taken
+//   a ~100-byte record's write + fdatasync, fallocated vs zero-filled
+//   segment (no target: what wal/FORMAT.md's zero-filled spare buys)      (BM_SmallRecordSync)
 //
 // Everything is on real files under $TALLY_BENCH_DIR (default /tmp), removed
 // at the end.  The million-wallet world is ledger_bench's BM_Deduct world
@@ -199,11 +201,20 @@ struct World {
     malloc_trim(0);  // what fork() copies page tables for is what stays mapped
   }
 
-  // CopyTo makes a fresh copy of the world's store directory.
+  // CopyTo makes a fresh copy of the world's store directory, written out
+  // before it returns: a copy left in the page cache (~1 GB) is written back
+  // by the kernel's flusher 30 s later, in the middle of whatever is being
+  // measured then (it was: the writer-pause figures before 2026-12-02 18:00
+  // included that writeback).
   std::string CopyTo(const std::string& name) const {
     const std::string to = BenchRoot() + "/" + name;
     std::filesystem::remove_all(to);
     std::filesystem::copy(dir, to, std::filesystem::copy_options::recursive);
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(to)) {
+      const int fd = ::open(entry.path().c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0 || ::fsync(fd) != 0) Die("sync the copied world");
+      ::close(fd);
+    }
     return to;
   }
 
@@ -282,6 +293,72 @@ BENCHMARK(BM_GroupCommit)
     ->Args({65536, 4})
     ->MinTime(2.0)
     ->UseRealTime();
+
+// ---------------------------------------------------------------------------
+// BM_SmallRecordSync: write + fdatasync of one ~100-byte record (a 76-byte
+// payload and its header: what one deduct's frame logs under the 50 x 1
+// load), into a segment made the two ways of wal/FORMAT.md: preallocated
+// with fallocate (unwritten extents: the first sync into each block also
+// converts an extent and writes the inode) and zero-filled (the spare).
+// Alternating in rounds of 500 syncs in the same run, so both see the same
+// noise; per-sync latency quantiles and the mean, each way.
+// ---------------------------------------------------------------------------
+void BM_SmallRecordSync(benchmark::State& state) {
+  constexpr uint64_t kRecordBytes = 100;
+  constexpr int kRounds = 8, kSyncsPerRound = 500;
+  const std::string dir = BenchRoot() + "/small-sync";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  PosixFileSystem fs;
+  auto make = [&](const std::string& name, bool zero_filled) {
+    auto file = fs.Open(dir + "/" + name, OpenMode::kCreate);
+    Check(file.status(), "small-sync file");
+    if (zero_filled) {
+      const std::vector<std::byte> zeros(1 << 20);
+      for (uint64_t at = 0; at < wal_segment_bytes_default; at += zeros.size()) {
+        Check((*file)->PWrite(at, zeros), "zero-fill");
+      }
+    } else {
+      Check((*file)->Preallocate(wal_segment_bytes_default), "fallocate");
+    }
+    Check((*file)->Sync(), "fsync");
+    return std::move(*file);
+  };
+  std::unique_ptr<File> files[2] = {make("fallocated", false), make("zero-filled", true)};
+  std::vector<std::byte> record(kRecordBytes, std::byte{0x5a});
+  std::vector<double> us[2];
+  uint64_t offset[2] = {kSegmentHeaderBytes, kSegmentHeaderBytes};
+  for (auto _ : state) {
+    for (int round = 0; round < kRounds; ++round) {
+      for (int way = 0; way < 2; ++way) {
+        for (int i = 0; i < kSyncsPerRound; ++i) {
+          const auto t0 = Clock::now();
+          Check(files[way]->PWrite(offset[way], record), "write");
+          Check(files[way]->DataSync(), "fdatasync");
+          us[way].push_back(Seconds(Clock::now() - t0) * 1e6);
+          offset[way] += kRecordBytes;
+        }
+      }
+    }
+  }
+  files[0].reset();
+  files[1].reset();
+  std::filesystem::remove_all(dir);
+  const char* names[2] = {"fallocated", "zero_filled"};
+  for (int way = 0; way < 2; ++way) {
+    std::vector<double>& v = us[way];
+    double sum = 0;
+    for (double x : v) sum += x;
+    std::sort(v.begin(), v.end());
+    auto q = [&](double p) { return v[std::min(v.size() - 1, size_t(p * double(v.size())))]; };
+    const std::string n = names[way];
+    state.counters[n + "_p50_us"] = q(0.5);
+    state.counters[n + "_p90_us"] = q(0.9);
+    state.counters[n + "_p99_us"] = q(0.99);
+    state.counters[n + "_mean_us"] = sum / double(v.size());
+  }
+}
+BENCHMARK(BM_SmallRecordSync)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 // ---------------------------------------------------------------------------
 // BM_StartFromSnapshot: Store::Open on the million-wallet store, nothing to
@@ -422,6 +499,14 @@ void BM_SnapshotWriterPause(benchmark::State& state) {
   double fork_call_ms = 0, fork_call_cpu_ms = 0, reap_call_ms = 0, snapshot_s = 0,
          during_sum_ms = 0;
   uint64_t during_n = 0;
+  std::vector<double> during_iterations_ms;  // every iteration while the child ran
+  // TALLY_PAUSE_TRACE=<file>: one line per iteration while the child ran
+  // (seconds after the fork, apply, sync, MaybeSnapshot ms, CPU ms).
+  FILE* trace = std::getenv("TALLY_PAUSE_TRACE") ? std::fopen(std::getenv("TALLY_PAUSE_TRACE"), "w")
+                                                 : nullptr;
+  struct Worst {  // the longest iteration while the child ran, in parts
+    double ms = 0, at_s = 0, apply_ms = 0, sync_ms = 0, maybe_ms = 0, cpu_ms = 0;
+  } worst;
   for (auto _ : state) {
     Check(store->MaybeSnapshot(now_ms), "maybe snapshot");  // not due: the clock stands
     const uint64_t start_lsn = store->manifest().current_snapshot_lsn();
@@ -457,6 +542,15 @@ void BM_SnapshotWriterPause(benchmark::State& state) {
         m.maybe = std::max(m.maybe, maybe_ms);
         during_sum_ms += iteration_ms;
         ++during_n;
+        during_iterations_ms.push_back(iteration_ms);
+        if (trace != nullptr) {
+          std::fprintf(trace, "%.4f %.3f %.3f %.3f %.3f\n", Seconds(t0 - snapshot_start), apply_ms,
+                       sync_ms, maybe_ms, c3 - c0);
+        }
+        if (iteration_ms > worst.ms) {
+          worst = Worst{iteration_ms, Seconds(t0 - snapshot_start), apply_ms, sync_ms, maybe_ms,
+                        c3 - c0};
+        }
         if (!store->snapshot_running()) {  // reaped in this call
           reap_call_ms = std::max(reap_call_ms, maybe_ms);
           break;
@@ -483,6 +577,24 @@ void BM_SnapshotWriterPause(benchmark::State& state) {
   state.counters["during_max_sync_ms"] = during.sync;
   state.counters["during_mean_iteration_ms"] =
       during_n ? during_sum_ms / static_cast<double>(during_n) : 0;
+  if (trace != nullptr) std::fclose(trace);
+  // The tail, not only the one worst iteration (this VM's disk is shared).
+  std::sort(during_iterations_ms.begin(), during_iterations_ms.end());
+  auto quantile = [&](double q) {
+    if (during_iterations_ms.empty()) return 0.0;
+    return during_iterations_ms[std::min(during_iterations_ms.size() - 1,
+                                         size_t(q * double(during_iterations_ms.size())))];
+  };
+  state.counters["during_p50_iteration_ms"] = quantile(0.5);
+  state.counters["during_p99_iteration_ms"] = quantile(0.99);
+  state.counters["during_iterations"] = double(during_iterations_ms.size());
+  state.counters["during_iterations_over_20ms"] = double(std::count_if(
+      during_iterations_ms.begin(), during_iterations_ms.end(), [](double ms) { return ms > 20; }));
+  state.counters["during_worst_at_s"] = worst.at_s;  // after the fork
+  state.counters["during_worst_apply_ms"] = worst.apply_ms;
+  state.counters["during_worst_sync_ms"] = worst.sync_ms;
+  state.counters["during_worst_maybe_ms"] = worst.maybe_ms;
+  state.counters["during_worst_cpu_ms"] = worst.cpu_ms;
   state.counters["before_max_iteration_ms"] = before.iteration;
   state.counters["before_max_apply_ms"] = before.apply;
   state.counters["before_max_sync_ms"] = before.sync;

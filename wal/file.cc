@@ -66,12 +66,29 @@ class PosixFile final : public File {
     return absl::OkStatus();
   }
 
+  absl::Status StartWriteOut(uint64_t offset, uint64_t bytes) override {
+    return WriteOut(offset, bytes, SYNC_FILE_RANGE_WRITE);
+  }
+
+  absl::Status AwaitWriteOut(uint64_t offset, uint64_t bytes) override {
+    return WriteOut(offset, bytes,
+                    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                        SYNC_FILE_RANGE_WAIT_AFTER);
+  }
+
   absl::Status Preallocate(uint64_t bytes) override {
     if (::fallocate(fd_, 0, 0, off_t(bytes)) == 0) return absl::OkStatus();
     if (errno != EOPNOTSUPP) return Errno(errno, "fallocate", path_);
     // File systems without fallocate: glibc writes the zeros itself.
     const int rc = ::posix_fallocate(fd_, 0, off_t(bytes));
     if (rc != 0) return Errno(rc, "posix_fallocate", path_);
+    return absl::OkStatus();
+  }
+
+  absl::Status Truncate(uint64_t bytes) override {
+    while (::ftruncate(fd_, off_t(bytes)) != 0) {
+      if (errno != EINTR) return Errno(errno, "ftruncate", path_);
+    }
     return absl::OkStatus();
   }
 
@@ -82,6 +99,14 @@ class PosixFile final : public File {
   }
 
  private:
+  absl::Status WriteOut(uint64_t offset, uint64_t bytes, unsigned int flags) {
+    if (bytes == 0) return absl::OkStatus();  // 0 would mean "to the end of the file"
+    while (::sync_file_range(fd_, off_t(offset), off_t(bytes), flags) != 0) {
+      if (errno != EINTR) return Errno(errno, "sync_file_range", path_);
+    }
+    return absl::OkStatus();
+  }
+
   int fd_;
   std::string path_;
 };
@@ -203,6 +228,9 @@ class MemFile final : public File {
     return n;
   }
 
+  // Memory has no write-back to start or wait for; durability is DataSync's.
+  absl::Status StartWriteOut(uint64_t, uint64_t) override { return absl::OkStatus(); }
+  absl::Status AwaitWriteOut(uint64_t, uint64_t) override { return absl::OkStatus(); }
   absl::Status DataSync() override { return fs_->CheckSync(path_); }
   absl::Status Sync() override { return fs_->CheckSync(path_); }
 
@@ -212,6 +240,14 @@ class MemFile final : public File {
     if (bytes <= data.size()) return absl::OkStatus();
     if (absl::Status s = fs_->CheckGrowth(path_, data.size(), bytes); !s.ok()) return s;
     data.resize(bytes);
+    return absl::OkStatus();
+  }
+
+  absl::Status Truncate(uint64_t bytes) override {
+    if (!writable_) return Errno(EBADF, "ftruncate", path_);
+    if (absl::Status s = fs_->CheckWrite(path_); !s.ok()) return s;
+    if (absl::Status s = fs_->CheckGrowth(path_, data_->bytes.size(), bytes); !s.ok()) return s;
+    data_->bytes.resize(bytes);
     return absl::OkStatus();
   }
 
@@ -264,14 +300,16 @@ absl::Status MemFileSystem::Remove(const std::string& path) {
 
 absl::Status MemFileSystem::CreateDir(const std::string&) { return absl::OkStatus(); }
 
-void MemFileSystem::FailWrite(int error_number, int after) {
+void MemFileSystem::FailWrite(int error_number, int after, std::string only_path) {
   write_error_ = error_number;
   write_error_after_ = after;
+  write_error_path_ = std::move(only_path);
 }
 
-void MemFileSystem::FailSync(int error_number, int after) {
+void MemFileSystem::FailSync(int error_number, int after, std::string only_path) {
   sync_error_ = error_number;
   sync_error_after_ = after;
+  sync_error_path_ = std::move(only_path);
 }
 
 void MemFileSystem::TearNextWrite(size_t drop_bytes) {
@@ -280,7 +318,7 @@ void MemFileSystem::TearNextWrite(size_t drop_bytes) {
 }
 
 absl::Status MemFileSystem::CheckWrite(const std::string& path) {
-  if (write_error_ != 0) {
+  if (write_error_ != 0 && (write_error_path_.empty() || write_error_path_ == path)) {
     if (write_error_after_ == 0) {
       const int err = write_error_;
       write_error_ = 0;
@@ -293,7 +331,7 @@ absl::Status MemFileSystem::CheckWrite(const std::string& path) {
 }
 
 absl::Status MemFileSystem::CheckSync(const std::string& path) {
-  if (sync_error_ != 0) {
+  if (sync_error_ != 0 && (sync_error_path_.empty() || sync_error_path_ == path)) {
     if (sync_error_after_ == 0) {
       const int err = sync_error_;
       sync_error_ = 0;

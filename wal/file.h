@@ -48,9 +48,19 @@ class File {
   virtual absl::Status DataSync() = 0;
   // Sync makes the data and all metadata durable (fsync).
   virtual absl::Status Sync() = 0;
+  // StartWriteOut starts writing [offset, offset + bytes) from the page cache
+  // to the disk and returns without waiting (sync_file_range WRITE).  Pacing
+  // only: nothing is durable until DataSync or Sync returned.
+  virtual absl::Status StartWriteOut(uint64_t offset, uint64_t bytes) = 0;
+  // AwaitWriteOut writes [offset, offset + bytes) to the disk and waits until
+  // it is there (sync_file_range WAIT_BEFORE | WRITE | WAIT_AFTER).  Still not
+  // durable: the device's cache is not flushed and the metadata not written.
+  virtual absl::Status AwaitWriteOut(uint64_t offset, uint64_t bytes) = 0;
   // Preallocate reserves disk space so the file is at least `bytes` long; the
   // new bytes read as zeros.  Fails with ENOSPC when the disk is full.
   virtual absl::Status Preallocate(uint64_t bytes) = 0;
+  // Truncate sets the file's length to `bytes` (cutting what is beyond).
+  virtual absl::Status Truncate(uint64_t bytes) = 0;
   // Size is the file's current length in bytes.
   virtual absl::StatusOr<uint64_t> Size() = 0;
 };
@@ -123,11 +133,13 @@ class MemFileSystem final : public FileSystem {
 
   // --- Fault injection ---
   // FailWrite makes the write after the next `after` successful ones fail
-  // with errno `error_number` (EIO, ENOSPC, ...), writing nothing.
-  void FailWrite(int error_number, int after = 0);
+  // with errno `error_number` (EIO, ENOSPC, ...), writing nothing.  With
+  // `only_path`, only writes to that file count and fail.
+  void FailWrite(int error_number, int after = 0, std::string only_path = {});
   // FailSync makes the sync (DataSync, Sync or SyncDir) after the next
-  // `after` successful ones fail with errno `error_number`.
-  void FailSync(int error_number, int after = 0);
+  // `after` successful ones fail with errno `error_number`; with
+  // `only_path`, only syncs of that file (or directory) count and fail.
+  void FailSync(int error_number, int after = 0, std::string only_path = {});
   // TearNextWrite makes the next write land all but its last `drop_bytes`
   // bytes and still report success, as a crash in the middle of it would.
   void TearNextWrite(size_t drop_bytes);
@@ -160,6 +172,7 @@ class MemFileSystem final : public FileSystem {
   std::map<std::string, std::shared_ptr<Data>> files_;
   int write_error_ = 0, write_error_after_ = 0;
   int sync_error_ = 0, sync_error_after_ = 0;
+  std::string write_error_path_, sync_error_path_;  // empty: any
   size_t tear_bytes_ = 0;
   bool tear_pending_ = false;
   uint64_t capacity_bytes_ = UINT64_MAX;

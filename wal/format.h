@@ -93,6 +93,10 @@ void EncodeSegmentHeader(uint64_t first_lsn, std::byte* out);
 // out + kRecordHeaderBytes, checksum included.
 void EncodeRecordHeader(RecordType type, uint64_t lsn, uint32_t payload_bytes, std::byte* out);
 
+// kSpareSegmentName is the next segment while the writer zero-fills it ahead
+// of time (wal/FORMAT.md); renamed to its SegmentFileName when the log rolls
+// into it.  Not a segment name: readers ignore it, a new writer removes it.
+inline constexpr char kSpareSegmentName[] = "wal-next.log.tmp";
 // SegmentFileName is "wal-" + first LSN as 20 decimal digits + ".log": names
 // sort by LSN, and the widest u64 has 20 digits.
 std::string SegmentFileName(uint64_t first_lsn);

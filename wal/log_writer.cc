@@ -10,6 +10,11 @@
 namespace tally::wal {
 namespace {
 
+// The spare segment is zero-filled in steps of at least this many bytes
+// (smaller ones wait for the next Sync), from a block of zeros this size.
+constexpr uint64_t kSpareStepBytes = uint64_t{256} << 10;
+alignas(4096) constexpr std::byte kZeros[kSpareStepBytes] = {};
+
 absl::Status CheckOptions(const LogWriterOptions& options) {
   if (options.segment_bytes < wal_segment_bytes_min ||
       options.segment_bytes > wal_segment_bytes_max) {
@@ -36,6 +41,7 @@ absl::StatusOr<std::unique_ptr<LogWriter>> LogWriter::Create(FileSystem* fs, std
     }
   }
   std::unique_ptr<LogWriter> writer(new LogWriter(fs, std::move(dir), options, first_lsn));
+  if (absl::Status s = writer->RemoveSpare(); !s.ok()) return s;
   if (absl::Status s = writer->OpenNewSegment(first_lsn); !s.ok()) return s;
   return writer;
 }
@@ -46,6 +52,7 @@ absl::StatusOr<std::unique_ptr<LogWriter>> LogWriter::Resume(FileSystem* fs, std
   if (end.segment_path.empty()) return Create(fs, std::move(dir), end.next_lsn, options);
   if (absl::Status s = CheckOptions(options); !s.ok()) return s;
   std::unique_ptr<LogWriter> writer(new LogWriter(fs, std::move(dir), options, end.next_lsn));
+  if (absl::Status s = writer->RemoveSpare(); !s.ok()) return s;
   absl::StatusOr<std::unique_ptr<File>> file = fs->Open(end.segment_path, OpenMode::kReadWrite);
   if (!file.ok()) return file.status();
   absl::StatusOr<uint64_t> size = (*file)->Size();
@@ -119,9 +126,52 @@ absl::Status LogWriter::Flush() {
 absl::Status LogWriter::Sync() {
   if (!failed_.ok()) return failed_;
   if (synced_lsn_ + 1 == next_lsn_) return absl::OkStatus();  // nothing new
+  const uint64_t synced_bytes = buffer_.size();
   if (absl::Status s = Flush(); !s.ok()) return s;
   if (absl::Status s = file_->DataSync(); !s.ok()) return Fail("fdatasync", s);
   synced_lsn_ = next_lsn_ - 1;
+  return PrepareSpare(synced_bytes);  // after the sync: it never delays one
+}
+
+absl::Status LogWriter::RemoveSpare() {
+  // A spare a crash left is in an unknown state; it is started over.
+  absl::Status s = fs_->Remove(absl::StrCat(dir_, "/", kSpareSegmentName));
+  if (!s.ok() && !absl::IsNotFound(s)) return s;
+  return absl::OkStatus();
+}
+
+absl::Status LogWriter::PrepareSpare(uint64_t synced_bytes) {
+  // The spare keeps twice the current segment's fill, so it is complete when
+  // the current one is half full, long before the roll; and each step is
+  // bounded by a few times what this Sync wrote, so it never costs a Sync
+  // more than a small multiple of its own write.
+  const uint64_t wanted = std::min(options_.segment_bytes, 2 * written_end_);
+  if (spare_filled_ >= wanted) return absl::OkStatus();
+  if (wanted - spare_filled_ < kSpareStepBytes && wanted < options_.segment_bytes) {
+    return absl::OkStatus();  // too little yet: a later Sync does it in one step
+  }
+  const uint64_t to =
+      std::min(wanted, spare_filled_ + std::max(kSpareStepBytes, 4 * synced_bytes));
+  if (spare_ == nullptr) {
+    const std::string path = absl::StrCat(dir_, "/", kSpareSegmentName);
+    absl::StatusOr<std::unique_ptr<File>> file = fs_->Open(path, OpenMode::kCreate);
+    if (!file.ok()) return Fail("create the next segment", file.status());
+    spare_ = std::move(*file);
+    spare_filled_ = 0;
+  }
+  const uint64_t from = spare_filled_;
+  for (uint64_t at = from; at < to; at += kSpareStepBytes) {
+    const uint64_t n = std::min(kSpareStepBytes, to - at);
+    if (absl::Status s = spare_->PWrite(at, std::span(kZeros, n)); !s.ok()) {
+      return Fail("zero-fill the next segment", s);
+    }
+  }
+  // Written out now, a step at a time, rather than by the kernel's flusher
+  // in one burst (or by the fsync at the roll).
+  if (absl::Status s = spare_->StartWriteOut(from, to - from); !s.ok()) {
+    return Fail("write out the next segment", s);
+  }
+  spare_filled_ = to;
   return absl::OkStatus();
 }
 
@@ -139,11 +189,31 @@ absl::Status LogWriter::OpenNewSegment(uint64_t first_lsn) {
   if (fs_->Open(path, OpenMode::kReadOnly).ok()) {
     return Fail("new segment", absl::AlreadyExistsError(absl::StrCat(path, " already exists")));
   }
+  std::byte header[kSegmentHeaderBytes];
+  EncodeSegmentHeader(first_lsn, header);
+  if (spare_ != nullptr && spare_filled_ == options_.segment_bytes) {
+    // The zero-filled spare: the same steps as below, without fallocate.
+    // Its fsync writes the header, what is left of the zeros, and the
+    // allocation; after it, appends into it change no metadata.
+    const std::string spare_path = absl::StrCat(dir_, "/", kSpareSegmentName);
+    if (absl::Status s = spare_->PWrite(0, header); !s.ok()) return Fail("write", s);
+    if (absl::Status s = spare_->Sync(); !s.ok()) return Fail("fsync new segment", s);
+    if (absl::Status s = fs_->Rename(spare_path, path); !s.ok()) {
+      return Fail("rename new segment", s);
+    }
+    if (absl::Status s = fs_->SyncDir(dir_); !s.ok()) return Fail("fsync log directory", s);
+    file_ = std::move(spare_);
+    spare_filled_ = 0;
+    path_ = path;
+    capacity_bytes_ = options_.segment_bytes;
+    written_end_ = kSegmentHeaderBytes;
+    ++segments_started_;
+    ++segments_zero_filled_;
+    return absl::OkStatus();
+  }
   (void)fs_->Remove(tmp);  // left by a crash while creating it; absent is fine
   absl::StatusOr<std::unique_ptr<File>> file = fs_->Open(tmp, OpenMode::kCreate);
   if (!file.ok()) return Fail("create segment", file.status());
-  std::byte header[kSegmentHeaderBytes];
-  EncodeSegmentHeader(first_lsn, header);
   if (absl::Status s = (*file)->Preallocate(options_.segment_bytes); !s.ok()) {
     return Fail("preallocate segment", s);
   }

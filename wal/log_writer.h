@@ -10,10 +10,17 @@
 //   if (absl::Status s = (*writer)->Sync(); !s.ok()) StopAcknowledging(s);
 //   AcknowledgeUpTo((*writer)->synced_lsn());
 //
-// Segments are preallocated to a fixed size; when a record does not fit, the
-// writer syncs the full segment and starts the next (created under a temporary
-// name, header written and synced, renamed, directory synced), so only the
-// newest segment can ever hold a torn record.
+// Segments have a fixed size; when a record does not fit, the writer syncs
+// the full segment and starts the next (created under a temporary name,
+// header written and synced, renamed, directory synced), so only the newest
+// segment can ever hold a torn record.
+//
+// The next segment is zero-filled ahead of time, a bounded step after each
+// Sync (kSpareSegmentName, see wal/FORMAT.md "How a segment is made"): its
+// blocks are then really written, so an fdatasync into it writes the data
+// and flushes, with no extent to convert and no inode to write.  When it is
+// not complete at a roll (a first segment, a burst of huge records) the
+// segment is preallocated with fallocate instead, as before.
 //
 // Failure is final.  The first failed write, sync, preallocation or rename
 // puts the writer in a failed state: every later call returns that same error
@@ -80,6 +87,11 @@ class LogWriter {
   // included), so its owner can see that a new one began (the store then
   // rewrites its manifest).
   uint64_t segments_started() const { return segments_started_; }
+  // segments_zero_filled counts the segments this writer started from a
+  // zero-filled spare; the others were preallocated with fallocate.
+  uint64_t segments_zero_filled() const { return segments_zero_filled_; }
+  // spare_ready_bytes is how much of the next segment is zero-filled so far.
+  uint64_t spare_ready_bytes() const { return spare_filled_; }
   // status is OK, or the error that failed the writer for good.
   const absl::Status& status() const { return failed_; }
 
@@ -95,6 +107,8 @@ class LogWriter {
   absl::Status Flush();
   absl::Status Roll();
   absl::Status OpenNewSegment(uint64_t first_lsn);
+  absl::Status RemoveSpare();
+  absl::Status PrepareSpare(uint64_t synced_bytes);
 
   FileSystem* fs_;
   std::string dir_;
@@ -107,6 +121,9 @@ class LogWriter {
   uint64_t next_lsn_;
   uint64_t synced_lsn_;
   uint64_t segments_started_ = 0;
+  uint64_t segments_zero_filled_ = 0;
+  std::unique_ptr<File> spare_;  // the next segment, being zero-filled
+  uint64_t spare_filled_ = 0;    // bytes of it written with zeros
   absl::Status failed_;
 };
 

@@ -125,14 +125,22 @@ absl::Status WriteFileDurably(FileSystem* fs, const std::string& dir, const std:
   (void)fs->Remove(tmp);  // left by a crash while writing it
   absl::StatusOr<std::unique_ptr<File>> file = fs->Open(tmp, OpenMode::kCreate);
   if (!file.ok()) return file.status();
-  // In slices, each synced: a big file (a snapshot) then reaches the disk
-  // as a steady stream the log's own fdatasyncs can interleave with, not as
-  // one flush of hundreds of MB that every other sync waits behind.
-  for (size_t at = 0; at < bytes.size(); at += durable_write_slice_bytes) {
-    const size_t n = std::min<size_t>(durable_write_slice_bytes, bytes.size() - at);
+  // Paced (a snapshot is hundreds of MB): each chunk's write-back is started
+  // as soon as it is written, and before the next chunk the bytes more than
+  // durable_write_in_flight_bytes behind are awaited, so at most that much
+  // of this file is queued at the device when the log's own fdatasync comes
+  // (it waits behind whatever is queued).  One fsync at the end makes it
+  // durable (docs/DURABILITY.md).
+  uint64_t awaited_to = 0;  // [0, awaited_to) is written out
+  for (size_t at = 0; at < bytes.size(); at += durable_write_chunk_bytes) {
+    const size_t n = std::min<size_t>(durable_write_chunk_bytes, bytes.size() - at);
     if (absl::Status s = (*file)->PWrite(at, AsBytes(bytes.substr(at, n))); !s.ok()) return s;
-    if (bytes.size() > durable_write_slice_bytes) {
-      if (absl::Status s = (*file)->DataSync(); !s.ok()) return s;
+    if (bytes.size() <= durable_write_chunk_bytes) break;  // small: the fsync alone
+    if (absl::Status s = (*file)->StartWriteOut(at, n); !s.ok()) return s;
+    if (at + n > awaited_to + durable_write_in_flight_bytes) {
+      const uint64_t to = at + n - durable_write_in_flight_bytes;
+      if (absl::Status s = (*file)->AwaitWriteOut(awaited_to, to - awaited_to); !s.ok()) return s;
+      awaited_to = to;
     }
   }
   if (absl::Status s = (*file)->Sync(); !s.ok()) return s;

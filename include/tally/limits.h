@@ -79,9 +79,17 @@ inline constexpr uint64_t manifest_entries_max = 10000;
 // the log is kept from the oldest of them on.
 inline constexpr uint32_t store_snapshots_kept_default = 2;
 inline constexpr uint32_t store_snapshots_kept_max = 64;
-// A snapshot file is written and synced in slices of this size (see
-// WriteFileDurably in wal/manifest.cc).
-inline constexpr uint64_t durable_write_slice_bytes = uint64_t{4} << 20;
+// A snapshot file is written in chunks of this size, each one's write-back
+// started at once, with at most durable_write_in_flight_bytes of it not yet
+// written out (WriteFileDurably in wal/manifest.cc): what the log's fdatasync
+// may find queued ahead of it at the device.
+inline constexpr uint64_t durable_write_chunk_bytes = uint64_t{256} << 10;
+inline constexpr uint64_t durable_write_in_flight_bytes = uint64_t{1} << 20;
+static_assert(durable_write_chunk_bytes <= durable_write_in_flight_bytes);
+// A retired file (segment or snapshot) is cut by this much at a time before
+// it is unlinked, so freeing its blocks (a discard, on a file system mounted
+// with it) never queues more than this at the device (wal/store.cc).
+inline constexpr uint64_t store_remove_step_bytes = uint64_t{4} << 20;
 static_assert(store_snapshots_kept_default >= 1);
 static_assert(store_snapshots_kept_max < manifest_entries_max);
 // Bytes the archive/ directory of a store may hold by default (archiving on):

@@ -2,13 +2,19 @@
 //
 // Most tests run on MemFileSystem, which injects faults and edits bytes; one
 // runs on real files in a temporary directory.
+#include <fcntl.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -39,13 +45,16 @@ Bytes Payload(uint64_t i, size_t max_bytes = 3000) {
   return out;
 }
 
-// SegmentPaths lists the files of `dir` as sorted paths.
+// SegmentPaths lists the segment files of `dir` (not the spare being
+// zero-filled) as sorted paths.
 std::vector<std::string> SegmentPaths(FileSystem* fs, const std::string& dir) {
   absl::StatusOr<std::vector<std::string>> names = fs->List(dir);
   EXPECT_TRUE(names.ok()) << names.status();
   std::vector<std::string> paths;
   if (names.ok()) {
-    for (const std::string& name : *names) paths.push_back(absl::StrCat(dir, "/", name));
+    for (const std::string& name : *names) {
+      if (ParseSegmentFileName(name)) paths.push_back(absl::StrCat(dir, "/", name));
+    }
   }
   std::sort(paths.begin(), paths.end());
   return paths;
@@ -476,6 +485,161 @@ TEST(LogWriter, FullDiskWhenPreallocatingTheNextSegmentFailsTheWriter) {
   EXPECT_EQ(read.payloads.size(), (*writer)->synced_lsn());
 }
 
+// --- The next segment, zero-filled ahead (wal/FORMAT.md, "How a segment is made") ---
+
+std::string SparePath(const std::string& dir) { return absl::StrCat(dir, "/", kSpareSegmentName); }
+
+bool AllZero(const std::vector<std::byte>& bytes, size_t from = 0) {
+  return std::all_of(bytes.begin() + ptrdiff_t(from), bytes.end(),
+                     [](std::byte b) { return b == std::byte{0}; });
+}
+
+TEST(LogWriter, TheNextSegmentIsZeroFilledAheadInBoundedStepsAndTakenAtTheRoll) {
+  MemFileSystem fs;
+  constexpr uint64_t kSegment = 1 << 20, kStep = 256 << 10;
+  auto writer = LogWriter::Create(&fs, kDir, 1, {.segment_bytes = kSegment});
+  ASSERT_TRUE(writer.ok());
+  const Bytes payload(1000, std::byte{7});
+  uint64_t used = kSegmentHeaderBytes, ready = 0;
+  while ((*writer)->segments_started() == 1) {
+    ASSERT_TRUE((*writer)->Append(RecordType::kBatch, payload).ok());
+    ASSERT_TRUE((*writer)->Sync().ok());
+    if ((*writer)->segments_started() > 1) break;
+    used += kRecordHeaderBytes + payload.size();
+    const uint64_t now = (*writer)->spare_ready_bytes();
+    ASSERT_LE(now - ready, kStep) << "one Sync zero-filled more than a step";
+    ASSERT_GE(now + kStep, std::min(kSegment, 2 * used)) << "the spare fell behind";
+    ready = now;
+    if (2 * used >= kSegment + kStep) {  // well past half: complete, all zeros
+      ASSERT_EQ(ready, kSegment);
+      ASSERT_EQ(fs.Contents(SparePath(kDir)).size(), kSegment);
+      ASSERT_TRUE(AllZero(fs.Contents(SparePath(kDir))));
+    }
+  }
+  EXPECT_EQ((*writer)->segments_started(), 2u);
+  EXPECT_EQ((*writer)->segments_zero_filled(), 1u);  // the first was preallocated
+  EXPECT_FALSE(fs.Exists(SparePath(kDir)));         // renamed into the new segment
+  const std::vector<std::string> segments = SegmentPaths(&fs, kDir);
+  ASSERT_EQ(segments.size(), 2u);
+  EXPECT_EQ(fs.Contents(segments[1]).size(), kSegment);
+  const ReadResult read = ReadAll(&fs, kDir);
+  ASSERT_TRUE(read.status.ok()) << read.status;
+  EXPECT_EQ(read.payloads.size(), (*writer)->synced_lsn());
+  EXPECT_EQ(read.end.dropped_bytes, 0u);
+}
+
+TEST(LogWriter, ASpareACrashLeftIsIgnoredByReadersAndStartedOverOnResume) {
+  MemFileSystem fs;
+  constexpr uint64_t kSegment = 1 << 20;
+  Written w;
+  {
+    auto writer = LogWriter::Create(&fs, kDir, 1, {.segment_bytes = kSegment});
+    ASSERT_TRUE(writer.ok());
+    while ((*writer)->spare_ready_bytes() < kSegment / 2) {
+      w.payloads.push_back(Payload(w.payloads.size(), 3000));
+      ASSERT_TRUE((*writer)->Append(RecordType::kBatch, w.payloads.back()).ok());
+      ASSERT_TRUE((*writer)->Sync().ok());
+    }
+    ASSERT_LT((*writer)->spare_ready_bytes(), kSegment);  // half filled
+  }  // the crash: the writer is gone, its spare stays
+  // As a crash right after a roll wrote the header into the spare, before
+  // the rename: a valid header, and a record-like byte in the zeros.
+  std::vector<std::byte>& spare = fs.Contents(SparePath(kDir));
+  EncodeSegmentHeader(w.payloads.size() + 1, spare.data());
+  spare[4096] = std::byte{0x5a};
+  ReadResult read = ReadAll(&fs, kDir);
+  ASSERT_TRUE(read.status.ok()) << read.status;  // not a segment name: never read
+  ExpectPrefix(read, w, w.payloads.size());
+  auto writer = LogWriter::Resume(&fs, kDir, read.end, {.segment_bytes = kSegment});
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  EXPECT_FALSE(fs.Exists(SparePath(kDir)));  // started over
+  while ((*writer)->segments_started() == 0) {  // a resumed writer counts its own
+    w.payloads.push_back(Payload(w.payloads.size(), 3000));
+    ASSERT_TRUE((*writer)->Append(RecordType::kBatch, w.payloads.back()).ok());
+    ASSERT_TRUE((*writer)->Sync().ok());
+  }
+  EXPECT_EQ((*writer)->segments_zero_filled(), 1u);
+  read = ReadAll(&fs, kDir);  // the new segment's tail is zeros to its end
+  ASSERT_TRUE(read.status.ok()) << read.status;
+  ExpectPrefix(read, w, w.payloads.size());
+  EXPECT_EQ(read.end.dropped_bytes, 0u);
+}
+
+// WriteUntilFailed appends and syncs 1000-byte records until the writer fails.
+absl::Status WriteUntilFailed(LogWriter* writer, uint64_t records_max) {
+  for (uint64_t i = 0; i < records_max; ++i) {
+    if (absl::Status s = writer->Append(RecordType::kBatch, Payload(i, 1000)).status(); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = writer->Sync(); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+TEST(LogWriter, EioWhileZeroFillingTheNextSegmentFailsTheWriter) {
+  MemFileSystem fs;
+  auto writer = LogWriter::Create(&fs, kDir, 1, {.segment_bytes = 1 << 20});
+  ASSERT_TRUE(writer.ok());
+  fs.FailWrite(EIO, 0, SparePath(kDir));
+  const absl::Status failed = WriteUntilFailed(writer->get(), 10000);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.message().find("zero-fill the next segment"), std::string::npos) << failed;
+  EXPECT_NE(failed.message().find("Input/output error"), std::string::npos) << failed;
+  EXPECT_EQ((*writer)->Append(RecordType::kBatch, Payload(1, 10)).status(), failed);
+  EXPECT_EQ((*writer)->segments_started(), 1u);
+  // Everything synced reads back; nothing after it was acknowledged.
+  const ReadResult read = ReadAll(&fs, kDir);
+  ASSERT_TRUE(read.status.ok()) << read.status;
+  EXPECT_EQ(read.payloads.size(), (*writer)->synced_lsn());
+}
+
+TEST(LogWriter, EioOnTheNextSegmentsFsyncAtTheRollFailsTheWriterAndAResumeGoesOn) {
+  MemFileSystem fs;
+  constexpr uint64_t kSegment = 64 << 10;
+  auto writer = LogWriter::Create(&fs, kDir, 1, {.segment_bytes = kSegment});
+  ASSERT_TRUE(writer.ok());
+  fs.FailSync(EIO, 0, SparePath(kDir));  // its first sync is the roll's
+  const absl::Status failed = WriteUntilFailed(writer->get(), 10000);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.message().find("fsync new segment"), std::string::npos) << failed;
+  EXPECT_EQ((*writer)->segments_started(), 1u);
+  EXPECT_EQ(SegmentPaths(&fs, kDir).size(), 1u);  // the spare never got a segment's name
+  ReadResult read = ReadAll(&fs, kDir);
+  ASSERT_TRUE(read.status.ok()) << read.status;
+  const uint64_t synced = (*writer)->synced_lsn();
+  EXPECT_EQ(read.payloads.size(), synced);
+  writer->reset();
+  // A new writer (the process restarted) removes the spare and goes on.
+  auto resumed = LogWriter::Resume(&fs, kDir, read.end, {.segment_bytes = kSegment});
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  ASSERT_TRUE(WriteUntilFailed(resumed->get(), 200).ok());
+  EXPECT_GE((*resumed)->segments_zero_filled(), 1u);
+  read = ReadAll(&fs, kDir);
+  ASSERT_TRUE(read.status.ok()) << read.status;
+  EXPECT_EQ(read.payloads.size(), synced + 200);
+}
+
+// UnwrittenExtents says whether a real file has extents the file system
+// allocated but marked unwritten (fallocate's); nothing when it cannot tell.
+std::optional<bool> UnwrittenExtents(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  constexpr uint32_t kExtents = 64;
+  std::vector<std::byte> buffer(sizeof(fiemap) + kExtents * sizeof(fiemap_extent));
+  auto* map = reinterpret_cast<fiemap*>(buffer.data());
+  map->fm_start = 0;
+  map->fm_length = ~uint64_t{0};
+  map->fm_flags = FIEMAP_FLAG_SYNC;
+  map->fm_extent_count = kExtents;
+  const int rc = ::ioctl(fd, FS_IOC_FIEMAP, map);
+  ::close(fd);
+  if (rc != 0 || map->fm_mapped_extents == 0) return std::nullopt;
+  for (uint32_t i = 0; i < map->fm_mapped_extents; ++i) {
+    if (map->fm_extents[i].fe_flags & FIEMAP_EXTENT_UNWRITTEN) return true;
+  }
+  return false;
+}
+
 TEST(LogWriter, RealFilesWriteSyncReopenAndRead) {
   char dir_template[] = "/tmp/tally_wal_test_XXXXXX";
   ASSERT_NE(::mkdtemp(dir_template), nullptr);
@@ -498,8 +662,18 @@ TEST(LogWriter, RealFilesWriteSyncReopenAndRead) {
   read = ReadAll(&fs, dir);
   ASSERT_TRUE(read.status.ok()) << read.status;
   ExpectPrefix(read, w, 600);
-  for (const std::string& path : SegmentPaths(&fs, dir)) {
+  const std::vector<std::string> segments = SegmentPaths(&fs, dir);
+  for (const std::string& path : segments) {
     EXPECT_EQ(std::filesystem::file_size(path), 64u * 1024) << path;
+  }
+  // Every segment after the first was a zero-filled spare: its blocks are
+  // written, so an fdatasync into it converts no extent (where the file
+  // system can say).
+  for (size_t i = 1; i < segments.size(); ++i) {
+    const std::optional<bool> unwritten = UnwrittenExtents(segments[i]);
+    if (unwritten) {
+      EXPECT_FALSE(*unwritten) << segments[i];
+    }
   }
   std::filesystem::remove_all(dir);
 }

@@ -9,6 +9,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/engine/workload.h"
+#include "tally/limits.h"
 #include "tests/wal/store_test_util.h"
 #include "wal/file.h"
 #include "wal/format.h"
@@ -370,6 +371,49 @@ TEST(Recovery, AnInterruptedRetirementIsFinishedAtTheNextStart) {
   EXPECT_EQ((*again)->recovery().retired.size(), 2u);
   EXPECT_FALSE(fs.Exists("/shard/wal/" + SegmentFileName(1)));
   EXPECT_FALSE(fs.Exists("/shard/" + SnapshotName(7)));
+  EXPECT_EQ((*again)->ledger().Digest(), digest);
+}
+
+TEST(Recovery, ARemovalCutShortLeavesOnlyATempNameTheNextStartRemoves) {
+  MemFileSystem fs;
+  Workload work(37);
+  StoreOptions options = SmallOptions();
+  options.snapshots_kept = 1;
+  uint64_t digest = 0;
+  {
+    auto store = Store::Open(&fs, "/shard", options);
+    ASSERT_TRUE(store.ok());
+    Drive(**store, work, 60);
+    ASSERT_TRUE((*store)->WriteSnapshot().ok());
+    digest = (*store)->ledger().Digest();
+  }
+  // A retired snapshot of 10 MiB left by a crash before its removal: it is
+  // removed in steps of store_remove_step_bytes under a temp name.  The
+  // second cut fails, as a crash there would stop it.
+  const std::string old_snapshot = "/shard/" + SnapshotName(7);
+  {
+    auto f = fs.Open(old_snapshot, OpenMode::kCreate);
+    ASSERT_TRUE((*f)->PWrite(0, std::vector<std::byte>(10 << 20, std::byte{1})).ok());
+  }
+  fs.FailWrite(EIO, 1, old_snapshot + ".tmp");
+  EXPECT_FALSE(Store::Open(&fs, "/shard", options).ok());
+  EXPECT_FALSE(fs.Exists(old_snapshot));  // never a shortened file under a live name
+  ASSERT_TRUE(fs.Exists(old_snapshot + ".tmp"));
+  EXPECT_EQ(fs.Contents(old_snapshot + ".tmp").size(), (10u << 20) - store_remove_step_bytes);
+  // Leftovers of the other kinds, in every directory the store owns.
+  const std::vector<std::string> leftovers = {"/shard/wal/" + SegmentFileName(3) + ".tmp",
+                                              "/shard/wal/" + std::string(kSpareSegmentName),
+                                              "/shard/archive/" + SegmentFileName(2) + ".tmp"};
+  for (const std::string& leftover : leftovers) {
+    auto f = fs.Open(leftover, OpenMode::kCreate);
+    ASSERT_TRUE((*f)->PWrite(0, std::vector<std::byte>(100, std::byte{2})).ok());
+  }
+  auto again = Store::Open(&fs, "/shard", options);
+  ASSERT_TRUE(again.ok()) << again.status();
+  for (const std::string& dir : leftovers) {
+    EXPECT_FALSE(fs.Exists(dir)) << dir;
+  }
+  EXPECT_FALSE(fs.Exists(old_snapshot + ".tmp"));
   EXPECT_EQ((*again)->ledger().Digest(), digest);
 }
 
