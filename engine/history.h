@@ -84,17 +84,28 @@ class HistoryRing {
     return const_cast<HistoryRing*>(this)->at(index);
   }
 
-  // Append stores `entry` (with texts if any is non-empty) and returns its index.
-  uint64_t Append(HistoryEntry entry, std::string_view reference, std::string_view actor) {
+  // Append stores a new entry (with texts if either is non-empty) and
+  // returns its index.  The fields are written straight into the ring: an
+  // entry built on the stack and copied in was stored in pieces and
+  // reloaded whole, a store-to-load forward that fails and waits for the
+  // older stores (perf annotate: ~40 % of Record).
+  uint64_t Append(uint64_t meta, int64_t amount, int64_t balance_after, uint64_t related_id,
+                  uint32_t wallet_slot, uint32_t prev_distance, std::string_view reference,
+                  std::string_view actor) {
     uint64_t index = total_;
     uint64_t pos = index & (capacity_ - 1);
     uint64_t chunk = pos / history_chunk_entries;
-    if (chunk >= chunks_.size()) AddChunk();
+    if (chunk >= chunks_.size()) [[unlikely]] AddChunk();
     HistoryEntry& slot = Chunk(chunk)[pos % history_chunk_entries];
-    if (index >= capacity_ && slot.has_text()) texts_.erase(index - capacity_);
-    slot = entry;
-    if (!reference.empty() || !actor.empty()) {
-      slot.meta |= uint64_t{1} << 51;
+    if (index >= capacity_ && !texts_.empty() && slot.has_text()) texts_.erase(index - capacity_);
+    const bool has_text = !reference.empty() || !actor.empty();
+    slot.meta = meta | (uint64_t{has_text} << 51);
+    slot.amount = amount;
+    slot.balance_after = balance_after;
+    slot.related_id = related_id;
+    slot.wallet_slot = wallet_slot;
+    slot.prev_distance = prev_distance;
+    if (has_text) [[unlikely]] {
       texts_[index] = HistoryTexts{std::string(reference), std::string(actor)};
     }
     ++total_;

@@ -111,7 +111,12 @@ class Machine {
       uint64_t op_id = c.kind == CommandKind::expire_sweep ? 0 : c.op_id;
       keys_[i] = OpKey{c.org_id, op_id};
     }
-    s_.ops.ClaimAll(keys_, claims_.data(), hashes_.data(), now_);
+    // Results are copied into the op-id memory after each window, not after
+    // each command: copied at once, the result just stored in pieces was
+    // reloaded whole (a failed store-to-load forward, as below).  A batch
+    // that repeats one of its own ids needs the first result settled before
+    // the repeat reads it, so it settles each command at once.
+    settle_each_ = s_.ops.ClaimAll(keys_, claims_.data(), hashes_.data(), now_);
     // Wallets: each window of commands is walked three times before it is
     // applied, each walk a tight loop doing one stage for every command:
     // start loading the index buckets, then find the slots and start loading
@@ -136,34 +141,44 @@ class Machine {
       for (size_t i = begin; i < end; ++i) PrefetchWallet(commands[i], i);
       for (size_t i = begin; i < end; ++i) PrefetchLots(i);
       for (size_t i = begin; i < end; ++i) {
-        ApplyInto(commands[i], claims_[i], results + i);
+        ApplyInto(commands[i], claims_[i], slots_[i], results + i);
+      }
+      if (!settle_each_) {
+        for (size_t i = begin; i < end; ++i) {
+          if (commands[i].op_id != 0 && claims_[i].kind == OpMemory::Claim::fresh &&
+              commands[i].kind != CommandKind::expire_sweep) {
+            s_.ops.Settle(claims_[i], results[i]);
+          }
+        }
       }
     }
   }
 
   // ApplyInto applies one command and constructs its result at `out`:
-  // Dispatch's result is built there directly (its return slot is `out`),
-  // never in a temporary that a copy reads back.
-  void ApplyInto(const Command& c, const OpMemory::Claim& claim, Result* out) {
+  // Dispatch's result is built there directly (placement new of a prvalue:
+  // its return slot is `out`), never in a temporary that a copy reads back.
+  // `slot` is the wallet slot the prefetch found for c.wallet_id (no_slot:
+  // none then; it may have been created since).
+  void ApplyInto(const Command& c, const OpMemory::Claim& claim, uint32_t slot, Result* out) {
     if (c.kind == CommandKind::expire_sweep) {
-      std::construct_at(out, Sweep());
+      new (out) Result(Sweep());
       return;
     }
     if (c.op_id == 0) {
-      std::construct_at(out, Refused(ResultCode::invalid_operation_id));
+      new (out) Result(Refused(ResultCode::invalid_operation_id));
       return;
     }
     if (claim.kind != OpMemory::Claim::fresh) {
       const Result* first = s_.ops.First(claim);
       TALLY_ASSERT(first != nullptr || s_.options.op_ids_max / 2 < batch_commands_max);
       if (first != nullptr) {
-        std::construct_at(out, *first);
+        new (out) Result(*first);
         out->replayed = true;
         return;
       }
     }
-    std::construct_at(out, Dispatch(c));
-    s_.ops.Settle(claim, *out);
+    new (out) Result(Dispatch(c, slot));
+    if (settle_each_) s_.ops.Settle(claim, *out);
   }
 
   ResultCode CheckFields(const Command& c) {
@@ -224,7 +239,7 @@ class Machine {
     return ResultCode::ok;
   }
 
-  Result Dispatch(const Command& c) {
+  Result Dispatch(const Command& c, uint32_t slot) {
     if (static_cast<uint8_t>(c.kind) == 0 ||
         static_cast<uint8_t>(c.kind) > command_kind_max) {
       return Refused(ResultCode::invalid_command);
@@ -245,7 +260,7 @@ class Machine {
       case CommandKind::reclaim: return Reclaim(*org, c);
       case CommandKind::void_grant: return VoidGrant(*org, c);
       case CommandKind::adjust: return Adjust(*org, c);
-      case CommandKind::deduct: return Deduct(*org, c);
+      case CommandKind::deduct: return Deduct(*org, c, slot);
       case CommandKind::hold: return HoldCmd(*org, c);
       case CommandKind::capture: return Capture(*org, c);
       case CommandKind::release: return ReleaseCmd(*org, c);
@@ -416,9 +431,8 @@ class Machine {
       uint64_t gap = index - (w.history_head - 1);
       distance = gap >= UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(gap);
     }
-    HistoryEntry entry{HistoryEntry::Pack(now_, kind, out, held, false, asset), amount,
-                       balance_after, related_id, slot, distance};
-    s_.history.Append(entry, reference, actor);
+    s_.history.Append(HistoryEntry::Pack(now_, kind, out, held, false, asset), amount,
+                      balance_after, related_id, slot, distance, reference, actor);
     w.history_head = index + 1;
   }
 
@@ -785,9 +799,12 @@ class Machine {
 
   // The metered hot path: one wallet lookup, one pass to sum, one to take,
   // one history entry.
-  Result Deduct(Org& org, const Command& c) {
-    uint32_t slot = s_.FindLiveWallet(org, c.wallet_id);
-    if (slot == no_slot) return Refused(ResultCode::unknown_wallet);
+  // `slot` is where the prefetch found the wallet (no_slot: look it up;
+  // slots never move and index entries are never removed, so a slot found
+  // earlier in the batch is still the wallet's).
+  Result Deduct(Org& org, const Command& c, uint32_t slot) {
+    if (slot == no_slot) slot = s_.FindWallet(org, c.wallet_id);
+    if (slot == no_slot || W(slot).deleted()) return Refused(ResultCode::unknown_wallet);
     if (!org.settings.credit_payments) return Refused(ResultCode::credit_payments_disabled);
     uint16_t asset = AssetIndex(c.asset);
     Sums before = WalletSums(slot, asset);
@@ -1124,6 +1141,7 @@ class Machine {
   State& s_;
   BatchOutput* out_;
   const int64_t now_;
+  bool settle_each_ = true;
   Org* cached_org_ = nullptr;
   Asset valid_asset_ = Asset::Credits();  // never the empty code: that one is invalid
   Asset cached_asset_;

@@ -80,14 +80,20 @@ class OpMemory {
   // the same batch finds it (seen_in_batch).  A batch claims every key first,
   // in this tight loop with the buckets of later keys prefetched, so the
   // cache misses overlap (docs/ENGINE.md).  `hashes` is scratch of keys.size().
-  void ClaimAll(std::span<const OpKey> keys, Claim* claims, uint64_t* hashes, int64_t now_us) {
+  // Returns whether a key repeats one claimed earlier in the same batch.
+  bool ClaimAll(std::span<const OpKey> keys, Claim* claims, uint64_t* hashes, int64_t now_us) {
     constexpr size_t ahead = 16;
     const size_t n = keys.size();
     for (size_t i = 0; i < n; ++i) hashes[i] = Hash(keys[i]);
+    bool repeats = false;
     for (size_t i = 0; i < n; ++i) {
       if (i + ahead < n) Prefetch(hashes[i + ahead]);
-      if (keys[i].op_id != 0) ClaimHashed(keys[i], hashes[i], now_us, claims[i]);
+      if (keys[i].op_id != 0) {
+        ClaimHashed(keys[i], hashes[i], now_us, claims[i]);
+        repeats |= claims[i].kind == Claim::seen_in_batch;
+      }
     }
+    return repeats;
   }
 
   // First is the result remembered for a seen claim; nullptr when it is
