@@ -2,7 +2,6 @@
 
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,9 +27,6 @@ namespace {
 constexpr std::string_view kSnapshotPrefix = "snapshot-";
 constexpr std::string_view kSnapshotSuffix = ".snap";
 constexpr char kArchiveDir[] = "archive";
-// The snapshot child's nice value: below the writer's (0), so it gets a core
-// only when the writer does not need it.
-constexpr int kSnapshotChildNice = 10;
 // After a failed snapshot, the next is not tried before this much time.
 constexpr int64_t kSnapshotRetryMs = 1000;
 
@@ -461,10 +457,6 @@ absl::Status Store::StartSnapshot() {
     // touches nothing of the parent's but the history file and the ledger.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(2);
-    // The writer first when they share a core: the encoding is ~1 s of CPU
-    // the writer's batches must not wait behind.  (A failure only leaves
-    // the child at the writer's priority.)
-    (void)::setpriority(PRIO_PROCESS, 0, kSnapshotChildNice);
     // The history file up to here, so the log may go once this snapshot is
     // durable: the entries were written before fork, fdatasync covers them.
     if (absl::Status s = history_->Sync(); !s.ok()) {
