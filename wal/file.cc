@@ -261,6 +261,7 @@ class MemFile final : public File {
 };
 
 absl::StatusOr<std::unique_ptr<File>> MemFileSystem::Open(const std::string& path, OpenMode mode) {
+  ++opens_;
   auto it = files_.find(path);
   if (mode == OpenMode::kCreate) {
     if (it != files_.end()) return Errno(EEXIST, "open", path);

@@ -156,6 +156,7 @@ class MemFileSystem final : public FileSystem {
 
   // --- Counters ---
   uint64_t writes() const { return writes_; }
+  uint64_t opens() const { return opens_; }
   uint64_t syncs() const { return syncs_; }
 
  private:
@@ -176,7 +177,7 @@ class MemFileSystem final : public FileSystem {
   size_t tear_bytes_ = 0;
   bool tear_pending_ = false;
   uint64_t capacity_bytes_ = UINT64_MAX;
-  uint64_t writes_ = 0, syncs_ = 0;
+  uint64_t writes_ = 0, syncs_ = 0, opens_ = 0;
 };
 
 }  // namespace tally::wal

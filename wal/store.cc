@@ -2,12 +2,12 @@
 
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
@@ -27,9 +27,6 @@ namespace {
 constexpr std::string_view kSnapshotPrefix = "snapshot-";
 constexpr std::string_view kSnapshotSuffix = ".snap";
 constexpr char kArchiveDir[] = "archive";
-// The snapshot child's nice value: below the writer's (0), so it gets a core
-// only when the writer does not need it.
-constexpr int kSnapshotChildNice = 10;
 // After a failed snapshot, the next is not tried before this much time.
 constexpr int64_t kSnapshotRetryMs = 1000;
 
@@ -482,10 +479,6 @@ absl::Status Store::StartSnapshot() {
     // touches nothing of the parent's but the history file and the ledger.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(2);
-    // The writer first when they share a core: the encoding is ~1 s of CPU
-    // the writer's batches must not wait behind.  (A failure only leaves
-    // the child at the writer's priority.)
-    (void)::setpriority(PRIO_PROCESS, 0, kSnapshotChildNice);
     // The history file up to here, so the log may go once this snapshot is
     // durable: the entries were written before fork, fdatasync covers them.
     if (absl::Status s = history_->Sync(); !s.ok()) {
@@ -535,6 +528,10 @@ absl::Status Store::ReapSnapshot(bool block) {
   if (child_committed) manifest_ = **m;
   // Segments the writer started while the child owned the manifest.
   if (absl::Status s = RecordSegments(); !s.ok()) return Fail(s);
+  // What the child archived and pruned (its own archive_bytes_ died with
+  // it), so the next child opens only the files archived after this.  A
+  // failure here only costs the next pruning those opens.
+  if (options_.archive) (void)LearnArchive();
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
     if (!child_committed) {
       return absl::InternalError(absl::StrCat(dir_, ": the snapshot child of LSN ", child_lsn_,
@@ -617,30 +614,46 @@ absl::Status Store::Retire(std::vector<std::string>* retired) {
   return absl::OkStatus();
 }
 
-absl::Status Store::PruneArchive(std::vector<std::string>* pruned) {
+absl::Status Store::LearnArchive() {
   const std::string archive_dir = absl::StrCat(dir_, "/", kArchiveDir);
   absl::StatusOr<std::vector<std::string>> names = fs_->List(archive_dir);
   if (!names.ok()) return names.status();
+  std::map<std::string, uint64_t> now;
+  for (const std::string& name : *names) {
+    if (!ParseSegmentFileName(name) && !ParseSnapshotName(name)) continue;  // not ours
+    if (auto known = archive_bytes_.find(name); known != archive_bytes_.end()) {
+      now.emplace(name, known->second);  // archived files never change
+      continue;
+    }
+    absl::StatusOr<std::unique_ptr<File>> f =
+        fs_->Open(absl::StrCat(archive_dir, "/", name), OpenMode::kReadOnly);
+    if (!f.ok()) return f.status();
+    absl::StatusOr<uint64_t> size = (*f)->Size();
+    if (!size.ok()) return size.status();
+    now.emplace(name, *size);
+  }
+  archive_bytes_ = std::move(now);
+  return absl::OkStatus();
+}
+
+absl::Status Store::PruneArchive(std::vector<std::string>* pruned) {
+  const std::string archive_dir = absl::StrCat(dir_, "/", kArchiveDir);
+  if (absl::Status s = LearnArchive(); !s.ok()) return s;
   struct Archived {
     uint64_t lsn;
     int order;  // a segment (0) before a snapshot (1) of the same LSN
     uint64_t bytes;
-    std::string path;
+    std::string name;
   };
   std::vector<Archived> files;
   uint64_t total_bytes = 0;
-  for (const std::string& name : *names) {
+  for (const auto& [name, bytes] : archive_bytes_) {
     std::optional<uint64_t> lsn = ParseSegmentFileName(name);
     const int order = lsn ? 0 : 1;
     if (!lsn) lsn = ParseSnapshotName(name);
-    if (!lsn) continue;  // not ours to count or remove
-    const std::string path = absl::StrCat(archive_dir, "/", name);
-    absl::StatusOr<std::unique_ptr<File>> f = fs_->Open(path, OpenMode::kReadOnly);
-    if (!f.ok()) return f.status();
-    absl::StatusOr<uint64_t> size = (*f)->Size();
-    if (!size.ok()) return size.status();
-    files.push_back(Archived{*lsn, order, *size, path});
-    total_bytes += *size;
+    TALLY_ASSERT(lsn.has_value());  // LearnArchive keeps only these
+    files.push_back(Archived{*lsn, order, bytes, name});
+    total_bytes += bytes;
   }
   if (total_bytes <= options_.archive_bytes_max) return absl::OkStatus();
   std::sort(files.begin(), files.end(), [](const Archived& a, const Archived& b) {
@@ -648,9 +661,11 @@ absl::Status Store::PruneArchive(std::vector<std::string>* pruned) {
   });
   for (const Archived& file : files) {
     if (total_bytes <= options_.archive_bytes_max) break;
-    if (absl::Status s = RemoveInSteps(fs_, file.path); !s.ok()) return s;
+    const std::string path = absl::StrCat(archive_dir, "/", file.name);
+    if (absl::Status s = RemoveInSteps(fs_, path); !s.ok()) return s;
+    archive_bytes_.erase(file.name);
     total_bytes -= file.bytes;
-    pruned->push_back(file.path);
+    pruned->push_back(path);
   }
   return fs_->SyncDir(archive_dir);
 }

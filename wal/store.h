@@ -32,6 +32,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -174,6 +175,9 @@ class Store {
   // PruneArchive removes the oldest files of archive/ until it holds at most
   // options_.archive_bytes_max bytes.
   absl::Status PruneArchive(std::vector<std::string>* pruned);
+  // LearnArchive brings archive_bytes_ level with archive/: only a name not
+  // seen before is opened for its size; names gone are dropped.
+  absl::Status LearnArchive();
   // RecordSegments rewrites the manifest when the log's segments differ
   // from the ones it names (after a roll); deferred while a snapshot child
   // owns the manifest, and done when it is reaped.
@@ -201,6 +205,9 @@ class Store {
   uint64_t child_lsn_ = 0;         // the LSN it writes
   int64_t retry_after_ms_ = 0;     // after a failed snapshot, no new one before
   uint64_t segments_seen_ = 0;     // writer_->segments_started() the manifest has caught up with
+  // The running total of archive/: each archived file's name and bytes, as
+  // last seen (PruneArchive then opens only what was archived since).
+  std::map<std::string, uint64_t> archive_bytes_;
 };
 
 // SnapshotName is "snapshot-<lsn as 20 digits>.snap".

@@ -317,6 +317,44 @@ TEST(Retirement, TheArchiveIsBoundedOldestFilesFirst) {
   EXPECT_EQ((*again)->recovery().records_replayed, 0u);
 }
 
+TEST(Retirement, PruningTheArchiveOpensOnlyWhatWasArchivedSinceTheLastTime) {
+  MemFileSystem fs;
+  Workload work(39);
+  StoreOptions options = SmallOptions();
+  options.snapshots_kept = 1;
+  options.archive = true;
+  auto store = Store::Open(&fs, "/shard", options);
+  ASSERT_TRUE(store.ok());
+  // Opens per snapshot while the archive grows: a snapshot's own files
+  // (manifest, snapshot, history) and the few files it archives, the same
+  // whether archive/ holds 10 files or 60.
+  std::vector<uint64_t> opens;
+  for (int i = 0; i < 12; ++i) {
+    Drive(**store, work, 40);
+    const uint64_t before = fs.opens();
+    ASSERT_TRUE((*store)->WriteSnapshot().ok());
+    opens.push_back(fs.opens() - before);
+  }
+  ASSERT_GE(fs.List("/shard/archive")->size(), 40u) << "the test needs a big archive";
+  EXPECT_LE(opens.back(), opens[2] + 2) << "opens grow with the archive";
+  // A bound still prunes from the oldest end, counting what it learned.
+  store->reset();
+  options.archive_bytes_max = 20 << 10;
+  auto bounded = Store::Open(&fs, "/shard", options);
+  ASSERT_TRUE(bounded.ok()) << bounded.status();
+  auto archived_bytes = [&fs] {
+    uint64_t bytes = 0;
+    const std::vector<std::string> names = *fs.List("/shard/archive");
+    for (const std::string& name : names) bytes += fs.Contents("/shard/archive/" + name).size();
+    return bytes;
+  };
+  EXPECT_LE(archived_bytes(), 20u << 10);
+  Drive(**bounded, work, 40);
+  ASSERT_TRUE((*bounded)->WriteSnapshot().ok());
+  EXPECT_LE(archived_bytes(), 20u << 10);
+  EXPECT_GT(archived_bytes(), 0u);
+}
+
 TEST(Retirement, AnArchiveBoundOfZeroIsRefused) {
   MemFileSystem fs;
   StoreOptions options = SmallOptions();
