@@ -12,6 +12,15 @@
 namespace tally::net {
 namespace {
 
+// The bytes of one round's commands in its log record: one record must hold
+// them (else the log refuses it and the shard fails for good), with room
+// for the batch header and the sweep (a 40-byte command).  Any one part
+// fits: a frame's body, plus an actor the server names for each command.
+constexpr uint64_t round_log_bytes_max =
+    wal_record_payload_bytes_max - batch_header_bytes - 2 * command_core_bytes;
+static_assert(frame_body_bytes_max + uint64_t{frame_commands_max} * (2 + text_bytes_max) <=
+              round_log_bytes_max);
+
 int64_t WallClockUs() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -108,11 +117,14 @@ void Shard::Run() {
                        [&] { return stop_ || !parts_.empty() || !queries_.empty(); });
       stopping = stop_;
       // One round: up to shard_batch_queries_max queries, and whole parts
-      // while they fit one batch
-      // (one command is kept for the sweep).
+      // while they fit one batch and one log record (room is kept for the
+      // sweep); the first part always fits (round_log_bytes_max).
       uint64_t commands = 0;
-      while (!parts_.empty() && commands + parts_.front().size() < batch_commands_max) {
+      uint64_t log_bytes = 0;
+      while (!parts_.empty() && commands + parts_.front().size() < batch_commands_max &&
+             log_bytes + parts_.front().log_bytes <= round_log_bytes_max) {
         commands += parts_.front().size();
+        log_bytes += parts_.front().log_bytes;
         parts.push_back(parts_.front());
         parts_.pop_front();
       }

@@ -86,6 +86,10 @@ struct ApplyPart {
   ApplyJob* job = nullptr;
   uint32_t begin = 0;
   uint32_t end = 0;
+  // At least the bytes these commands take in a log record (the frame's
+  // bytes, plus an actor the server named): a round takes no more parts
+  // than one record holds (wal_record_payload_bytes_max).  0: small.
+  uint32_t log_bytes = 0;
   uint32_t size() const { return end - begin; }
 };
 

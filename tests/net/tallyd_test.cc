@@ -426,6 +426,47 @@ TEST_F(TallydTest, FrameAcrossShardsIsAnsweredInOrder) {
   }
 }
 
+// Frames near the 4 MiB body bound, pipelined so that many queue for one
+// shard while it syncs: a round takes no more of them than one log record
+// holds (wal_record_payload_bytes_max), so every command is applied and
+// the shard goes on, rather than failing its log for good.
+TEST_F(TallydTest, BigFramesQueuedTogetherFitTheLogRecordsAndAllApply) {
+  StartServer();
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  Ok(*c, cmd::OrgCreate(kOrg));
+  Ok(*c, cmd::Topup(kOrg, 1'000'000'000));
+  const std::string text(text_bytes_max, 't');
+  const std::string actor(text_bytes_max, 'a');
+  constexpr int kFrames = 8;
+  constexpr int kPerFrame = 7'000;  // ~556 bytes each: ~3.9 MB a frame
+  std::vector<Command> frame(kPerFrame);
+  for (int f = 0; f < kFrames; ++f) {
+    for (Command& d : frame) {
+      d = cmd::Deduct(kOrg, 0, 1);
+      d.text = text;
+      d.actor = actor;
+      d.op_id = next_op_id_++;
+    }
+    ASSERT_TRUE(c->SendApply(frame).ok());
+  }
+  ASSERT_TRUE(c->Flush().ok());
+  for (int f = 0; f < kFrames; ++f) {
+    absl::StatusOr<Reply> reply = c->Receive();
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    ASSERT_TRUE(reply->ok()) << ResultCodeName(reply->status);
+    int64_t time_us = 0;
+    std::vector<Result> results;
+    ASSERT_TRUE(proto::DecodeApplyReply(reply->body, &time_us, &results).ok());
+    ASSERT_EQ(results.size(), static_cast<size_t>(kPerFrame));
+    for (const Result& r : results) ASSERT_EQ(r.code, ResultCode::ok) << "frame " << f;
+  }
+  auto pool = c->GetBalance({.org_id = kOrg});
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  EXPECT_EQ(pool->available, 1'000'000'000 - kFrames * kPerFrame);
+  Ok(*c, cmd::Deduct(kOrg, 0, 1));  // the shard still takes changes
+}
+
 // Three times the in-flight bound of requests pipelined on one connection
 // before the first reply is read: wherever the server pauses reading, it
 // resumes, and every reply comes back, matched by request id.
