@@ -288,7 +288,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         resume_(executor_),
         watchdog_(executor_),
         outbox_(server->shard_count()),
-        shard_counts_(server->shard_count()) {}
+        shard_counts_(server->shard_count()),
+        shard_log_bytes_(server->shard_count()) {}
 
   // A refusal decided while frames of the same read wait in the outbox: it
   // is sent once they are handed on.
@@ -725,6 +726,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     const uint32_t shards = server_->shard_count();
     command_shards_.resize(count);
     std::fill(shard_counts_.begin(), shard_counts_.end(), 0);
+    std::fill(shard_log_bytes_.begin(), shard_log_bytes_.end(), 0);
+    const uint32_t* ends = job->batch.command_ends.data();
     uint32_t placed = 0;
     for (uint32_t i = 0; i < count; ++i) {
       Command& c = job->batch.commands[i];
@@ -736,13 +739,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
         continue;
       }
       // The token outlives the server's connections: the name stays valid.
+      // What the command takes in the log: its bytes in the frame (encoding
+      // it again gives no more), plus the actor named here.
+      uint32_t log_bytes = ends[i] - (i == 0 ? batch_header_bytes : ends[i - 1]);
       if (c.actor.empty() && NamesItsActor(c.kind)) {
         c.actor = token_->name;
         job->reencode = true;  // its bytes in the body no longer say this
+        log_bytes += 2 + static_cast<uint32_t>(c.actor.size());
       }
       uint32_t s = ShardOf(c.org_id, shards);
       command_shards_[i] = s;
       ++shard_counts_[s];
+      shard_log_bytes_[s] += log_bytes;
       ++placed;
     }
     job->order.resize(placed);
@@ -771,7 +779,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     begin = 0;
     for (uint32_t s = 0; s < shards; ++s) {
       uint32_t end = shard_counts_[s];
-      if (end > begin) outbox_[s].push_back(ApplyPart{flying, begin, end});
+      if (end > begin) outbox_[s].push_back(ApplyPart{flying, begin, end, shard_log_bytes_[s]});
       begin = end;
     }
   }
@@ -971,8 +979,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   size_t read_end_ = 0;
   std::vector<std::vector<ApplyPart>> outbox_;  // per shard: parts not yet handed on
   std::vector<std::unique_ptr<ServerJob>> free_jobs_;
-  std::vector<uint32_t> command_shards_;  // Apply's scratch
-  std::vector<uint32_t> shard_counts_;    // Apply's scratch
+  std::vector<uint32_t> command_shards_;   // Apply's scratch
+  std::vector<uint32_t> shard_counts_;     // Apply's scratch
+  std::vector<uint32_t> shard_log_bytes_;  // Apply's scratch
 };
 
 Completions::~Completions() {

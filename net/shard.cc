@@ -12,6 +12,15 @@
 namespace tally::net {
 namespace {
 
+// The bytes of one round's commands in its log record: one record must hold
+// them (else the log refuses it and the shard fails for good), with room
+// for the batch header and the sweep (a 40-byte command).  Any one part
+// fits: a frame's body, plus an actor the server names for each command.
+constexpr uint64_t round_log_bytes_max =
+    wal_record_payload_bytes_max - batch_header_bytes - 2 * command_core_bytes;
+static_assert(frame_body_bytes_max + uint64_t{frame_commands_max} * (2 + text_bytes_max) <=
+              round_log_bytes_max);
+
 int64_t WallClockUs() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -108,11 +117,14 @@ void Shard::Run() {
                        [&] { return stop_ || !parts_.empty() || !queries_.empty(); });
       stopping = stop_;
       // One round: up to shard_batch_queries_max queries, and whole parts
-      // while they fit one batch
-      // (one command is kept for the sweep).
+      // while they fit one batch and one log record (room is kept for the
+      // sweep); the first part always fits (round_log_bytes_max).
       uint64_t commands = 0;
-      while (!parts_.empty() && commands + parts_.front().size() < batch_commands_max) {
+      uint64_t log_bytes = 0;
+      while (!parts_.empty() && commands + parts_.front().size() < batch_commands_max &&
+             log_bytes + parts_.front().log_bytes <= round_log_bytes_max) {
         commands += parts_.front().size();
+        log_bytes += parts_.front().log_bytes;
         parts.push_back(parts_.front());
         parts_.pop_front();
       }
@@ -190,33 +202,29 @@ void Shard::Run() {
 }
 
 void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
-  // The round's commands into one span for Store::Apply.  The I/O thread
-  // decoded them on another core, and a batch of big frames is larger than
-  // the caches, so each source command is a miss: fetch a few ahead
+  // The round's commands into one span for Store::ApplyEncoded.  The I/O
+  // thread decoded them on another core, and a batch of big frames is larger
+  // than the caches, so each source command is a miss: fetch a few ahead
   // (measured: the copy was ~80 % stalls on its first load).
   //
-  // The log record is gathered from the frames' bytes at the same time
-  // (Store::ApplyEncoded): the commands arrived in the log's encoding, so
-  // encoding them again would be wasted work; a run of a frame's commands
-  // that sit side by side is one copy.  Not when the server changed a
-  // command (reencode) or adds one (the sweep): then the store encodes.
+  // The log record is built at the same time.  A part of many commands is
+  // logged as its frame carried them (they arrived in the log's encoding:
+  // encoding them again was ~3.5 % of tallyd at frames of 8,000); a run of
+  // them side by side in the frame is one copy.  Small parts (frames of one
+  // deduct) are encoded from the copies just made, which are in cache,
+  // rather than fetching their frames' bytes and offsets from the other
+  // core, all those in a row with one call; so are parts whose commands the
+  // server changed (named an actor), and the sweep.
   constexpr uint32_t prefetch_ahead = 8;
-  bool as_sent = !sweep;
-  for (const ApplyPart& part : parts) {
-    const ApplyJob& job = *part.job;
-    // A job whose commands were not decoded from its body has no bytes.
-    as_sent = as_sent && !job.reencode &&
-              job.batch.command_ends.size() == job.batch.commands.size();
-  }
+  constexpr uint32_t slice_commands_min = 8;
+  absl::Status encoded = absl::OkStatus();
+  size_t unlogged_from = 0;  // commands_[unlogged_from, end) are not in record_ yet
   commands_.resize(0);
   record_.resize(batch_header_bytes);  // Store::ApplyEncoded writes the header
   for (const ApplyPart& part : parts) {
     const ApplyJob& job = *part.job;
     const Command* source = job.batch.commands.data();
     const uint32_t* order = job.order.data();
-    const uint32_t* ends = job.batch.command_ends.data();
-    uint32_t run_begin = 0;
-    uint32_t run_end = 0;
     for (uint32_t k = part.begin; k < part.end; ++k) {
       if (k + prefetch_ahead < part.end) {
         const char* ahead = reinterpret_cast<const char*>(source + order[k + prefetch_ahead]);
@@ -224,24 +232,42 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
           __builtin_prefetch(ahead + line);
         }
       }
-      const uint32_t i = order[k];
-      commands_.push_back(source[i]);
-      if (!as_sent) continue;
-      const uint32_t begin = i == 0 ? batch_header_bytes : ends[i - 1];
-      if (begin != run_end) {
-        record_.append(job.body, run_begin, run_end - run_begin);
-        run_begin = begin;
-      }
-      run_end = ends[i];
+      commands_.push_back(source[order[k]]);
     }
-    if (as_sent) record_.append(job.body, run_begin, run_end - run_begin);
+    // A job whose commands were not decoded from its body has no bytes.
+    const bool slice = part.size() >= slice_commands_min && !job.reencode &&
+                       job.batch.command_ends.size() == job.batch.commands.size();
+    if (slice) {
+      const size_t part_from = commands_.size() - part.size();
+      if (encoded.ok() && part_from > unlogged_from) {
+        encoded =
+            AppendEncoded(std::span(commands_).subspan(unlogged_from, part_from - unlogged_from));
+      }
+      unlogged_from = commands_.size();
+      const uint32_t* ends = job.batch.command_ends.data();
+      uint32_t run_begin = 0;
+      uint32_t run_end = 0;
+      for (uint32_t k = part.begin; k < part.end; ++k) {
+        const uint32_t i = order[k];
+        const uint32_t begin = i == 0 ? batch_header_bytes : ends[i - 1];
+        if (begin != run_end) {
+          record_.append(job.body, run_begin, run_end - run_begin);
+          run_begin = begin;
+        }
+        run_end = ends[i];
+      }
+      record_.append(job.body, run_begin, run_end - run_begin);
+    }
   }
   if (sweep) commands_.push_back(Command{.kind = CommandKind::expire_sweep});
+  if (encoded.ok() && commands_.size() > unlogged_from) {
+    encoded = AppendEncoded(std::span(commands_).subspan(unlogged_from));
+  }
   TALLY_ASSERT(commands_.size() <= batch_commands_max);
 
   int64_t now_us = WallClockUs();
-  absl::StatusOr<uint64_t> lsn = as_sent ? store_->ApplyEncoded(now_us, commands_, &record_, &out_)
-                                         : store_->Apply(now_us, commands_, &out_);
+  absl::StatusOr<uint64_t> lsn =
+      encoded.ok() ? store_->ApplyEncoded(now_us, commands_, &record_, &out_) : encoded;
   absl::Status synced = lsn.ok() ? store_->Sync() : lsn.status();
   if (!synced.ok()) {
     Fail(synced);
@@ -260,6 +286,13 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
     job.FinishPart();
   }
   if (!out_.events.empty() && events_) events_(out_.events);
+}
+
+absl::Status Shard::AppendEncoded(std::span<const Command> commands) {
+  scratch_.clear();
+  if (absl::Status s = EncodeBatch(0, commands, &scratch_); !s.ok()) return s;
+  record_.append(scratch_, batch_header_bytes);
+  return absl::OkStatus();
 }
 
 void RefuseParts(std::vector<ApplyPart>& parts, ResultCode code) {

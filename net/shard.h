@@ -86,6 +86,10 @@ struct ApplyPart {
   ApplyJob* job = nullptr;
   uint32_t begin = 0;
   uint32_t end = 0;
+  // At least the bytes these commands take in a log record (the frame's
+  // bytes, plus an actor the server named): a round takes no more parts
+  // than one record holds (wal_record_payload_bytes_max).  0: small.
+  uint32_t log_bytes = 0;
   uint32_t size() const { return end - begin; }
 };
 
@@ -163,6 +167,9 @@ class Shard {
   void Refuse(std::vector<ApplyPart>& parts, std::vector<QueuedQuery>* queries, ResultCode code,
               const std::string& reason);
   void Fail(const absl::Status& status);
+  // AppendEncoded appends the encodings of `commands` (no batch header) to
+  // record_.
+  absl::Status AppendEncoded(std::span<const Command> commands);
   void MaybeSnapshot();
 
   ShardOptions options_;
@@ -181,7 +188,8 @@ class Shard {
   // Shard thread only.
   std::string failed_reason_;  // nonempty: the store failed, for good
   std::vector<Command> commands_;
-  std::string record_;  // the round's log record, from the frames' bytes
+  std::string record_;   // the round's log record, from the frames' bytes
+  std::string scratch_;  // AppendEncoded's
   BatchOutput out_;
 };
 

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tally/client.h"
 #include "tally/commands.h"
@@ -425,6 +426,47 @@ TEST_F(TallydTest, FrameAcrossShardsIsAnsweredInOrder) {
   }
 }
 
+// Frames near the 4 MiB body bound, pipelined so that many queue for one
+// shard while it syncs: a round takes no more of them than one log record
+// holds (wal_record_payload_bytes_max), so every command is applied and
+// the shard goes on, rather than failing its log for good.
+TEST_F(TallydTest, BigFramesQueuedTogetherFitTheLogRecordsAndAllApply) {
+  StartServer();
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  Ok(*c, cmd::OrgCreate(kOrg));
+  Ok(*c, cmd::Topup(kOrg, 1'000'000'000));
+  const std::string text(text_bytes_max, 't');
+  const std::string actor(text_bytes_max, 'a');
+  constexpr int kFrames = 8;
+  constexpr int kPerFrame = 7'000;  // ~556 bytes each: ~3.9 MB a frame
+  std::vector<Command> frame(kPerFrame);
+  for (int f = 0; f < kFrames; ++f) {
+    for (Command& d : frame) {
+      d = cmd::Deduct(kOrg, 0, 1);
+      d.text = text;
+      d.actor = actor;
+      d.op_id = next_op_id_++;
+    }
+    ASSERT_TRUE(c->SendApply(frame).ok());
+  }
+  ASSERT_TRUE(c->Flush().ok());
+  for (int f = 0; f < kFrames; ++f) {
+    absl::StatusOr<Reply> reply = c->Receive();
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    ASSERT_TRUE(reply->ok()) << ResultCodeName(reply->status);
+    int64_t time_us = 0;
+    std::vector<Result> results;
+    ASSERT_TRUE(proto::DecodeApplyReply(reply->body, &time_us, &results).ok());
+    ASSERT_EQ(results.size(), static_cast<size_t>(kPerFrame));
+    for (const Result& r : results) ASSERT_EQ(r.code, ResultCode::ok) << "frame " << f;
+  }
+  auto pool = c->GetBalance({.org_id = kOrg});
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  EXPECT_EQ(pool->available, 1'000'000'000 - kFrames * kPerFrame);
+  Ok(*c, cmd::Deduct(kOrg, 0, 1));  // the shard still takes changes
+}
+
 // Three times the in-flight bound of requests pipelined on one connection
 // before the first reply is read: wherever the server pauses reading, it
 // resumes, and every reply comes back, matched by request id.
@@ -576,26 +618,29 @@ TEST_F(TallydTokensTest, CommandsLoggedAsSentAndRenamedOnesAreReplayedAfterAKill
   }
   for (uint32_t n : per_shard) EXPECT_GT(n, 0u) << "the orgs should cover both shards";
 
-  // 40 frames of one deduct per org from the service and 8 frames of grants
-  // from the admin, all sent before any reply is read, so the shards' rounds
-  // hold many parts of both kinds.
+  // 40 frames of three deducts per org from the service and 8 frames of
+  // grants from the admin, all sent before any reply is read, so the shards'
+  // rounds hold many parts of every kind: big parts logged as sent, small
+  // ones and renamed ones encoded again.
   constexpr int kFrames = 40;
   std::map<uint64_t, int64_t> wallet1;  // org -> expected balance of wallet 1
   std::map<uint64_t, int64_t> wallet2;  // org -> expected balance of wallet 2
   std::vector<std::string> refs;
-  refs.reserve(kFrames * kOrgs);
+  refs.reserve(kFrames * 3 * kOrgs);
   int sent = 0;
   for (int f = 0; f < kFrames; ++f) {
     std::vector<Command> frame;
-    for (uint64_t org = kFirstOrg; org < kFirstOrg + kOrgs; ++org) {
-      int64_t amount = 1 + static_cast<int64_t>((static_cast<uint64_t>(f) + org) % 7);
-      Command d = cmd::Deduct(org, 1, amount);
-      refs.push_back("invoice-" + std::to_string(f) + "-" + std::to_string(org));
-      d.text = refs.back();
-      if (f % 5 == 0) d.actor = "meter-7";  // named by the client: logged as sent
-      d.op_id = next_op_id_++;
-      frame.push_back(d);
-      wallet1[org] += amount;
+    for (int rep = 0; rep < 3; ++rep) {
+      for (uint64_t org = kFirstOrg; org < kFirstOrg + kOrgs; ++org) {
+        int64_t amount = 1 + static_cast<int64_t>((static_cast<uint64_t>(f + rep) + org) % 7);
+        Command d = cmd::Deduct(org, 1, amount);
+        refs.push_back(absl::StrCat("invoice-", f, "-", rep, "-", org));
+        d.text = refs.back();
+        if (f % 5 == 0) d.actor = "meter-7";  // named by the client: logged as sent
+        d.op_id = next_op_id_++;
+        frame.push_back(d);
+        wallet1[org] += amount;
+      }
     }
     ASSERT_TRUE(meter->SendApply(frame).ok());
     ++sent;
@@ -624,6 +669,24 @@ TEST_F(TallydTokensTest, CommandsLoggedAsSentAndRenamedOnesAreReplayedAfterAKill
   };
   receive_all(*meter, sent);
   receive_all(*admin, kFrames / 5);
+  // Each org's whole history, in the order the shards applied it: the log
+  // must replay exactly that order, not only the same sums.
+  auto org_history = [&](Client& client, uint64_t org) {
+    std::vector<std::string> lines;
+    auto page = client.GetHistory({.org_id = org, .all_wallets = true, .limit = 1000});
+    EXPECT_TRUE(page.ok()) << page.status();
+    if (!page.ok()) return lines;
+    for (const HistoryEntryView& e : page->entries) {
+      lines.push_back(absl::StrCat(e.seq, " ", e.time_us, " ", e.wallet_id, " ",
+                                   static_cast<int>(e.kind), " ", e.amount, " ", e.balance_after,
+                                   " ", e.related_id, " ", e.reference, " ", e.actor));
+    }
+    return lines;
+  };
+  std::map<uint64_t, std::vector<std::string>> before;
+  for (uint64_t org = kFirstOrg; org < kFirstOrg + kOrgs; ++org) {
+    before[org] = org_history(*admin, org);
+  }
 
   ASSERT_EQ(tallyd_.Kill(), -SIGKILL);
   ASSERT_TRUE(tallyd_.Start(data(), flags_).ok());
@@ -637,15 +700,19 @@ TEST_F(TallydTokensTest, CommandsLoggedAsSentAndRenamedOnesAreReplayedAfterAKill
     auto two = reader->GetBalance({.org_id = org, .wallet_id = 2});
     ASSERT_TRUE(two.ok()) << two.status();
     EXPECT_EQ(two->available, wallet2[org]);
-    // The newest deduct (frame 39, no actor) and frame 35's (actor named by
-    // the client), and the newest grant, named by the server.
-    auto page = reader->GetHistory({.org_id = org, .wallet_id = 1, .limit = 5});
+    EXPECT_EQ(org_history(*reader, org), before[org]);
+    // The newest deducts (frames 39 to 36, no actor) and frame 35's (actor
+    // named by the client), and the newest grant, named by the server.
+    auto page = reader->GetHistory({.org_id = org, .wallet_id = 1, .limit = 13});
     ASSERT_TRUE(page.ok()) << page.status();
-    ASSERT_EQ(page->entries.size(), 5u);
-    EXPECT_EQ(page->entries[0].reference, "invoice-39-" + std::to_string(org));
-    EXPECT_EQ(page->entries[0].actor, "");
-    EXPECT_EQ(page->entries[4].reference, "invoice-35-" + std::to_string(org));
-    EXPECT_EQ(page->entries[4].actor, "meter-7");
+    ASSERT_EQ(page->entries.size(), 13u);
+    for (int e = 0; e < 12; ++e) {
+      EXPECT_EQ(page->entries[e].reference,
+                absl::StrCat("invoice-", 39 - e / 3, "-", 2 - e % 3, "-", org));
+      EXPECT_EQ(page->entries[e].actor, "");
+    }
+    EXPECT_EQ(page->entries[12].reference, absl::StrCat("invoice-35-2-", org));
+    EXPECT_EQ(page->entries[12].actor, "meter-7");
     auto grants = reader->GetHistory({.org_id = org, .wallet_id = 2, .limit = 1});
     ASSERT_TRUE(grants.ok()) << grants.status();
     ASSERT_EQ(grants->entries.size(), 1u);
