@@ -165,28 +165,16 @@ struct DeductWorld {
   }
 };
 
-// Scattered is a bijection of the nonzero ids onto themselves that looks
-// random (the murmur3 finalizer): fresh op ids that are not counted.
-uint64_t Scattered(uint64_t id) {
-  id ^= id >> 33;
-  id *= 0xff51afd7ed558ccdULL;
-  id ^= id >> 33;
-  id *= 0xc4ceb9fe1a85ec53ULL;
-  id ^= id >> 33;
-  return id;
-}
-
 // FillDeducts writes the next batch of deducts over `batch` (org and wallet
-// from a random sequence, fresh op ids: counted, as clients do, or with
-// `scattered_ids` spread at random).
-void FillDeducts(DeductWorld& w, std::vector<Command>& batch, bool hot, bool scattered_ids) {
+// from a random sequence, fresh op ids).
+void FillDeducts(DeductWorld& w, std::vector<Command>& batch, bool hot) {
   const std::vector<uint64_t>& sequence = hot ? w.hot_sequence : w.sequence;
   for (Command& c : batch) {
     uint64_t id = sequence[w.position];
     w.position = (w.position + 1) & (sequence.size() - 1);
     c.org_id = 1 + (id - 1) / DeductWorld::wallets_per_org;
     c.wallet_id = 1 + (id - 1) % DeductWorld::wallets_per_org;
-    c.op_id = scattered_ids ? Scattered(w.clock.next_op_id++) : w.clock.next_op_id++;
+    c.op_id = w.clock.next_op_id++;
   }
 }
 
@@ -204,7 +192,7 @@ void SetRollup(DeductWorld& w, int64_t interval_us) {
   MustApply(w.ledger, w.clock, settings);
 }
 
-void RunDeducts(benchmark::State& state, bool rollup, bool hot, bool scattered_ids = false) {
+void RunDeducts(benchmark::State& state, bool rollup, bool hot) {
   DeductWorld& w = DeductWorld::Get();
   if (rollup) SetRollup(w, 60 * kSecondUs);
   std::vector<Command> batch(kDeductBatch, Deduct(1, 1, 1));
@@ -213,7 +201,7 @@ void RunDeducts(benchmark::State& state, bool rollup, bool hot, bool scattered_i
   const int64_t faults_before = MinorFaults();
   bool checked = false;
   for (auto _ : state) {
-    FillDeducts(w, batch, hot, scattered_ids);
+    FillDeducts(w, batch, hot);
     w.clock.now_us += 1000;  // a batch a millisecond, as a server would stamp them
     w.ledger.Apply(w.clock.now_us, batch, &out);
     benchmark::DoNotOptimize(out.results.data());
@@ -242,14 +230,6 @@ void RunDeducts(benchmark::State& state, bool rollup, bool hot, bool scattered_i
 // wallets among 1,000,000: the target (>= 10 M/s).
 void BM_Deduct(benchmark::State& state) { RunDeducts(state, /*rollup=*/false, /*hot=*/false); }
 BENCHMARK(BM_Deduct)->MinTime(3.0)->UseRealTime();
-
-// BM_DeductScatteredOpIds: the same with op ids that are not counted but
-// random: every id's op-id bucket is a cache miss of its own (engine/
-// op_memory.h, Hash).
-void BM_DeductScatteredOpIds(benchmark::State& state) {
-  RunDeducts(state, /*rollup=*/false, /*hot=*/false, /*scattered_ids=*/true);
-}
-BENCHMARK(BM_DeductScatteredOpIds)->MinTime(3.0)->UseRealTime();
 
 // BM_DeductRollup: the same with deducts rolled up per wallet per minute.
 void BM_DeductRollup(benchmark::State& state) { RunDeducts(state, /*rollup=*/true, /*hot=*/false); }

@@ -22,8 +22,7 @@
 // come back after 65,535 generations; each retirement clears the dead slots
 // and headers of 1/16384 of the table, so nothing dead survives that long.
 // Memory: 64 bytes a bucket, one bucket per two ids of a generation (load at
-// most 4/7), plus 56 bytes an id remembered.  Consecutive ids of one org sit
-// in adjacent buckets (Hash): counted ids cost a stream, not a miss each.
+// most 4/7), plus 56 bytes an id remembered.
 #ifndef TALLY_ENGINE_OP_MEMORY_H_
 #define TALLY_ENGINE_OP_MEMORY_H_
 
@@ -300,29 +299,14 @@ class OpMemory {
     }
   }
 
-  // Hash gives a key's home bucket (low bits) and fingerprint (high 16
-  // bits).  Callers count their op ids (tally-bench, the CLI: one counter
-  // per connection), so a batch holds runs of consecutive ids: a run of
-  // run_ids ids of one org gets run_ids adjacent buckets from one random
-  // start, and a batch reads a few stretches of lines, which the hardware
-  // prefetcher streams, instead of one random line (a miss) per id.  The
-  // start and the fingerprints are a full mix of the key; ids within a run
-  // have distinct fingerprints.  Ids that are not counted (random, or
-  // strided by run_ids) place exactly as a plain hash would.  Lookups are
-  // by key, so placement changes no result, and the table is not in
-  // snapshots (LoadBulk places every id again).
-  static constexpr uint64_t run_ids = 16;
   static uint64_t Hash(const OpKey& key) {
-    uint64_t h = (key.op_id / run_ids) ^ (key.org_id * 0x9e3779b97f4a7c15ULL);
+    uint64_t h = key.op_id ^ (key.org_id * 0x9e3779b97f4a7c15ULL);
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;
     h ^= h >> 33;
     h *= 0xc4ceb9fe1a85ec53ULL;
     h ^= h >> 33;
-    const uint64_t lane = key.op_id % run_ids;
-    constexpr uint64_t low_mask = (uint64_t{1} << 48) - 1;
-    const uint64_t fingerprint = ((h >> 48) ^ (lane * 0x1111)) & 0xffff;
-    return fingerprint << 48 | ((h + lane) & low_mask);
+    return h;
   }
 
   uint64_t generation_max_;
