@@ -8,7 +8,10 @@
 // lets a batch start the cache misses of later commands early.
 //
 // Linear probing over a power-of-two table, load at most 7/8, no erase
-// (deleted wallets keep their slot).  The hash is a fixed mix: iteration
+// (deleted wallets keep their slot).  An entry stores slot + 1, so an empty
+// entry is all zero: a new table is calloc'd memory as it comes (for a big
+// one, the kernel's zero pages, touched only where an id lands), with no
+// pass that fills it with a marker.  The hash is a fixed mix: iteration
 // order is never used for semantics, so determinism does not depend on it.
 #ifndef TALLY_ENGINE_WALLET_INDEX_H_
 #define TALLY_ENGINE_WALLET_INDEX_H_
@@ -33,9 +36,9 @@ class WalletIndex {
   uint32_t Find(uint64_t wallet_id) const {
     if (capacity_ == 0) return absent;
     for (uint64_t i = Home(wallet_id);; i = (i + 1) & (capacity_ - 1)) {
-      uint32_t slot = SlotAt(i);
-      if (slot == absent) return absent;
-      if (IdAt(i) == wallet_id) return slot;
+      uint32_t stored = StoredAt(i);
+      if (stored == 0) return absent;
+      if (IdAt(i) == wallet_id) return stored - 1;
     }
   }
 
@@ -65,12 +68,12 @@ class WalletIndex {
   template <typename F>
   void ForEach(F&& f) const {
     for (uint64_t i = 0; i < capacity_; ++i) {
-      if (SlotAt(i) != absent) f(IdAt(i), SlotAt(i));
+      if (StoredAt(i) != 0) f(IdAt(i), StoredAt(i) - 1);
     }
   }
 
  private:
-  static constexpr uint64_t entry_bytes = 12;  // id (8) then slot (4), unaligned
+  static constexpr uint64_t entry_bytes = 12;  // id (8) then slot + 1 (4), unaligned
 
   uint64_t Home(uint64_t id) const {
     uint64_t h = id;  // the murmur3 finalizer: every bit of the id moves the bucket
@@ -86,34 +89,35 @@ class WalletIndex {
     std::memcpy(&id, entries_.get() + i * entry_bytes, sizeof id);
     return id;
   }
-  uint32_t SlotAt(uint64_t i) const {
-    uint32_t slot;
-    std::memcpy(&slot, entries_.get() + i * entry_bytes + 8, sizeof slot);
-    return slot;
+  // StoredAt is entry i's slot + 1; 0: empty.
+  uint32_t StoredAt(uint64_t i) const {
+    uint32_t stored;
+    std::memcpy(&stored, entries_.get() + i * entry_bytes + 8, sizeof stored);
+    return stored;
   }
   void Place(uint64_t id, uint32_t slot) {
     uint64_t i = Home(id);
-    while (SlotAt(i) != absent) i = (i + 1) & (capacity_ - 1);
+    while (StoredAt(i) != 0) i = (i + 1) & (capacity_ - 1);
+    const uint32_t stored = slot + 1;
     std::memcpy(entries_.get() + i * entry_bytes, &id, sizeof id);
-    std::memcpy(entries_.get() + i * entry_bytes + 8, &slot, sizeof slot);
+    std::memcpy(entries_.get() + i * entry_bytes + 8, &stored, sizeof stored);
   }
   // Allocate replaces the table with an empty one of `capacity` entries
-  // (every slot `absent`); Grow takes the old one out first to re-place it.
+  // (all zero); Grow takes the old one out first to re-place it.
   void Allocate(uint64_t capacity) {
     capacity_ = capacity;
     entries_.reset(static_cast<unsigned char*>(HugeCalloc(capacity_ * entry_bytes + 8)));
-    std::memset(entries_.get(), 0xff, capacity_ * entry_bytes + 8);
   }
   void Grow() {
     uint64_t old_capacity = capacity_;
     std::unique_ptr<unsigned char[], HugeFree> old = std::move(entries_);
     Allocate(old_capacity == 0 ? 8 : old_capacity * 2);
     for (uint64_t i = 0; i < old_capacity; ++i) {
-      uint32_t slot;
+      uint32_t stored;
       uint64_t id;
       std::memcpy(&id, old.get() + i * entry_bytes, sizeof id);
-      std::memcpy(&slot, old.get() + i * entry_bytes + 8, sizeof slot);
-      if (slot != absent) Place(id, slot);
+      std::memcpy(&stored, old.get() + i * entry_bytes + 8, sizeof stored);
+      if (stored != 0) Place(id, stored - 1);
     }
   }
 
