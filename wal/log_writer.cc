@@ -185,46 +185,41 @@ absl::Status LogWriter::Roll() {
 absl::Status LogWriter::OpenNewSegment(uint64_t first_lsn) {
   const std::string name = SegmentFileName(first_lsn);
   const std::string path = absl::StrCat(dir_, "/", name);
-  const std::string tmp = path + ".tmp";
   if (fs_->Open(path, OpenMode::kReadOnly).ok()) {
     return Fail("new segment", absl::AlreadyExistsError(absl::StrCat(path, " already exists")));
   }
+  // The segment is made under a temp name and renamed once its header is
+  // durable: the zero-filled spare when it is whole (no fallocate; its fsync
+  // writes the header, what is left of the zeros and the allocation, so
+  // appends into it change no metadata), else a new preallocated file.
+  const bool zero_filled = spare_ != nullptr && spare_filled_ == options_.segment_bytes;
+  std::string made_as;
+  std::unique_ptr<File> file;
+  if (zero_filled) {
+    made_as = absl::StrCat(dir_, "/", kSpareSegmentName);
+    file = std::move(spare_);
+    spare_filled_ = 0;
+  } else {
+    made_as = path + ".tmp";
+    (void)fs_->Remove(made_as);  // left by a crash while creating it; absent is fine
+    absl::StatusOr<std::unique_ptr<File>> created = fs_->Open(made_as, OpenMode::kCreate);
+    if (!created.ok()) return Fail("create segment", created.status());
+    file = std::move(*created);
+    if (absl::Status s = file->Preallocate(options_.segment_bytes); !s.ok()) {
+      return Fail("preallocate segment", s);
+    }
+  }
   std::byte header[kSegmentHeaderBytes];
   EncodeSegmentHeader(first_lsn, header);
-  if (spare_ != nullptr && spare_filled_ == options_.segment_bytes) {
-    // The zero-filled spare: the same steps as below, without fallocate.
-    // Its fsync writes the header, what is left of the zeros, and the
-    // allocation; after it, appends into it change no metadata.
-    const std::string spare_path = absl::StrCat(dir_, "/", kSpareSegmentName);
-    if (absl::Status s = spare_->PWrite(0, header); !s.ok()) return Fail("write", s);
-    if (absl::Status s = spare_->Sync(); !s.ok()) return Fail("fsync new segment", s);
-    if (absl::Status s = fs_->Rename(spare_path, path); !s.ok()) {
-      return Fail("rename new segment", s);
-    }
-    if (absl::Status s = fs_->SyncDir(dir_); !s.ok()) return Fail("fsync log directory", s);
-    file_ = std::move(spare_);
-    spare_filled_ = 0;
-    path_ = path;
-    capacity_bytes_ = options_.segment_bytes;
-    written_end_ = kSegmentHeaderBytes;
-    ++segments_started_;
-    ++segments_zero_filled_;
-    return absl::OkStatus();
-  }
-  (void)fs_->Remove(tmp);  // left by a crash while creating it; absent is fine
-  absl::StatusOr<std::unique_ptr<File>> file = fs_->Open(tmp, OpenMode::kCreate);
-  if (!file.ok()) return Fail("create segment", file.status());
-  if (absl::Status s = (*file)->Preallocate(options_.segment_bytes); !s.ok()) {
-    return Fail("preallocate segment", s);
-  }
-  if (absl::Status s = (*file)->PWrite(0, header); !s.ok()) return Fail("write", s);
-  if (absl::Status s = (*file)->Sync(); !s.ok()) return Fail("fsync new segment", s);
-  if (absl::Status s = fs_->Rename(tmp, path); !s.ok()) return Fail("rename new segment", s);
+  if (absl::Status s = file->PWrite(0, header); !s.ok()) return Fail("write", s);
+  if (absl::Status s = file->Sync(); !s.ok()) return Fail("fsync new segment", s);
+  if (absl::Status s = fs_->Rename(made_as, path); !s.ok()) return Fail("rename new segment", s);
   if (absl::Status s = fs_->SyncDir(dir_); !s.ok()) return Fail("fsync log directory", s);
-  file_ = std::move(*file);
+  file_ = std::move(file);
   path_ = path;
   capacity_bytes_ = options_.segment_bytes;
   written_end_ = kSegmentHeaderBytes;
+  if (zero_filled) ++segments_zero_filled_;
   ++segments_started_;
   return absl::OkStatus();
 }
