@@ -240,8 +240,8 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
     if (slice) {
       const size_t part_from = commands_.size() - part.size();
       if (encoded.ok() && part_from > unlogged_from) {
-        encoded =
-            AppendEncoded(std::span(commands_).subspan(unlogged_from, part_from - unlogged_from));
+        encoded = EncodeCommands(
+            std::span(commands_).subspan(unlogged_from, part_from - unlogged_from), &record_);
       }
       unlogged_from = commands_.size();
       const uint32_t* ends = job.batch.command_ends.data();
@@ -261,7 +261,7 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
   }
   if (sweep) commands_.push_back(Command{.kind = CommandKind::expire_sweep});
   if (encoded.ok() && commands_.size() > unlogged_from) {
-    encoded = AppendEncoded(std::span(commands_).subspan(unlogged_from));
+    encoded = EncodeCommands(std::span(commands_).subspan(unlogged_from), &record_);
   }
   TALLY_ASSERT(commands_.size() <= batch_commands_max);
 
@@ -286,13 +286,6 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
     job.FinishPart();
   }
   if (!out_.events.empty() && events_) events_(out_.events);
-}
-
-absl::Status Shard::AppendEncoded(std::span<const Command> commands) {
-  scratch_.clear();
-  if (absl::Status s = EncodeBatch(0, commands, &scratch_); !s.ok()) return s;
-  record_.append(scratch_, batch_header_bytes);
-  return absl::OkStatus();
 }
 
 void RefuseParts(std::vector<ApplyPart>& parts, ResultCode code) {

@@ -167,9 +167,6 @@ class Shard {
   void Refuse(std::vector<ApplyPart>& parts, std::vector<QueuedQuery>* queries, ResultCode code,
               const std::string& reason);
   void Fail(const absl::Status& status);
-  // AppendEncoded appends the encodings of `commands` (no batch header) to
-  // record_.
-  absl::Status AppendEncoded(std::span<const Command> commands);
   void MaybeSnapshot();
 
   ShardOptions options_;
@@ -188,8 +185,7 @@ class Shard {
   // Shard thread only.
   std::string failed_reason_;  // nonempty: the store failed, for good
   std::vector<Command> commands_;
-  std::string record_;   // the round's log record, from the frames' bytes
-  std::string scratch_;  // AppendEncoded's
+  std::string record_;  // the round's log record, from the frames' bytes
   BatchOutput out_;
 };
 

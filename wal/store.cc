@@ -7,11 +7,11 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <map>
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <map>
 #include <optional>
 #include <tuple>
 
@@ -391,12 +391,7 @@ absl::StatusOr<uint64_t> Store::ApplyEncoded(int64_t time_us, std::span<const Co
   }
   TALLY_ASSERT(record->size() >= batch_header_bytes + commands.size() * command_core_bytes);
   int64_t at_us = std::max(time_us, ledger_->last_time_us());
-  // The batch header (wal/FORMAT.md): time, count, reserved; little-endian.
-  uint64_t fields[2] = {static_cast<uint64_t>(at_us), static_cast<uint64_t>(commands.size())};
-  for (int i = 0; i < 8; ++i) {
-    (*record)[i] = static_cast<char>(fields[0] >> (8 * i));
-    (*record)[8 + i] = static_cast<char>(fields[1] >> (8 * i));  // count, then 4 reserved zeros
-  }
+  WriteBatchHeader(at_us, static_cast<uint32_t>(commands.size()), record->data());
   return ApplyLogged(at_us, commands, *record, out);
 }
 

@@ -116,12 +116,8 @@ Command DecodeCommand(ByteReader& r, std::vector<WalletAmount>* targets, size_t*
   return c;
 }
 
-}  // namespace
-
-absl::Status EncodeBatch(int64_t time_us, std::span<const Command> commands, std::string* out) {
-  if (commands.size() > batch_commands_max) {
-    return absl::InvalidArgumentError("batch: more than batch_commands_max commands");
-  }
+// CheckCommands refuses a command the format cannot hold.
+absl::Status CheckCommands(std::span<const Command> commands) {
   for (const Command& c : commands) {
     if (c.text.size() > text_bytes_max || c.actor.size() > text_bytes_max) {
       return absl::InvalidArgumentError("batch: text or actor over text_bytes_max");
@@ -130,12 +126,34 @@ absl::Status EncodeBatch(int64_t time_us, std::span<const Command> commands, std
       return absl::InvalidArgumentError("batch: more than allocate_targets_max targets");
     }
   }
-  ByteWriter header(out);
-  header.Put<int64_t>(time_us);
-  header.Put<uint32_t>(static_cast<uint32_t>(commands.size()));
-  header.Put<uint32_t>(0);  // reserved, must be 0
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status EncodeBatch(int64_t time_us, std::span<const Command> commands, std::string* out) {
+  if (commands.size() > batch_commands_max) {
+    return absl::InvalidArgumentError("batch: more than batch_commands_max commands");
+  }
+  if (absl::Status s = CheckCommands(commands); !s.ok()) return s;
+  const size_t header_at = out->size();
+  out->resize(header_at + batch_header_bytes);
+  WriteBatchHeader(time_us, static_cast<uint32_t>(commands.size()), out->data() + header_at);
   for (const Command& c : commands) EncodeCommand(c, out);
   return absl::OkStatus();
+}
+
+absl::Status EncodeCommands(std::span<const Command> commands, std::string* out) {
+  if (absl::Status s = CheckCommands(commands); !s.ok()) return s;
+  for (const Command& c : commands) EncodeCommand(c, out);
+  return absl::OkStatus();
+}
+
+void WriteBatchHeader(int64_t time_us, uint32_t count, char* out) {
+  const uint32_t reserved = 0;  // must be 0
+  std::memcpy(out, &time_us, sizeof time_us);
+  std::memcpy(out + 8, &count, sizeof count);
+  std::memcpy(out + 12, &reserved, sizeof reserved);
 }
 
 absl::Status DecodeBatch(std::string_view bytes, DecodedBatch* batch) {

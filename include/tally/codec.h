@@ -34,6 +34,15 @@ inline constexpr uint32_t command_core_bytes = 40;
 // targets, more than batch_commands_max commands.
 absl::Status EncodeBatch(int64_t time_us, std::span<const Command> commands, std::string* out);
 
+// EncodeCommands appends the encodings of `commands` alone, no batch
+// header, to *out; the same refusals as EncodeBatch, *out then unchanged.
+absl::Status EncodeCommands(std::span<const Command> commands, std::string* out);
+
+// WriteBatchHeader writes the batch_header_bytes that open a batch (time,
+// command count, reserved zero) at `out`, over what is there: for a batch
+// whose commands are already encoded behind it (wal::Store::ApplyEncoded).
+void WriteBatchHeader(int64_t time_us, uint32_t count, char* out);
+
 // DecodedBatch is a decoded batch.  Its commands' text and actor point into
 // the bytes given to DecodeBatch, which must outlive it; their targets point
 // into `targets`.  Command i's encoding is bytes[command_ends[i - 1],
