@@ -28,56 +28,6 @@ using engine::Wallet;
 constexpr char kMagic[8] = {'T', 'A', 'L', 'L', 'Y', 'S', 'N', 'P'};
 constexpr uint32_t kVersion = 1;
 
-// Cursor decodes a run of records straight from the bytes, with one bounds
-// check per record (Has) instead of one per field, and no call per field:
-// the million-wallet start decodes ~12 M records.  Begin takes the rest of
-// the reader's bytes; Finish hands back to the reader what was consumed, or
-// fails it at the byte where the run went wrong.
-struct Cursor {
-  const char* start;
-  const char* p;
-  const char* end;
-  std::string_view error;
-
-  bool Has(size_t n) {
-    if (static_cast<size_t>(end - p) >= n) return true;
-    return Fail("truncated");
-  }
-  bool Fail(std::string_view why) {
-    if (error.empty()) error = why;
-    return false;
-  }
-  template <typename T>
-  T Get() {  // after Has()
-    T v;
-    std::memcpy(&v, p, sizeof v);
-    p += sizeof v;
-    return v;
-  }
-  bool Text(std::string_view* out) {
-    if (!Has(4)) return false;
-    const uint32_t size = Get<uint32_t>();
-    if (size > text_bytes_max) return Fail("text longer than its limit");
-    if (!Has(size)) return false;
-    *out = std::string_view(p, size);
-    p += size;
-    return true;
-  }
-};
-
-Cursor Begin(const ByteReader& in, std::string_view all) {
-  std::string_view rest = all.substr(std::min(in.pos(), all.size()));
-  return Cursor{rest.data(), rest.data(), rest.data() + rest.size(), {}};
-}
-
-void Finish(ByteReader& in, const Cursor& c) {
-  if (!c.error.empty()) {
-    in.Fail(in.pos() + static_cast<size_t>(c.p - c.start), c.error);
-    return;
-  }
-  in.Bytes(static_cast<size_t>(c.p - c.start));
-}
-
 void PutLots(ByteWriter& o, const Lot* lots, size_t count) {
   o.Put<uint64_t>(count);
   for (size_t i = 0; i < count; ++i) o.Put(lots[i]);
@@ -253,37 +203,36 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::DecodeSnapshot(std::string_view 
   uint64_t wallets = in.Count(8 + 8 + 4 + 1 + 8);
   in.Check(wallets <= ledger_wallets_max, "too many wallets");
   if (in.ok()) {
-    Cursor c = Begin(in, payload);
+    // One bounds check per wallet record, not per field.
     for (uint64_t i = 0; i < wallets; ++i) {
-      if (!c.Has(8 + 8 + 4 + 1 + 8)) break;
+      if (!in.Has(8 + 8 + 4 + 1 + 8)) break;
       Wallet& w = s.wallets.at(s.wallets.Add());
-      w.id = c.Get<uint64_t>();
-      w.history_head = c.Get<uint64_t>();
-      w.org_slot = c.Get<uint32_t>();
-      w.flags = c.Get<uint8_t>();
-      const uint64_t lots = c.Get<uint64_t>();
+      w.id = in.Take<uint64_t>();
+      w.history_head = in.Take<uint64_t>();
+      w.org_slot = in.Take<uint32_t>();
+      w.flags = in.Take<uint8_t>();
+      const uint64_t lots = in.Take<uint64_t>();
       if (lots >= UINT16_MAX) {
-        c.Fail("too many lots in a wallet");
+        in.Check(false, "too many lots in a wallet");
         break;
       }
-      if (!c.Has(lots * sizeof(Lot))) break;
+      if (!in.Has(lots * sizeof(Lot))) break;
       Lot* to = &w.inline_lot;
       if (lots > 1) {
         const uint8_t log2 = static_cast<uint8_t>(std::bit_width(lots - 1));
         s.wallets.AllocateLots(w, log2);  // lot_count is 0 here: nothing to copy
         to = w.heap_lots;
       }
-      if (lots > 0) std::memcpy(static_cast<void*>(to), c.p, lots * sizeof(Lot));
-      c.p += lots * sizeof(Lot);
+      const char* raw = in.TakeBytes(lots * sizeof(Lot));
+      if (lots > 0) std::memcpy(static_cast<void*>(to), raw, lots * sizeof(Lot));
       w.lot_count = static_cast<uint16_t>(lots);
       bool lots_ok = true;
       for (uint64_t l = 0; l < lots; ++l) lots_ok &= valid_lot(to[l]);
       if (!lots_ok) {
-        c.Fail("bad lot");
+        in.Check(false, "bad lot");
         break;
       }
     }
-    Finish(in, c);
   }
 
   uint64_t orgs = in.Count(8);
@@ -318,38 +267,36 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::DecodeSnapshot(std::string_view 
     }
     uint64_t grants = in.Count(8 + 2 + 1 + 1 + 4 + 32 + 4);
     if (in.ok()) {
-      Cursor c = Begin(in, payload);
       uint64_t last_grant_id = 0;
       for (uint64_t k = 0; k < grants; ++k) {
-        if (!c.Has(8 + 2 + 1 + 1 + 4 + 32)) break;
-        const uint64_t id = c.Get<uint64_t>();
+        if (!in.Has(8 + 2 + 1 + 1 + 4 + 32)) break;
+        const uint64_t id = in.Take<uint64_t>();
         // Written in id order (one encoding per state), so each goes at the
         // end: a hinted insert, O(1) instead of a search of the tree.
         if (k > 0 && id <= last_grant_id) {
-          c.Fail("grant ids not ascending");
+          in.Check(false, "grant ids not ascending");
           break;
         }
         last_grant_id = id;
         engine::Grant& g = org.grants.emplace_hint(org.grants.end(), id, engine::Grant{})->second;
-        g.asset = c.Get<uint16_t>();
-        g.source = static_cast<engine::LotSource>(c.Get<uint8_t>());
-        const uint8_t bits = c.Get<uint8_t>();
+        g.asset = in.Take<uint16_t>();
+        g.source = static_cast<engine::LotSource>(in.Take<uint8_t>());
+        const uint8_t bits = in.Take<uint8_t>();
         g.voided = (bits & 1) != 0;
         g.spread = (bits & 2) != 0;
-        g.priority = c.Get<int32_t>();
-        g.amount = c.Get<int64_t>();
-        g.expires_at_us = c.Get<int64_t>();
-        g.created_at_us = c.Get<int64_t>();
-        g.origin_wallet_id = c.Get<uint64_t>();
-        std::string_view reference;
-        if (!c.Text(&reference)) break;
+        g.priority = in.Take<int32_t>();
+        g.amount = in.Take<int64_t>();
+        g.expires_at_us = in.Take<int64_t>();
+        g.created_at_us = in.Take<int64_t>();
+        g.origin_wallet_id = in.Take<uint64_t>();
+        const std::string_view reference = in.Text<uint32_t>(text_bytes_max);
+        if (!in.ok()) break;
         g.reference.assign(reference);
         if (g.asset >= s.assets.size()) {
-          c.Fail("grant asset out of range");
+          in.Check(false, "grant asset out of range");
           break;
         }
       }
-      Finish(in, c);
     }
     uint64_t holds = in.Count(8 + 4 + 2 + 16 + 8);
     for (uint64_t k = 0; k < holds && in.ok(); ++k) {
@@ -435,29 +382,28 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::DecodeSnapshot(std::string_view 
   if (in.ok()) s.history.Restart(total);
   uint64_t keep_from = std::max(begin, s.history.begin());
   if (in.ok()) {
-    Cursor c = Begin(in, payload);
     const size_t asset_bound = std::max<size_t>(1, s.assets.size());
     engine::HistoryTexts texts;
     for (uint64_t i = begin; i < total; ++i) {
-      if (!c.Has(sizeof(HistoryEntry))) break;
-      HistoryEntry e = c.Get<HistoryEntry>();
+      if (!in.Has(sizeof(HistoryEntry))) break;
+      HistoryEntry e = in.Take<HistoryEntry>();
       if (!slot_ok(e.wallet_slot) || e.asset() >= asset_bound) {
-        c.Fail("history entry out of range");
+        in.Check(false, "history entry out of range");
         break;
       }
       if (!e.has_text()) {
         if (i >= keep_from) s.history.LoadAt(i, e, nullptr);
         continue;
       }
-      std::string_view reference, actor;
-      if (!c.Text(&reference) || !c.Text(&actor)) break;
+      const std::string_view reference = in.Text<uint32_t>(text_bytes_max);
+      const std::string_view actor = in.Text<uint32_t>(text_bytes_max);
+      if (!in.ok()) break;
       if (i >= keep_from) {
         texts.reference.assign(reference);
         texts.actor.assign(actor);
         s.history.LoadAt(i, e, &texts);
       }
     }
-    Finish(in, c);
   }
 
   uint32_t current = in.Get<uint32_t>();
@@ -468,21 +414,18 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::DecodeSnapshot(std::string_view 
     uint64_t n = in.Count(kOpEntryBytes);
     in.Check(n <= s.ops.generation_max(), "op-id generation larger than this ledger keeps");
     if (!in.ok()) break;
-    // Fixed-size records: taken at once, decoded straight into the generation.
-    const std::string_view raw = in.Bytes(n * kOpEntryBytes);
-    if (!in.ok()) break;
+    // Fixed-size records: checked at once, decoded straight into the generation.
+    if (!in.Has(n * kOpEntryBytes)) break;
     const bool loaded = s.ops.LoadBulk(
         static_cast<int>(current), g, began_us, n,
         [&](std::vector<engine::OpMemory::Entry>& out, uint64_t count) {
-          const char* p = raw.data();
-          for (uint64_t k = 0; k < count; ++k, p += kOpEntryBytes) {
+          for (uint64_t k = 0; k < count; ++k) {
             engine::OpMemory::Entry& e = out.emplace_back();
-            uint16_t code;
-            std::memcpy(&e.key.org_id, p, 8);
-            std::memcpy(&e.key.op_id, p + 8, 8);
-            std::memcpy(&code, p + 16, 2);
-            std::memcpy(&e.result.id, p + 18, 8);
-            std::memcpy(e.result.n, p + 26, 24);
+            e.key.org_id = in.Take<uint64_t>();
+            e.key.op_id = in.Take<uint64_t>();
+            const uint16_t code = in.Take<uint16_t>();
+            e.result.id = in.Take<uint64_t>();
+            for (int64_t& v : e.result.n) v = in.Take<int64_t>();
             if (code == 0) return false;
             e.result.code = static_cast<ResultCode>(code);
           }
