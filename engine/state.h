@@ -193,7 +193,7 @@ class WalletStore {
   static_assert(huge_chunk_wallets % granule_wallets == 0);
 
   uint32_t size() const { return size_; }
-  Wallet& at(uint32_t slot) {
+  [[gnu::always_inline]] Wallet& at(uint32_t slot) {
     TALLY_ASSERT(slot < size_);
     return granules_[slot >> granule_log2][slot & (granule_wallets - 1)];
   }
@@ -308,8 +308,14 @@ struct Org {
   uint64_t next_hold_id = 1;
   uint64_t next_request_id = 1;
 
+  // totals_for is on every deduct: the growth is kept out of line, so the
+  // usual case is an inlined compare and index.
   AssetTotals& totals_for(uint16_t asset) {
-    if (asset >= totals.size()) totals.resize(asset + 1u);
+    if (asset < totals.size()) [[likely]] return totals[asset];
+    return GrowTotals(asset);
+  }
+  [[gnu::noinline]] AssetTotals& GrowTotals(uint16_t asset) {
+    totals.resize(asset + 1u);
     return totals[asset];
   }
 };
@@ -361,7 +367,32 @@ struct State {
   }
 };
 
-// Lot arithmetic shared by wallets and holds.
+// Lot arithmetic shared by wallets and holds.  Every lot a wallet or hold
+// keeps has remaining > 0: an emptied lot is dropped at once (and a
+// snapshot with an empty lot is refused).
+
+// LotSums are one asset's lots in one wallet, in one pass: what can be spent,
+// what the ledger books (expired lots count until the sweep records their
+// expiry), and where the first lot that can be spent is.
+struct LotSums {
+  static constexpr uint32_t none = std::numeric_limits<uint32_t>::max();
+  int64_t available = 0;
+  int64_t book = 0;
+  uint32_t first_spendable = none;  // index of the first unexpired lot of the asset
+};
+
+inline LotSums SumLots(const Lot* lots, uint32_t count, uint16_t asset, int64_t now_us) {
+  LotSums sums;
+  for (uint32_t i = 0; i < count; ++i) {
+    if (lots[i].asset != asset) continue;
+    sums.book += lots[i].remaining;
+    if (lots[i].expires_at_us > now_us) {
+      sums.available += lots[i].remaining;
+      if (sums.first_spendable == LotSums::none) sums.first_spendable = i;
+    }
+  }
+  return sums;
+}
 
 // AvailableOf sums the unexpired lots of one asset.
 inline int64_t AvailableOf(const Lot* lots, uint32_t count, uint16_t asset, int64_t now_us) {
@@ -398,6 +429,24 @@ int64_t TakeLots(Lot* lots, uint32_t& count, uint16_t asset, int64_t amount, int
   // An early break leaves write == read: nothing behind it moved.
   if (read == count) count = write;
   return amount - need;
+}
+
+// TakeSummedLots is TakeLots for lots that SumLots just summed into `sums`
+// (nothing changed since), with the usual deduct in O(1): when the first
+// lot that can be spent holds more than `amount`, TakeLots takes it all
+// from that lot, drops nothing (no lot before it is empty) and stops there.
+// Anything else is TakeLots itself.
+template <typename Sink>
+int64_t TakeSummedLots(Lot* lots, uint32_t& count, const LotSums& sums, uint16_t asset,
+                       int64_t amount, int64_t now_us, Sink&& sink) {
+  if (sums.first_spendable != LotSums::none && amount > 0 &&
+      lots[sums.first_spendable].remaining > amount) [[likely]] {
+    Lot& lot = lots[sums.first_spendable];
+    sink(static_cast<const Lot&>(lot), amount);
+    lot.remaining -= amount;
+    return amount;
+  }
+  return TakeLots(lots, count, asset, amount, now_us, sink);
 }
 
 }  // namespace tally::engine
