@@ -371,25 +371,19 @@ struct State {
 // keeps has remaining > 0: an emptied lot is dropped at once (and a
 // snapshot with an empty lot is refused).
 
-// LotSums are one asset's lots in one wallet, in one pass: what can be spent,
-// what the ledger books (expired lots count until the sweep records their
-// expiry), and where the first lot that can be spent is.
+// LotSums are one asset's lots in one wallet: what can be spent, and what
+// the ledger books (expired lots count until the sweep records their expiry).
 struct LotSums {
-  static constexpr uint32_t none = std::numeric_limits<uint32_t>::max();
   int64_t available = 0;
   int64_t book = 0;
-  uint32_t first_spendable = none;  // index of the first unexpired lot of the asset
 };
 
 inline LotSums SumLots(const Lot* lots, uint32_t count, uint16_t asset, int64_t now_us) {
   LotSums sums;
-  for (uint32_t i = 0; i < count; ++i) {
-    if (lots[i].asset != asset) continue;
-    sums.book += lots[i].remaining;
-    if (lots[i].expires_at_us > now_us) {
-      sums.available += lots[i].remaining;
-      if (sums.first_spendable == LotSums::none) sums.first_spendable = i;
-    }
+  for (const Lot* lot = lots; lot != lots + count; ++lot) {
+    if (lot->asset != asset) continue;
+    sums.book += lot->remaining;
+    if (lot->expires_at_us > now_us) sums.available += lot->remaining;
   }
   return sums;
 }
@@ -409,6 +403,15 @@ inline int64_t AvailableOf(const Lot* lots, uint32_t count, uint16_t asset, int6
 template <typename Sink>
 int64_t TakeLots(Lot* lots, uint32_t& count, uint16_t asset, int64_t amount, int64_t now_us,
                  Sink&& sink) {
+  // The usual deduct, in a few instructions: the first lot can be spent and
+  // holds more than `amount`, so the walk below would take it all from
+  // that lot, drop nothing and stop (lots_test holds the two to the same).
+  if (count > 0 && amount > 0 && lots[0].asset == asset && lots[0].expires_at_us > now_us &&
+      lots[0].remaining > amount) [[likely]] {
+    sink(static_cast<const Lot&>(lots[0]), amount);
+    lots[0].remaining -= amount;
+    return amount;
+  }
   int64_t need = amount;
   uint32_t write = 0;
   uint32_t read = 0;
@@ -429,24 +432,6 @@ int64_t TakeLots(Lot* lots, uint32_t& count, uint16_t asset, int64_t amount, int
   // An early break leaves write == read: nothing behind it moved.
   if (read == count) count = write;
   return amount - need;
-}
-
-// TakeSummedLots is TakeLots for lots that SumLots just summed into `sums`
-// (nothing changed since), with the usual deduct in O(1): when the first
-// lot that can be spent holds more than `amount`, TakeLots takes it all
-// from that lot, drops nothing (no lot before it is empty) and stops there.
-// Anything else is TakeLots itself.
-template <typename Sink>
-int64_t TakeSummedLots(Lot* lots, uint32_t& count, const LotSums& sums, uint16_t asset,
-                       int64_t amount, int64_t now_us, Sink&& sink) {
-  if (sums.first_spendable != LotSums::none && amount > 0 &&
-      lots[sums.first_spendable].remaining > amount) [[likely]] {
-    Lot& lot = lots[sums.first_spendable];
-    sink(static_cast<const Lot&>(lot), amount);
-    lot.remaining -= amount;
-    return amount;
-  }
-  return TakeLots(lots, count, asset, amount, now_us, sink);
 }
 
 }  // namespace tally::engine
