@@ -6,6 +6,7 @@
 #include "engine/ledger.h"
 
 #include <algorithm>
+#include <array>
 #include <memory>
 #include <string>
 
@@ -27,22 +28,7 @@ Result Numbers(int64_t a, int64_t b, int64_t c, uint64_t id = 0) {
   return Result{.code = ResultCode::ok, .id = id, .n = {a, b, c}};
 }
 
-// Sums of one asset in one wallet: what can be spent, and what the ledger
-// books (expired lots count until the sweep records their expiry).
-struct Sums {
-  int64_t available = 0;
-  int64_t book = 0;
-};
-
-Sums SumsOf(const Lot* lots, uint32_t count, uint16_t asset, int64_t now_us) {
-  Sums sums;
-  for (uint32_t i = 0; i < count; ++i) {
-    if (lots[i].asset != asset) continue;
-    sums.book += lots[i].remaining;
-    if (lots[i].expires_at_us > now_us) sums.available += lots[i].remaining;
-  }
-  return sums;
-}
+using Sums = LotSums;
 
 // LotsTouched is how many lots TakeLots would take from for `amount`.
 uint32_t LotsTouched(const Lot* lots, uint32_t count, uint16_t asset, int64_t amount,
@@ -56,23 +42,32 @@ uint32_t LotsTouched(const Lot* lots, uint32_t count, uint16_t asset, int64_t am
   return touched;
 }
 
-bool NeedsAsset(CommandKind kind) {
-  switch (kind) {
-    case CommandKind::topup:
-    case CommandKind::allocate:
-    case CommandKind::reclaim:
-    case CommandKind::grant:
-    case CommandKind::adjust:
-    case CommandKind::deduct:
-    case CommandKind::hold:
-    case CommandKind::request:
-    case CommandKind::approve:
-    case CommandKind::reject:
-      return true;
-    default:
-      return false;
-  }
+// What CheckFields checks of each kind, one byte a kind: a table lookup
+// instead of a switch per rule on every command.
+constexpr uint8_t check_amount_positive = 1 << 0;  // amount > 0
+constexpr uint8_t check_special = 1 << 1;   // a rule of its own (CheckSpecial)
+constexpr uint8_t check_asset = 1 << 2;            // a valid asset code
+constexpr uint8_t check_expiry = 1 << 3;           // expires_at_us 0 or after now
+
+constexpr std::array<uint8_t, command_kind_max + 1> FieldChecks() {
+  std::array<uint8_t, command_kind_max + 1> checks{};
+  auto set = [&](CommandKind kind, uint8_t bits) { checks[static_cast<uint8_t>(kind)] = bits; };
+  set(CommandKind::org_create, check_special);
+  set(CommandKind::org_settings, check_special);
+  set(CommandKind::topup, check_amount_positive | check_asset | check_expiry);
+  set(CommandKind::allocate, check_special | check_asset);
+  set(CommandKind::reclaim, check_special | check_asset);
+  set(CommandKind::grant, check_amount_positive | check_asset | check_expiry);
+  set(CommandKind::adjust, check_special | check_asset | check_expiry);
+  set(CommandKind::deduct, check_amount_positive | check_asset);
+  set(CommandKind::hold, check_amount_positive | check_asset | check_expiry);
+  set(CommandKind::capture, check_amount_positive);
+  set(CommandKind::request, check_amount_positive | check_asset);
+  set(CommandKind::approve, check_special | check_asset);
+  set(CommandKind::reject, check_asset);
+  return checks;
 }
+constexpr std::array<uint8_t, command_kind_max + 1> field_checks = FieldChecks();
 
 bool ValidSettings(const OrgSettings& s, uint8_t mask) {
   if ((mask & setting_low_balance_threshold) && s.low_balance_threshold < 0) return false;
@@ -126,7 +121,6 @@ class Machine {
     // with the applies, a few commands ahead, overlapped far less
     // (bench/RESULTS.md).  The walks only read: a wallet created or
     // changed inside the window is just not prefetched.
-    constexpr size_t window = 256;
     slots_.assign(n, no_slot);
     // Each result is built in its place: returned into a temporary and
     // pushed, it was stored in pieces and reloaded whole, a store-to-load
@@ -137,18 +131,17 @@ class Machine {
     Result* results = out_->results.data() + first_result;
     for (size_t begin = 0; begin < n; begin += window) {
       const size_t end = std::min(n, begin + window);
-      for (size_t i = begin; i < end; ++i) PrefetchBucket(commands[i]);
+      for (size_t i = begin; i < end; ++i) PrefetchBucket(commands[i], i - begin);
       for (size_t i = begin; i < end; ++i) PrefetchWallet(commands[i], i);
-      for (size_t i = begin; i < end; ++i) PrefetchLots(i);
+      for (size_t i = begin; i < end; ++i) PrefetchLots(i - begin);
       for (size_t i = begin; i < end; ++i) {
-        ApplyInto(commands[i], claims_[i], slots_[i], results + i);
+        const bool fresh = ApplyInto(commands[i], claims_[i], slots_[i], results + i);
+        if (settle_each_ && fresh) s_.ops.Settle(claims_[i], results[i]);
+        fresh_[i - begin] = fresh;
       }
       if (!settle_each_) {
         for (size_t i = begin; i < end; ++i) {
-          if (commands[i].op_id != 0 && claims_[i].kind == OpMemory::Claim::fresh &&
-              commands[i].kind != CommandKind::expire_sweep) {
-            s_.ops.Settle(claims_[i], results[i]);
-          }
+          if (fresh_[i - begin]) s_.ops.Settle(claims_[i], results[i]);
         }
       }
     }
@@ -158,15 +151,18 @@ class Machine {
   // Dispatch's result is built there directly (placement new of a prvalue:
   // its return slot is `out`), never in a temporary that a copy reads back.
   // `slot` is the wallet slot the prefetch found for c.wallet_id (no_slot:
-  // none then; it may have been created since).
-  void ApplyInto(const Command& c, const OpMemory::Claim& claim, uint32_t slot, Result* out) {
+  // none then; it may have been created since).  Returns whether the result
+  // is the first of a fresh op id, to be settled into the op-id memory: the
+  // one place that rule is written.
+  [[gnu::always_inline]] bool ApplyInto(const Command& c, const OpMemory::Claim& claim,
+                                        uint32_t slot, Result* out) {
     if (c.kind == CommandKind::expire_sweep) {
       new (out) Result(Sweep());
-      return;
+      return false;
     }
     if (c.op_id == 0) {
       new (out) Result(Refused(ResultCode::invalid_operation_id));
-      return;
+      return false;
     }
     if (claim.kind != OpMemory::Claim::fresh) {
       const Result* first = s_.ops.First(claim);
@@ -174,23 +170,37 @@ class Machine {
       if (first != nullptr) {
         new (out) Result(*first);
         out->replayed = true;
-        return;
+        return false;
       }
     }
     new (out) Result(Dispatch(c, slot));
-    if (settle_each_) s_.ops.Settle(claim, *out);
+    return claim.kind == OpMemory::Claim::fresh;
   }
 
+  // CheckFields: c.kind is known (1..command_kind_max).  The order of the
+  // checks is docs/ENGINE.md's: amount (or settings), asset, texts, time.
   ResultCode CheckFields(const Command& c) {
+    const uint8_t checks = field_checks[static_cast<uint8_t>(c.kind)];
+    if (checks & check_special) {
+      if (ResultCode code = CheckSpecial(c); code != ResultCode::ok) return code;
+    } else if ((checks & check_amount_positive) && c.amount <= 0) {
+      return ResultCode::invalid_amount;
+    }
+    if ((checks & check_asset) && !ValidAsset(c.asset)) return ResultCode::invalid_asset;
+    if (c.text.size() > text_bytes_max || c.actor.size() > text_bytes_max) {
+      return ResultCode::limit_exceeded;
+    }
+    if ((checks & check_expiry) &&
+        (c.expires_at_us < 0 || (c.expires_at_us != 0 && c.expires_at_us <= now_))) {
+      return ResultCode::invalid_time;
+    }
+    return ResultCode::ok;
+  }
+
+  // CheckSpecial: the amount and settings rules of the kinds marked
+  // check_special.
+  ResultCode CheckSpecial(const Command& c) {
     switch (c.kind) {
-      case CommandKind::topup:
-      case CommandKind::grant:
-      case CommandKind::deduct:
-      case CommandKind::hold:
-      case CommandKind::capture:
-      case CommandKind::request:
-        if (c.amount <= 0) return ResultCode::invalid_amount;
-        break;
       case CommandKind::allocate:
         if ((c.flags & flag_all) && c.amount <= 0) return ResultCode::invalid_amount;
         if (!(c.flags & flag_all)) {
@@ -220,26 +230,23 @@ class Machine {
       default:
         break;
     }
-    if (NeedsAsset(c.kind) && !ValidAsset(c.asset)) return ResultCode::invalid_asset;
-    if (c.text.size() > text_bytes_max || c.actor.size() > text_bytes_max) {
-      return ResultCode::limit_exceeded;
-    }
-    switch (c.kind) {
-      case CommandKind::topup:
-      case CommandKind::grant:
-      case CommandKind::adjust:
-      case CommandKind::hold:
-        if (c.expires_at_us < 0 || (c.expires_at_us != 0 && c.expires_at_us <= now_)) {
-          return ResultCode::invalid_time;
-        }
-        break;
-      default:
-        break;
-    }
     return ResultCode::ok;
   }
 
-  Result Dispatch(const Command& c, uint32_t slot) {
+  // Dispatch checks a command in the order of docs/ENGINE.md (kind, fields,
+  // org) and runs it.  The deduct, the metered hot path, takes the same
+  // steps inlined into the batch loop; every other kind goes through
+  // DispatchOther, out of line (a big function: its calls, register saves
+  // and switch were ~40 instructions a deduct).
+  [[gnu::always_inline]] Result Dispatch(const Command& c, uint32_t slot) {
+    if (c.kind != CommandKind::deduct) [[unlikely]] return DispatchOther(c);
+    if (ResultCode code = CheckFields(c); code != ResultCode::ok) return Refused(code);
+    Org* org = FindOrgCached(c.org_id);
+    if (org == nullptr) return Refused(ResultCode::unknown_org);
+    return Deduct(*org, c, slot);
+  }
+
+  [[gnu::noinline]] Result DispatchOther(const Command& c) {
     if (static_cast<uint8_t>(c.kind) == 0 ||
         static_cast<uint8_t>(c.kind) > command_kind_max) {
       return Refused(ResultCode::invalid_command);
@@ -260,7 +267,6 @@ class Machine {
       case CommandKind::reclaim: return Reclaim(*org, c);
       case CommandKind::void_grant: return VoidGrant(*org, c);
       case CommandKind::adjust: return Adjust(*org, c);
-      case CommandKind::deduct: return Deduct(*org, c, slot);
       case CommandKind::hold: return HoldCmd(*org, c);
       case CommandKind::capture: return Capture(*org, c);
       case CommandKind::release: return ReleaseCmd(*org, c);
@@ -286,8 +292,13 @@ class Machine {
     valid_asset_ = asset;
     return true;
   }
-  uint16_t AssetIndex(Asset asset) {
-    if (asset == cached_asset_ && cached_asset_index_ != no_asset) return cached_asset_index_;
+  [[gnu::always_inline]] uint16_t AssetIndex(Asset asset) {
+    if (asset == cached_asset_ && cached_asset_index_ != no_asset) [[likely]] {
+      return cached_asset_index_;
+    }
+    return FindAssetIndex(asset);
+  }
+  [[gnu::noinline]] uint16_t FindAssetIndex(Asset asset) {
     uint16_t index = s_.FindAsset(asset);
     if (index != no_asset) {
       cached_asset_ = asset;
@@ -296,21 +307,35 @@ class Machine {
     return index;
   }
 
-  void PrefetchBucket(const Command& c) {
-    if (const Org* org = FindOrgCached(c.org_id)) org->wallet_index.Prefetch(c.wallet_id);
+  // The walks pass what they found on (the org and the index position, then
+  // the wallet) in arrays of one window, so no stage finds it again.
+  void PrefetchBucket(const Command& c, size_t in_window) {
+    const Org* org = FindOrgCached(c.org_id);
+    window_orgs_[in_window] = org;
+    if (org != nullptr) {
+      window_homes_[in_window] = org->wallet_index.Home(c.wallet_id);
+      org->wallet_index.PrefetchHome(window_homes_[in_window]);
+    }
   }
 
   void PrefetchWallet(const Command& c, size_t position) {
-    uint32_t& slot = slots_[position];
-    const Org* org = FindOrgCached(c.org_id);
-    slot = org == nullptr ? no_slot : org->wallet_index.Find(c.wallet_id);
-    if (slot != no_slot) __builtin_prefetch(&W(slot));
+    const size_t in_window = position % window;
+    const Org* org = window_orgs_[in_window];
+    const uint32_t slot =
+        org == nullptr ? no_slot : org->wallet_index.FindFrom(c.wallet_id, window_homes_[in_window]);
+    slots_[position] = slot;
+    window_wallets_[in_window] = nullptr;
+    if (slot != no_slot) {
+      const Wallet* w = &W(slot);
+      window_wallets_[in_window] = w;
+      __builtin_prefetch(w);
+    }
   }
 
-  void PrefetchLots(size_t position) {
-    uint32_t slot = slots_[position];
-    if (slot == no_slot) return;
-    const Wallet& w = W(slot);
+  void PrefetchLots(size_t in_window) {
+    const Wallet* found = window_wallets_[in_window];
+    if (found == nullptr) return;
+    const Wallet& w = *found;
     if (w.heap_lots != nullptr) {
       // Three lots are 96 bytes: two or three cache lines, not one.
       __builtin_prefetch(w.heap_lots);
@@ -319,16 +344,17 @@ class Machine {
         __builtin_prefetch(w.heap_lots + w.lot_count - 1);
       }
     }
-    // A rolled-up deduct adds to the wallet's newest history entry.
-    if (w.history_head != 0 && s_.history.InMemory(w.history_head - 1) &&
-        s_.orgs[w.org_slot]->settings.deduct_rollup_interval_us > 0) {
+    // A rolled-up deduct adds to the wallet's newest history entry.  The
+    // wallet is the org's that found it.
+    if (window_orgs_[in_window]->settings.deduct_rollup_interval_us > 0 &&
+        w.history_head != 0 && s_.history.InMemory(w.history_head - 1)) {
       __builtin_prefetch(&s_.history.at(w.history_head - 1), 1);
     }
   }
 
   // ---- building blocks ----
 
-  Wallet& W(uint32_t slot) { return s_.wallets.at(slot); }
+  [[gnu::always_inline]] Wallet& W(uint32_t slot) { return s_.wallets.at(slot); }
 
   uint16_t InternAsset(Asset asset) {
     uint16_t index = s_.FindAsset(asset);
@@ -399,17 +425,20 @@ class Machine {
     s_.wallets.AllocateLots(w, log2);
   }
 
-  Sums WalletSums(uint32_t slot, uint16_t asset) {
+  Sums WalletSums(uint32_t slot, uint16_t asset) { return SumsIn(W(slot), asset); }
+  Sums SumsIn(const Wallet& w, uint16_t asset) {
     if (asset == no_asset) return {};
-    Wallet& w = W(slot);
-    return SumsOf(w.lots(), w.lot_count, asset, now_);
+    return SumLots(w.lots(), w.lot_count, asset, now_);
   }
 
   // Take removes `amount` from a wallet's lots (checked to be there) and
   // hands every piece to sink.
   template <typename Sink>
   void Take(uint32_t slot, uint16_t asset, int64_t amount, Sink&& sink) {
-    Wallet& w = W(slot);
+    TakeFrom(W(slot), asset, amount, sink);
+  }
+  template <typename Sink>
+  void TakeFrom(Wallet& w, uint16_t asset, int64_t amount, Sink&& sink) {
     uint32_t count = w.lot_count;
     int64_t taken = TakeLots(w.lots(), count, asset, amount, now_, sink);
     TALLY_ASSERT(taken == amount);
@@ -424,15 +453,22 @@ class Machine {
   void Record(uint32_t slot, HistoryKind kind, bool out, bool held, uint16_t asset,
               int64_t amount, int64_t balance_after, uint64_t related_id,
               std::string_view reference, std::string_view actor) {
-    Wallet& w = W(slot);
+    RecordIn(W(slot), slot, kind, out, held, asset, amount, balance_after, related_id,
+             reference, actor);
+  }
+  // RecordIn is Record for a wallet already at hand (`w` is W(slot)).
+  [[gnu::always_inline]] void RecordIn(Wallet& w, uint32_t slot, HistoryKind kind, bool out,
+                                       bool held, uint16_t asset, int64_t amount,
+                                       int64_t balance_after, uint64_t related_id,
+                                       std::string_view reference, std::string_view actor) {
     uint64_t index = s_.history.total();
     uint32_t distance = 0;
     if (w.history_head != 0) {
       uint64_t gap = index - (w.history_head - 1);
       distance = gap >= UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(gap);
     }
-    s_.history.Append(HistoryEntry::Pack(now_, kind, out, held, false, asset), amount,
-                      balance_after, related_id, slot, distance, reference, actor);
+    s_.history.Append(time_meta_ | HistoryEntry::PackFields(kind, out, held, false, asset),
+                      amount, balance_after, related_id, slot, distance, reference, actor);
     w.history_head = index + 1;
   }
 
@@ -442,15 +478,21 @@ class Machine {
                                  balance_after, now_});
   }
 
-  // NoteDecrease raises balance.low / balance.depleted for a balance that went down.
-  void NoteDecrease(const Org& org, uint32_t slot, uint16_t asset, int64_t before,
-                    int64_t after) {
-    int64_t threshold = org.settings.low_balance_threshold;
+  // NoteDecrease raises balance.low / balance.depleted for a balance that
+  // went down.  Every deduct asks; few raise one, so the test is inline and
+  // the raising is not.
+  [[gnu::always_inline]] void NoteDecrease(const Org& org, uint32_t slot, uint16_t asset,
+                                           int64_t before, int64_t after) {
+    const int64_t threshold = org.settings.low_balance_threshold;
+    const bool low = threshold > 0 && before >= threshold && after < threshold;
+    const bool depleted = before > 0 && after == 0;
+    if (low || depleted) [[unlikely]] EmitDecrease(org, slot, asset, before, after, low, depleted);
+  }
+  [[gnu::noinline]] void EmitDecrease(const Org& org, uint32_t slot, uint16_t asset,
+                                      int64_t before, int64_t after, bool low, bool depleted) {
     uint64_t wallet_id = W(slot).id;
-    if (threshold > 0 && before >= threshold && after < threshold) {
-      Emit(EventKind::balance_low, org, wallet_id, 0, asset, before - after, after);
-    }
-    if (before > 0 && after == 0) {
+    if (low) Emit(EventKind::balance_low, org, wallet_id, 0, asset, before - after, after);
+    if (depleted) {
       Emit(EventKind::balance_depleted, org, wallet_id, 0, asset, before - after, after);
     }
   }
@@ -802,36 +844,40 @@ class Machine {
   // `slot` is where the prefetch found the wallet (no_slot: look it up;
   // slots never move and index entries are never removed, so a slot found
   // earlier in the batch is still the wallet's).
-  Result Deduct(Org& org, const Command& c, uint32_t slot) {
+  // The wallet is looked up once (W() is an assertion and two loads) and
+  // handed to each step.
+  [[gnu::always_inline]] Result Deduct(Org& org, const Command& c, uint32_t slot) {
     if (slot == no_slot) slot = s_.FindWallet(org, c.wallet_id);
-    if (slot == no_slot || W(slot).deleted()) return Refused(ResultCode::unknown_wallet);
+    if (slot == no_slot) return Refused(ResultCode::unknown_wallet);
+    Wallet& w = W(slot);
+    if (w.deleted()) return Refused(ResultCode::unknown_wallet);
     if (!org.settings.credit_payments) return Refused(ResultCode::credit_payments_disabled);
     uint16_t asset = AssetIndex(c.asset);
-    Sums before = WalletSums(slot, asset);
+    Sums before = SumsIn(w, asset);
     bool partial = (c.flags & flag_partial) != 0;
     if (!partial && before.available < c.amount) {
       return Short(ResultCode::insufficient_funds, before.available, c.amount);
     }
     int64_t applied = std::min(before.available, c.amount);
     if (applied == 0) return Numbers(0, c.amount, before.available);
-    Take(slot, asset, applied, [](const Lot&, int64_t) {});
+    TakeFrom(w, asset, applied, [](const Lot&, int64_t) {});
     AssetTotals& t = org.totals_for(asset);
     t.available -= applied;
     t.spent += applied;
-    RecordDeduct(org, slot, asset, applied, before.book - applied, c);
+    RecordDeduct(org, w, slot, asset, applied, before.book - applied, c);
     NoteDecrease(org, slot, asset, before.available, before.available - applied);
     return Numbers(applied, c.amount - applied, before.available - applied);
   }
 
-  void RecordDeduct(const Org& org, uint32_t slot, uint16_t asset, int64_t applied,
-                    int64_t book_after, const Command& c) {
+  [[gnu::always_inline]] void RecordDeduct(const Org& org, Wallet& w, uint32_t slot,
+                                           uint16_t asset, int64_t applied, int64_t book_after,
+                                           const Command& c) {
     int64_t interval = org.settings.deduct_rollup_interval_us;
     if (interval <= 0) {
-      Record(slot, HistoryKind::deduct, true, false, asset, applied, book_after, c.op_id, c.text,
-             c.actor);
+      RecordIn(w, slot, HistoryKind::deduct, true, false, asset, applied, book_after, c.op_id,
+               c.text, c.actor);
       return;
     }
-    Wallet& w = W(slot);
     int64_t now_ms_us = now_ / 1000 * 1000;  // the resolution history keeps
     if (w.history_head != 0 && s_.history.InMemory(w.history_head - 1)) {
       HistoryEntry& last = s_.history.at(w.history_head - 1);
@@ -842,8 +888,8 @@ class Machine {
         return;
       }
     }
-    Record(slot, HistoryKind::deduct_rollup, true, false, asset, applied, book_after, c.op_id,
-           {}, {});
+    RecordIn(w, slot, HistoryKind::deduct_rollup, true, false, asset, applied, book_after,
+             c.op_id, {}, {});
   }
 
   Result HoldCmd(Org& org, const Command& c) {
@@ -1140,7 +1186,9 @@ class Machine {
 
   State& s_;
   BatchOutput* out_;
+  static constexpr size_t window = 256;  // commands walked and applied together
   const int64_t now_;
+  const uint64_t time_meta_ = HistoryEntry::PackTime(now_);  // history entries' time bits
   bool settle_each_ = true;
   Org* cached_org_ = nullptr;
   Asset valid_asset_ = Asset::Credits();  // never the empty code: that one is invalid
@@ -1151,6 +1199,12 @@ class Machine {
   std::vector<OpKey>& keys_ = s_.claim_keys;
   std::vector<uint64_t>& hashes_ = s_.claim_hashes;
   std::vector<uint32_t>& slots_ = s_.prefetch_slots;
+  // Per window (ApplyBatch): what the prefetch walks found, and which
+  // results are to be settled.
+  const Org* window_orgs_[window];
+  uint64_t window_homes_[window];
+  const Wallet* window_wallets_[window];
+  bool fresh_[window];
   std::vector<WalletAmount> targets_;
   std::vector<uint64_t> request_ids_;
   std::vector<uint64_t> hold_ids_;

@@ -60,7 +60,7 @@ class OpMemory {
       : generation_max_(std::max<uint64_t>(1, ids_max / 2)),
         buckets_(std::bit_ceil(std::max<uint64_t>(2, (generation_max_ + 1) / 2))),
         sweep_buckets_(std::max<uint64_t>(1, buckets_ / sweeps_per_table_max)),
-        retention_us_(retention_us) {
+        retire_after_us_(retention_us / 2) {
     TALLY_ASSERT(generation_max_ < (uint64_t{1} << 32) - 1);
     generations_[0].tag = 2;  // current
     generations_[1].tag = 1;
@@ -194,8 +194,9 @@ class OpMemory {
     int64_t began_us = 0;
   };
 
+  // A generation's tag is never 0, so the empty word (tag 0) is not alive.
   bool Alive(uint16_t tag) const {
-    return tag != 0 && (tag == generations_[0].tag || tag == generations_[1].tag);
+    return tag == generations_[0].tag || tag == generations_[1].tag;
   }
   uint64_t* Bucket(uint64_t b) { return words_ + b * bucket_words; }
   void Prefetch(uint64_t h) const {
@@ -206,7 +207,8 @@ class OpMemory {
   // it was built on the stack and reloaded whole, a store-to-load forward
   // that fails and waits for every older store (measured: a third of the
   // claim's time).
-  void ClaimHashed(const OpKey& key, uint64_t h, int64_t now_us, Claim& claim) {
+  [[gnu::always_inline]] void ClaimHashed(const OpKey& key, uint64_t h, int64_t now_us,
+                                          Claim& claim) {
     if (words_ != nullptr) {
       const uint16_t fingerprint = FingerprintOf(h);
       uint64_t b = h & (buckets_ - 1);
@@ -214,7 +216,9 @@ class OpMemory {
         const uint64_t* bucket = Bucket(b);
         for (uint64_t k = 1; k < bucket_words; ++k) {
           const uint64_t v = bucket[k];
-          if (v == 0 || (v >> 48) != fingerprint || !Alive(TagOf(v))) continue;
+          // The fingerprint first: it rejects almost every slot with one
+          // compare (an empty slot, fingerprint 0, is not alive).
+          if ((v >> 48) != fingerprint || !Alive(TagOf(v))) continue;
           const int g = TagOf(v) == generations_[current_].tag ? current_ : 1 - current_;
           const uint32_t index = static_cast<uint32_t>(v & 0xffffffffu) - 1;
           const Entry& e = generations_[g].entries[index];
@@ -230,8 +234,8 @@ class OpMemory {
     }
     Generation* current = &generations_[current_];
     bool full = current->entries.size() >= generation_max_;
-    bool old = now_us - current->began_us > retention_us_ / 2;
-    if (full || (old && !current->entries.empty())) {
+    bool old = now_us - current->began_us > retire_after_us_;
+    if (full || (old && !current->entries.empty())) [[unlikely]] {
       Retire();
       current = &generations_[current_];
     }
@@ -259,7 +263,7 @@ class OpMemory {
     for (uint64_t probes = 0; probes < buckets_; ++probes, b = (b + 1) & (buckets_ - 1)) {
       uint64_t* bucket = Bucket(b);
       for (uint64_t k = 1; k < bucket_words; ++k) {
-        if (bucket[k] == 0 || !Alive(TagOf(bucket[k]))) {
+        if (!Alive(TagOf(bucket[k]))) {
           bucket[k] = word;
           return;
         }
@@ -312,7 +316,7 @@ class OpMemory {
   uint64_t generation_max_;
   uint64_t buckets_;        // a power of two
   uint64_t sweep_buckets_;  // buckets swept at each retirement
-  int64_t retention_us_;
+  int64_t retire_after_us_;  // half the retention (docs/ENGINE.md)
   HugeBlock table_;         // buckets_ * 8 words, zeroed
   uint64_t* words_ = nullptr;  // table_'s, once allocated
   uint64_t sweep_next_ = 0;

@@ -4,7 +4,7 @@
 // wallet past the 96-byte budget, and storing only slots (hashing through the
 // wallet store) makes every probe read the wallet record, so a lookup cannot
 // be split into "prefetch the bucket" and "prefetch the wallet" stages.  Here
-// the id sits in the entry: a probe touches only the index, and Prefetch()
+// the id sits in the entry: a probe touches only the index, and PrefetchHome()
 // lets a batch start the cache misses of later commands early.
 //
 // Linear probing over a power-of-two table, load at most 7/8, no erase
@@ -33,9 +33,23 @@ class WalletIndex {
   uint64_t size() const { return size_; }
 
   // Find returns the slot of `wallet_id`, or absent.
-  uint32_t Find(uint64_t wallet_id) const {
+  uint32_t Find(uint64_t wallet_id) const { return FindFrom(wallet_id, Home(wallet_id)); }
+
+  // Home is where `wallet_id`'s probe starts in the table as it is now (a
+  // table that grows moves it).  A batch computes it once for Prefetch and
+  // Find; FindFrom and PrefetchHome take it.
+  uint64_t Home(uint64_t id) const {
+    uint64_t h = id;  // the murmur3 finalizer: every bit of the id moves the bucket
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h & (capacity_ - 1);
+  }
+  uint32_t FindFrom(uint64_t wallet_id, uint64_t home) const {
     if (capacity_ == 0) return absent;
-    for (uint64_t i = Home(wallet_id);; i = (i + 1) & (capacity_ - 1)) {
+    for (uint64_t i = home;; i = (i + 1) & (capacity_ - 1)) {
       uint32_t stored = StoredAt(i);
       if (stored == 0) return absent;
       if (IdAt(i) == wallet_id) return stored - 1;
@@ -59,9 +73,9 @@ class WalletIndex {
     if (capacity > capacity_) Allocate(capacity);
   }
 
-  // Prefetch starts loading the bucket where `wallet_id` would be.
-  void Prefetch(uint64_t wallet_id) const {
-    if (capacity_ != 0) __builtin_prefetch(entries_.get() + Home(wallet_id) * entry_bytes);
+  // PrefetchHome starts loading the bucket at `home` (Home(wallet_id)).
+  void PrefetchHome(uint64_t home) const {
+    if (capacity_ != 0) __builtin_prefetch(entries_.get() + home * entry_bytes);
   }
 
   // ForEach calls f(id, slot) for every entry, in table order.
@@ -75,15 +89,6 @@ class WalletIndex {
  private:
   static constexpr uint64_t entry_bytes = 12;  // id (8) then slot + 1 (4), unaligned
 
-  uint64_t Home(uint64_t id) const {
-    uint64_t h = id;  // the murmur3 finalizer: every bit of the id moves the bucket
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h & (capacity_ - 1);
-  }
   uint64_t IdAt(uint64_t i) const {
     uint64_t id;
     std::memcpy(&id, entries_.get() + i * entry_bytes, sizeof id);
