@@ -1,5 +1,6 @@
 // queries.cc: the read-only queries and the state digest (docs/ENGINE.md).
 #include <algorithm>
+#include <span>
 #include <string>
 
 #include "absl/container/btree_map.h"
@@ -243,6 +244,35 @@ absl::StatusOr<HistoryPage> Ledger::GetHistory(const HistoryQuery& q) const {
 }
 
 uint64_t Ledger::history_begin_seq() const { return state_->history.begin() + 1; }
+
+std::vector<std::span<unsigned char>> Ledger::PrefaultRegions() const {
+  const State& s = *state_;
+  std::vector<std::span<unsigned char>> out;
+  if (!s.options.prefault) return out;
+  // The table first: ids land in it at random, so every page of it is
+  // written within the first few thousand ids.
+  if (!s.ops.table_memory().empty()) out.push_back(s.ops.table_memory());
+  // Then the two sequential streams a deduct appends to, a history entry
+  // and an op-id entry each, side by side: one ring chunk, then the op-id
+  // entries of as many ids.
+  std::vector<std::span<unsigned char>> ring = s.history.MappedAhead();
+  const int current = s.ops.current_index();
+  std::span<unsigned char> entries = s.ops.unwritten_entries(current);
+  const size_t entries_step_bytes =
+      history_chunk_entries * sizeof(engine::OpMemory::Entry);
+  for (const std::span<unsigned char>& chunk : ring) {
+    out.push_back(chunk);
+    const size_t n = std::min(entries.size(), entries_step_bytes);
+    if (n > 0) out.push_back(entries.first(n));
+    entries = entries.subspan(n);
+  }
+  if (!entries.empty()) out.push_back(entries);
+  // Last the other generation, written once the current one retires.
+  if (std::span<unsigned char> other = s.ops.unwritten_entries(1 - current); !other.empty()) {
+    out.push_back(other);
+  }
+  return out;
+}
 
 void Ledger::ExportHistory(uint64_t from_seq, uint64_t to_seq,
                            std::vector<HistoryRecord>* out) const {

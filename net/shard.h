@@ -15,6 +15,12 @@
 //   6. Store::MaybeSnapshot: reap a finished snapshot child, start one when
 //      due (also when idle: the thread wakes at least every sweep period).
 //
+// With LedgerOptions::prefault, Start() also runs a pre-fault thread: it
+// faults the ledger's big tables in (Ledger::PrefaultRegions), 2 MiB a
+// call, at the lowest priority, and ends when done or at Stop(), so the
+// shard thread's batches do not pay the first touch of the history ring and
+// the op-id memory (docs/MEMORY.md, "Pre-faulting").
+//
 // A failed Apply or Sync fails the store for good: from then on every
 // command and query of this shard is answered `unavailable` with the reason.
 // Stop() finishes the batch in progress, syncs, answers what is still queued
@@ -168,11 +174,15 @@ class Shard {
               const std::string& reason);
   void Fail(const absl::Status& status);
   void MaybeSnapshot();
+  // Prefault runs on prefault_thread_ until every region is in or Stop().
+  void Prefault(std::vector<std::span<unsigned char>> regions);
 
   ShardOptions options_;
   std::unique_ptr<wal::Store> store_;
   EventSink events_;
   std::thread thread_;
+  std::thread prefault_thread_;
+  std::atomic<bool> prefault_stop_{false};
 
   std::mutex mu_;
   std::condition_variable wake_;
