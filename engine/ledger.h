@@ -110,13 +110,19 @@ class Ledger {
   absl::StatusOr<uint64_t> HistoryHead(uint64_t org_id, uint64_t wallet_id) const;
 
   // PrefaultRegions lists the big blocks this ledger will write into, in the
-  // order it will first write them (the op-id table; then the history ring
-  // and the op-id entries side by side, from where they stand; then the
-  // other op-id generation), for engine::Prefault on another thread.  The
-  // blocks stay mapped for the ledger's life and faulting memory in changes
-  // none of its contents, so that thread needs no lock.  Empty unless
-  // options.prefault.
-  std::vector<std::span<unsigned char>> PrefaultRegions() const;
+  // order it will first write them, for engine::Prefault on another thread:
+  // the op-id table (ids land in it at random: needed at once), then the
+  // history ring and the op-id entries side by side from where they stand
+  // (a deduct appends one of each), the other op-id generation after the
+  // current one.  `after_entries` says when a region is reached: after
+  // about that many more history entries.  The blocks stay mapped for the
+  // ledger's life and faulting memory in changes none of its contents, so
+  // that thread needs no lock.  Empty unless options.prefault.
+  struct PrefaultRegion {
+    std::span<unsigned char> memory;
+    uint64_t after_entries = 0;
+  };
+  std::vector<PrefaultRegion> PrefaultRegions() const;
 
   // EncodeSnapshot appends the whole state to *out (engine/SNAPSHOT.md):
   // what DecodeSnapshot needs to give a ledger with the same Digest() that

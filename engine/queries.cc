@@ -245,31 +245,30 @@ absl::StatusOr<HistoryPage> Ledger::GetHistory(const HistoryQuery& q) const {
 
 uint64_t Ledger::history_begin_seq() const { return state_->history.begin() + 1; }
 
-std::vector<std::span<unsigned char>> Ledger::PrefaultRegions() const {
+std::vector<Ledger::PrefaultRegion> Ledger::PrefaultRegions() const {
   const State& s = *state_;
-  std::vector<std::span<unsigned char>> out;
+  std::vector<PrefaultRegion> out;
   if (!s.options.prefault) return out;
-  // The table first: ids land in it at random, so every page of it is
-  // written within the first few thousand ids.
-  if (!s.ops.table_memory().empty()) out.push_back(s.ops.table_memory());
-  // Then the two sequential streams a deduct appends to, a history entry
-  // and an op-id entry each, side by side: one ring chunk, then the op-id
-  // entries of as many ids.
-  std::vector<std::span<unsigned char>> ring = s.history.MappedAhead();
+  if (!s.ops.table_memory().empty()) out.push_back({s.ops.table_memory(), 0});
+  // One ring chunk, then the op-id entries of as many ids, and so on.
   const int current = s.ops.current_index();
-  std::span<unsigned char> entries = s.ops.unwritten_entries(current);
-  const size_t entries_step_bytes =
-      history_chunk_entries * sizeof(engine::OpMemory::Entry);
-  for (const std::span<unsigned char>& chunk : ring) {
-    out.push_back(chunk);
-    const size_t n = std::min(entries.size(), entries_step_bytes);
-    if (n > 0) out.push_back(entries.first(n));
-    entries = entries.subspan(n);
+  std::span<unsigned char> entries[2] = {s.ops.unwritten_entries(current),
+                                         s.ops.unwritten_entries(1 - current)};
+  const size_t entries_step_bytes = history_chunk_entries * sizeof(engine::OpMemory::Entry);
+  uint64_t after_entries = 0;
+  for (const std::span<unsigned char>& chunk : s.history.MappedAhead()) {
+    out.push_back({chunk, after_entries});
+    size_t left = entries_step_bytes;
+    for (std::span<unsigned char>& e : entries) {
+      const size_t n = std::min(e.size(), left);
+      if (n > 0) out.push_back({e.first(n), after_entries});
+      e = e.subspan(n);
+      left -= n;
+    }
+    after_entries += history_chunk_entries;
   }
-  if (!entries.empty()) out.push_back(entries);
-  // Last the other generation, written once the current one retires.
-  if (std::span<unsigned char> other = s.ops.unwritten_entries(1 - current); !other.empty()) {
-    out.push_back(other);
+  for (const std::span<unsigned char>& e : entries) {
+    if (!e.empty()) out.push_back({e, after_entries});
   }
   return out;
 }

@@ -1,6 +1,7 @@
 // shard.cc: the shard thread.  See shard.h.
 #include "net/shard.h"
 
+#include <pthread.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -27,6 +29,14 @@ constexpr uint64_t round_log_bytes_max =
     wal_record_payload_bytes_max - batch_header_bytes - 2 * command_core_bytes;
 static_assert(frame_body_bytes_max + uint64_t{frame_commands_max} * (2 + text_bytes_max) <=
               round_log_bytes_max);
+
+// NameThread names the calling thread for perf and /proc (at most 15
+// characters; a failure changes nothing).
+void NameThread(const char* prefix, uint32_t index) {
+  char name[16];
+  std::snprintf(name, sizeof name, "%s%u", prefix, index);
+  (void)::pthread_setname_np(::pthread_self(), name);
+}
 
 int64_t WallClockUs() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
@@ -57,27 +67,43 @@ void Shard::Start() {
   TALLY_ASSERT(!thread_.joinable());
   // The regions are read before the shard thread writes anything; they stay
   // mapped while store_ lives, which outlives both threads (Stop()).
-  std::vector<std::span<unsigned char>> regions = store_->ledger().PrefaultRegions();
+  std::vector<Ledger::PrefaultRegion> regions = store_->ledger().PrefaultRegions();
+  history_entries_.store(store_->ledger().history_entries_total(), std::memory_order_relaxed);
   if (!regions.empty()) {
-    prefault_thread_ = std::thread([this, r = std::move(regions)]() mutable { Prefault(std::move(r)); });
+    prefault_thread_ =
+        std::thread([this, r = std::move(regions)]() mutable { Prefault(std::move(r)); });
   }
   thread_ = std::thread([this] { Run(); });
 }
 
-void Shard::Prefault(std::vector<std::span<unsigned char>> regions) {
+void Shard::Prefault(std::vector<Ledger::PrefaultRegion> regions) {
   // Lowest priority: on a busy machine this thread takes the time the
   // others leave (the shard's fdatasync waits), not theirs.  Small calls:
   // each holds the address space's lock for reading only while it faults
   // one huge page in, so nothing that maps memory waits long behind it.
+  // A window ahead of the writer, not everything at once: the work and the
+  // memory then follow the load (a server that takes few writes does not
+  // spend seconds of CPU and a gigabyte on tables it will not fill soon),
+  // and the window is still many batches ahead of the writer.
   (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
+  NameThread("prefault-", options_.index);
   constexpr size_t step_bytes = size_t{2} << 20;
+  constexpr auto idle_sleep = std::chrono::milliseconds(20);
+  const uint64_t entries_at_start = history_entries_.load(std::memory_order_relaxed);
   const auto start = std::chrono::steady_clock::now();
   uint64_t done_bytes = 0;
-  for (const std::span<unsigned char>& region : regions) {
-    for (size_t at = 0; at < region.size(); at += step_bytes) {
+  for (const Ledger::PrefaultRegion& region : regions) {
+    for (;;) {
       if (prefault_stop_.load(std::memory_order_relaxed)) return;
-      const size_t n = std::min(step_bytes, region.size() - at);
-      if (!engine::Prefault(region.data() + at, n)) {
+      const uint64_t written =
+          history_entries_.load(std::memory_order_relaxed) - entries_at_start;
+      if (region.after_entries <= written + options_.prefault_ahead_entries) break;
+      std::this_thread::sleep_for(idle_sleep);
+    }
+    for (size_t at = 0; at < region.memory.size(); at += step_bytes) {
+      if (prefault_stop_.load(std::memory_order_relaxed)) return;
+      const size_t n = std::min(step_bytes, region.memory.size() - at);
+      if (!engine::Prefault(region.memory.data() + at, n)) {
         std::fprintf(stderr, "tallyd: shard %u: pre-fault stopped: %s\n", options_.index,
                      std::strerror(errno));
         return;
@@ -138,6 +164,7 @@ void Shard::Stop() {
 }
 
 void Shard::Run() {
+  NameThread("shard-", options_.index);
   using Clock = std::chrono::steady_clock;
   const auto sweep_every = std::chrono::milliseconds(options_.sweep_every_ms);
   Clock::time_point next_sweep = Clock::now() + sweep_every;
@@ -328,6 +355,7 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
     job.FinishPart();
   }
   if (!out_.events.empty() && events_) events_(out_.events);
+  history_entries_.store(store_->ledger().history_entries_total(), std::memory_order_relaxed);
 }
 
 void RefuseParts(std::vector<ApplyPart>& parts, ResultCode code) {

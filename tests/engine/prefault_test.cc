@@ -42,10 +42,16 @@ uint64_t ResidentPages(std::span<unsigned char> region, uint64_t* pages) {
   return resident;
 }
 
-uint64_t TotalBytes(const std::vector<std::span<unsigned char>>& regions) {
+uint64_t TotalBytes(const std::vector<Ledger::PrefaultRegion>& regions) {
   uint64_t bytes = 0;
-  for (const auto& r : regions) bytes += r.size();
+  for (const auto& r : regions) bytes += r.memory.size();
   return bytes;
+}
+
+void PrefaultAll(const std::vector<Ledger::PrefaultRegion>& regions) {
+  for (const auto& r : regions) {
+    ASSERT_TRUE(engine::Prefault(r.memory.data(), r.memory.size()));
+  }
 }
 
 TEST(Prefault, OffNamesNoRegion) {
@@ -55,7 +61,7 @@ TEST(Prefault, OffNamesNoRegion) {
 
 TEST(Prefault, OnNamesTheRingTheTableAndBothGenerationsAndMakesThemResident) {
   Ledger ledger(Options(true));
-  std::vector<std::span<unsigned char>> regions = ledger.PrefaultRegions();
+  std::vector<Ledger::PrefaultRegion> regions = ledger.PrefaultRegions();
   ASSERT_FALSE(regions.empty());
   // The ring (4 chunks of 40-byte entries), the op-id table (one 64-byte
   // bucket per two ids of a generation) and room for both generations
@@ -65,28 +71,34 @@ TEST(Prefault, OnNamesTheRingTheTableAndBothGenerationsAndMakesThemResident) {
   const uint64_t entries = 2 * (uint64_t{1} << 15) * 56;
   EXPECT_GE(TotalBytes(regions), ring + table + entries);
   EXPECT_LE(TotalBytes(regions), ring + table + entries + 4 * 4096 * 4);
-  // The table comes first: ids land in it at random.
-  EXPECT_EQ(regions.front().size(), table);
+  // The table comes first (ids land in it at random), then the ring and the
+  // entries in write order: a region further on is never needed sooner.
+  EXPECT_EQ(regions.front().memory.size(), table);
+  EXPECT_EQ(regions.front().after_entries, 0u);
+  for (size_t i = 1; i < regions.size(); ++i) {
+    EXPECT_GE(regions[i].after_entries, regions[i - 1].after_entries);
+  }
+  EXPECT_EQ(regions.back().after_entries, 3 * history_chunk_entries) << "the last ring chunk";
 
   uint64_t pages = 0;
   uint64_t resident_before = 0;
   uint64_t all_pages = 0;
   for (const auto& r : regions) {
-    resident_before += ResidentPages(r, &pages);
+    resident_before += ResidentPages(r.memory, &pages);
     all_pages += pages;
   }
   ASSERT_GT(all_pages, 0u);
   EXPECT_LT(resident_before, all_pages / 2) << "mapped, not touched";
-  for (const auto& r : regions) ASSERT_TRUE(engine::Prefault(r.data(), r.size()));
+  PrefaultAll(regions);
   uint64_t resident_after = 0;
-  for (const auto& r : regions) resident_after += ResidentPages(r, &pages);
+  for (const auto& r : regions) resident_after += ResidentPages(r.memory, &pages);
   EXPECT_EQ(resident_after, all_pages);
 }
 
 TEST(Prefault, ChangesNothingTheLedgerDoesNorItsSnapshots) {
   Ledger plain(Options(false));
   Ledger faulted(Options(true));
-  for (const auto& r : faulted.PrefaultRegions()) ASSERT_TRUE(engine::Prefault(r.data(), r.size()));
+  PrefaultAll(faulted.PrefaultRegions());
   Workload a(5);
   Workload b(5);
   BatchOutput out_a;
@@ -114,9 +126,9 @@ TEST(Prefault, ChangesNothingTheLedgerDoesNorItsSnapshots) {
   absl::StatusOr<std::unique_ptr<Ledger>> restored =
       Ledger::DecodeSnapshot(bytes_faulted, Options(true));
   ASSERT_TRUE(restored.ok()) << restored.status();
-  std::vector<std::span<unsigned char>> regions = (*restored)->PrefaultRegions();
+  std::vector<Ledger::PrefaultRegion> regions = (*restored)->PrefaultRegions();
   ASSERT_FALSE(regions.empty());
-  for (const auto& r : regions) ASSERT_TRUE(engine::Prefault(r.data(), r.size()));
+  PrefaultAll(regions);
   for (int i = 0; i < 200; ++i) {
     std::vector<Command> batch_a = a.Next(50);
     std::vector<Command> batch_b = b.Next(50);
