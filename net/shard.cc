@@ -10,7 +10,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <thread>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -88,7 +87,14 @@ void Shard::Prefault(std::vector<Ledger::PrefaultRegion> regions) {
   (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
   NameThread("prefault-", options_.index);
   constexpr size_t step_bytes = size_t{2} << 20;
-  constexpr auto idle_sleep = std::chrono::milliseconds(20);
+  // Polls the writer every 20 ms while it moves, backing off to 200 ms
+  // while it does not (an idle server wakes this thread 5 times a second,
+  // not 50); the window is over a second of the heaviest load, so the
+  // writer cannot outrun a thread that slept 200 ms.
+  constexpr auto sleep_min = std::chrono::milliseconds(20);
+  constexpr auto sleep_max = std::chrono::milliseconds(200);
+  auto idle_sleep = sleep_min;
+  uint64_t seen = history_entries_.load(std::memory_order_relaxed);
   const uint64_t entries_at_start = history_entries_.load(std::memory_order_relaxed);
   const auto start = std::chrono::steady_clock::now();
   uint64_t done_bytes = 0;
@@ -98,7 +104,12 @@ void Shard::Prefault(std::vector<Ledger::PrefaultRegion> regions) {
       const uint64_t written =
           history_entries_.load(std::memory_order_relaxed) - entries_at_start;
       if (region.after_entries <= written + options_.prefault_ahead_entries) break;
-      std::this_thread::sleep_for(idle_sleep);
+      const uint64_t now = written + entries_at_start;
+      idle_sleep = now != seen ? sleep_min : std::min(2 * idle_sleep, sleep_max);
+      seen = now;
+      std::unique_lock lock(prefault_mu_);
+      prefault_wake_.wait_for(lock, idle_sleep,
+                              [&] { return prefault_stop_.load(std::memory_order_relaxed); });
     }
     for (size_t at = 0; at < region.memory.size(); at += step_bytes) {
       if (prefault_stop_.load(std::memory_order_relaxed)) return;
@@ -158,7 +169,11 @@ void Shard::Stop() {
     stop_ = true;
   }
   wake_.notify_one();
-  prefault_stop_.store(true, std::memory_order_relaxed);
+  {
+    std::lock_guard lock(prefault_mu_);
+    prefault_stop_.store(true, std::memory_order_relaxed);
+  }
+  prefault_wake_.notify_one();
   if (thread_.joinable()) thread_.join();
   if (prefault_thread_.joinable()) prefault_thread_.join();
 }

@@ -185,6 +185,8 @@ class Shard {
   std::thread thread_;
   std::thread prefault_thread_;
   std::atomic<bool> prefault_stop_{false};
+  std::mutex prefault_mu_;  // only for prefault_wake_: Stop() ends its wait at once
+  std::condition_variable prefault_wake_;
   // History entries the ledger holds, published by the shard thread after
   // each batch for the pre-fault thread's window.
   std::atomic<uint64_t> history_entries_{0};
