@@ -226,6 +226,24 @@ void RunDeducts(benchmark::State& state, bool rollup, bool hot) {
       (static_cast<double>(state.iterations()) * kDeductBatch);
 }
 
+// BM_ExportHistory: Ledger::ExportHistory of the newest 8,192 entries (a
+// batch's worth at tallyd's frames of 8,000 deducts) into a reused vector,
+// as the history file takes them after every batch; entries of random
+// wallets among 1,000,000.
+void BM_ExportHistory(benchmark::State& state) {
+  DeductWorld& w = DeductWorld::Get();
+  constexpr uint64_t entries = 8192;
+  const uint64_t to = w.ledger.history_entries_total() + 1;
+  std::vector<HistoryRecord> records;
+  for (auto _ : state) {
+    records.clear();
+    w.ledger.ExportHistory(to - entries, to, &records);
+    benchmark::DoNotOptimize(records.data());
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * entries));
+}
+BENCHMARK(BM_ExportHistory)->MinTime(1.0)->UseRealTime();
+
 // BM_Deduct: the metered hot path, one history entry per deduct, random
 // wallets among 1,000,000: the target (>= 10 M/s).
 void BM_Deduct(benchmark::State& state) { RunDeducts(state, /*rollup=*/false, /*hot=*/false); }

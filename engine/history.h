@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -70,10 +71,16 @@ struct HistoryTexts {
 // since the ledger began.
 class HistoryRing {
  public:
-  explicit HistoryRing(uint64_t entries_max) {
+  // map_all maps every chunk now (LedgerOptions::prefault), else each
+  // chunk is mapped when the first append reaches it.
+  HistoryRing(uint64_t entries_max, bool map_all) {
     capacity_ = history_chunk_entries;
     while (capacity_ < entries_max) capacity_ <<= 1;
     TALLY_ASSERT(capacity_ < (uint64_t{1} << 32));
+    if (map_all) {
+      chunks_.reserve(capacity_ / history_chunk_entries);
+      while (chunks_.size() < capacity_ / history_chunk_entries) AddChunk();
+    }
   }
 
   uint64_t total() const { return total_; }
@@ -134,6 +141,20 @@ class HistoryRing {
     while (chunk >= chunks_.size()) AddChunk();
     Chunk(chunk)[pos % history_chunk_entries] = entry;
     if (texts != nullptr) texts_[index] = *texts;
+  }
+
+  // MappedAhead is the memory of the mapped chunks in the order appends
+  // will reach it, from the next append's chunk on (wrapping round), one
+  // span a chunk.
+  std::vector<std::span<unsigned char>> MappedAhead() const {
+    std::vector<std::span<unsigned char>> out;
+    const uint64_t chunks = capacity_ / history_chunk_entries;
+    const uint64_t next = (total_ & (capacity_ - 1)) / history_chunk_entries;
+    for (uint64_t i = 0; i < chunks; ++i) {
+      const uint64_t c = (next + i) % chunks;
+      if (c < chunks_.size()) out.emplace_back(chunks_[c].data(), chunks_[c].size_bytes());
+    }
+    return out;
   }
 
   const HistoryTexts* texts(uint64_t index) const {

@@ -49,6 +49,24 @@ inline void* HugeCalloc(size_t size_bytes) {
   return p;
 }
 
+// Prefault asks the kernel to back [p, p + size_bytes) with memory now
+// (MADV_POPULATE_WRITE, Linux 5.14): the first writes into it then take no
+// page fault.  On this VM a first touch is also a fault in the host (free
+// page reporting gives freed memory back), ~30x a plain page clear, so a
+// server that faults its big tables in before (or beside) the load keeps that
+// cost off its batches (LedgerOptions::prefault).  Only whole 4 KiB pages
+// inside the range are touched; the contents do not change (memory not yet
+// written reads as zeros before and after).  Returns false when the kernel
+// refused (too old, or out of memory): a hint, nothing depends on it.
+inline bool Prefault(void* p, size_t size_bytes) {
+  constexpr uintptr_t small_page_bytes = 4096;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + small_page_bytes - 1) &
+                          ~(small_page_bytes - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + size_bytes) & ~(small_page_bytes - 1);
+  if (end <= begin) return true;
+  return ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE) == 0;
+}
+
 struct HugeFree {
   void operator()(void* p) const { std::free(p); }
 };

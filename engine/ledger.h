@@ -41,6 +41,12 @@ struct LedgerOptions {
   uint64_t history_entries_max = history_entries_max_default;
   uint64_t op_ids_max = op_ids_max_default;
   int64_t op_ids_retention_us = op_ids_retention_us_default;
+  // Map the history ring and the op-id memory in full when the ledger is
+  // made (mapped, not touched), so that a server can fault them in ahead of
+  // the writes (PrefaultRegions; docs/MEMORY.md, "Pre-faulting").  Off, they
+  // are mapped as they fill: a test making thousands of small ledgers, or a
+  // tool reading a snapshot, pays nothing for memory it never writes.
+  bool prefault = false;
 };
 
 // BatchOutput is what one Apply produced; Apply clears it first, and reusing
@@ -102,6 +108,21 @@ class Ledger {
   // HistoryHead is the seq of the wallet's newest entry (0: none), also for
   // a deleted wallet.
   absl::StatusOr<uint64_t> HistoryHead(uint64_t org_id, uint64_t wallet_id) const;
+
+  // PrefaultRegions lists the big blocks this ledger will write into, in the
+  // order it will first write them, for engine::Prefault on another thread:
+  // the op-id table (ids land in it at random: needed at once), then the
+  // history ring and the op-id entries side by side from where they stand
+  // (a deduct appends one of each), the other op-id generation after the
+  // current one.  `after_entries` says when a region is reached: after
+  // about that many more history entries.  The blocks stay mapped for the
+  // ledger's life and faulting memory in changes none of its contents, so
+  // that thread needs no lock.  Empty unless options.prefault.
+  struct PrefaultRegion {
+    std::span<unsigned char> memory;
+    uint64_t after_entries = 0;
+  };
+  std::vector<PrefaultRegion> PrefaultRegions() const;
 
   // EncodeSnapshot appends the whole state to *out (engine/SNAPSHOT.md):
   // what DecodeSnapshot needs to give a ledger with the same Digest() that

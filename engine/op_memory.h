@@ -56,7 +56,10 @@ class OpMemory {
     Result result;
   };
 
-  OpMemory(uint64_t ids_max, int64_t retention_us)
+  // map_all (LedgerOptions::prefault) maps the table and room for both
+  // generations now; else the table is mapped with the first id and the
+  // generations grow as ids come.
+  OpMemory(uint64_t ids_max, int64_t retention_us, bool map_all)
       : generation_max_(std::max<uint64_t>(1, ids_max / 2)),
         buckets_(std::bit_ceil(std::max<uint64_t>(2, (generation_max_ + 1) / 2))),
         sweep_buckets_(std::max<uint64_t>(1, buckets_ / sweeps_per_table_max)),
@@ -64,6 +67,23 @@ class OpMemory {
     TALLY_ASSERT(generation_max_ < (uint64_t{1} << 32) - 1);
     generations_[0].tag = 2;  // current
     generations_[1].tag = 1;
+    if (map_all) {
+      MapTable();
+      for (Generation& g : generations_) g.entries.reserve(generation_max_);
+    }
+  }
+
+  // For pre-faulting: the table (empty until mapped), and generation g's
+  // room not yet written (empty when it has none reserved).
+  std::span<unsigned char> table_memory() const {
+    return std::span<unsigned char>(table_.data(), table_.size_bytes());
+  }
+  std::span<unsigned char> unwritten_entries(int g) const {
+    const std::vector<Entry>& e = generations_[g].entries;
+    if (e.capacity() == e.size()) return {};
+    // Writable memory of this object's own vector: only ever faulted in.
+    unsigned char* begin = reinterpret_cast<unsigned char*>(const_cast<Entry*>(e.data() + e.size()));
+    return std::span<unsigned char>(begin, (e.capacity() - e.size()) * sizeof(Entry));
   }
 
   // Claim is what a batch learns of one command's op id before applying it.
@@ -252,12 +272,7 @@ class OpMemory {
   // on, marking every full bucket it passes as overflowed by `tag`.
   void Place(uint64_t h, uint16_t tag, uint64_t position) {
     TALLY_ASSERT(position < (uint64_t{1} << 32));
-    if (words_ == nullptr) {
-      // Huge pages (huge_pages.h): a lookup is then one cache miss, not a
-      // cache miss and a page walk.
-      table_ = HugeBlock(buckets_ * bucket_words * sizeof(uint64_t));
-      words_ = reinterpret_cast<uint64_t*>(table_.data());
-    }
+    if (words_ == nullptr) MapTable();
     const uint64_t word = uint64_t{FingerprintOf(h)} << 48 | uint64_t{tag} << 32 | position;
     uint64_t b = h & (buckets_ - 1);
     for (uint64_t probes = 0; probes < buckets_; ++probes, b = (b + 1) & (buckets_ - 1)) {
@@ -274,6 +289,13 @@ class OpMemory {
       if (TagOf(bucket[0]) != generations_[current_].tag) bucket[0] = uint64_t{tag} << 32;
     }
     TALLY_ASSERT(false && "op-id table full");  // load is at most 4/7
+  }
+
+  // MapTable maps the table, zero.  Huge pages (huge_pages.h): a lookup is
+  // then one cache miss, not a cache miss and a page walk.
+  void MapTable() {
+    table_ = HugeBlock(buckets_ * bucket_words * sizeof(uint64_t));
+    words_ = reinterpret_cast<uint64_t*>(table_.data());
   }
 
   // Retire makes the current generation the previous one and starts a new

@@ -1,5 +1,6 @@
 // queries.cc: the read-only queries and the state digest (docs/ENGINE.md).
 #include <algorithm>
+#include <span>
 #include <string>
 
 #include "absl/container/btree_map.h"
@@ -44,25 +45,33 @@ int64_t HeldOf(const Org& org, uint32_t slot, uint16_t asset, int64_t now_us) {
   return held;
 }
 
+// FillView writes entry `index` (e, of wallet w) into *v, whose texts are
+// empty: in place, so an export of thousands of entries builds each record
+// once rather than building a view and moving it twice.
+void FillView(const State& s, uint64_t index, const HistoryEntry& e, const Wallet& w,
+              HistoryEntryView* v) {
+  v->seq = index + 1;
+  v->time_us = e.time_us();
+  v->wallet_id = w.id;
+  v->kind = e.kind();
+  v->out = e.out();
+  v->held = e.held();
+  v->asset = s.assets[e.asset()];
+  v->amount = e.amount;
+  v->balance_after = e.balance_after;
+  v->related_id = e.related_id;
+  if (e.has_text()) [[unlikely]] {
+    if (const engine::HistoryTexts* t = s.history.texts(index)) {
+      v->reference = t->reference;
+      v->actor = t->actor;
+    }
+  }
+}
+
 HistoryEntryView ViewOf(const State& s, uint64_t index) {
   const HistoryEntry& e = s.history.at(index);
   HistoryEntryView v;
-  v.seq = index + 1;
-  v.time_us = e.time_us();
-  v.wallet_id = s.wallets.at(e.wallet_slot).id;
-  v.kind = e.kind();
-  v.out = e.out();
-  v.held = e.held();
-  v.asset = s.assets[e.asset()];
-  v.amount = e.amount;
-  v.balance_after = e.balance_after;
-  v.related_id = e.related_id;
-  if (e.has_text()) {
-    if (const engine::HistoryTexts* t = s.history.texts(index)) {
-      v.reference = t->reference;
-      v.actor = t->actor;
-    }
-  }
+  FillView(s, index, e, s.wallets.at(e.wallet_slot), &v);
   return v;
 }
 
@@ -244,6 +253,34 @@ absl::StatusOr<HistoryPage> Ledger::GetHistory(const HistoryQuery& q) const {
 
 uint64_t Ledger::history_begin_seq() const { return state_->history.begin() + 1; }
 
+std::vector<Ledger::PrefaultRegion> Ledger::PrefaultRegions() const {
+  const State& s = *state_;
+  std::vector<PrefaultRegion> out;
+  if (!s.options.prefault) return out;
+  if (!s.ops.table_memory().empty()) out.push_back({s.ops.table_memory(), 0});
+  // One ring chunk, then the op-id entries of as many ids, and so on.
+  const int current = s.ops.current_index();
+  std::span<unsigned char> entries[2] = {s.ops.unwritten_entries(current),
+                                         s.ops.unwritten_entries(1 - current)};
+  const size_t entries_step_bytes = history_chunk_entries * sizeof(engine::OpMemory::Entry);
+  uint64_t after_entries = 0;
+  for (const std::span<unsigned char>& chunk : s.history.MappedAhead()) {
+    out.push_back({chunk, after_entries});
+    size_t left = entries_step_bytes;
+    for (std::span<unsigned char>& e : entries) {
+      const size_t n = std::min(e.size(), left);
+      if (n > 0) out.push_back({e.first(n), after_entries});
+      e = e.subspan(n);
+      left -= n;
+    }
+    after_entries += history_chunk_entries;
+  }
+  for (const std::span<unsigned char>& e : entries) {
+    if (!e.empty()) out.push_back({e, after_entries});
+  }
+  return out;
+}
+
 void Ledger::ExportHistory(uint64_t from_seq, uint64_t to_seq,
                            std::vector<HistoryRecord>* out) const {
   const State& s = *state_;
@@ -254,18 +291,19 @@ void Ledger::ExportHistory(uint64_t from_seq, uint64_t to_seq,
   // queueing (the history file exports every applied batch, and a whole
   // replay's worth at a start).
   constexpr uint64_t ahead = 16;
+  out->reserve(out->size() + (to_seq - from_seq));
   for (uint64_t index = from_seq - 1; index + 1 < to_seq; ++index) {
     if (index + ahead + 1 < to_seq) {
       __builtin_prefetch(&s.wallets.at(s.history.at(index + ahead).wallet_slot));
     }
     const HistoryEntry& e = s.history.at(index);
-    HistoryRecord r;
-    r.view = ViewOf(s, index);
-    r.org_id = s.orgs[s.wallets.at(e.wallet_slot).org_slot]->id;
+    const Wallet& w = s.wallets.at(e.wallet_slot);
+    HistoryRecord& r = out->emplace_back();
+    FillView(s, index, e, w, &r.view);
+    r.org_id = s.orgs[w.org_slot]->id;
     if (e.prev_distance != 0 && e.prev_distance != UINT32_MAX && e.prev_distance <= index) {
       r.prev_seq = index - e.prev_distance + 1;
     }
-    out->push_back(std::move(r));
   }
 }
 

@@ -324,8 +324,8 @@ struct Org {
 struct State {
   explicit State(const LedgerOptions& opts)
       : options(opts),
-        history(opts.history_entries_max),
-        ops(opts.op_ids_max, opts.op_ids_retention_us) {}
+        history(opts.history_entries_max, opts.prefault),
+        ops(opts.op_ids_max, opts.op_ids_retention_us, opts.prefault) {}
 
   LedgerOptions options;
   int64_t now_us = 0;

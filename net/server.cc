@@ -1077,6 +1077,7 @@ absl::Status ServerImpl::PrepareDataDir() {
     shard_options.dir = Cat(data, "/shard-", i);
     shard_options.sweep_every_ms = options_.sweep_every_ms;
     shard_options.store.snapshot_every_records = options_.snapshot_every_records;
+    shard_options.store.ledger.prefault = options_.prefault;
     shard_options.store.snapshot_every_ms = static_cast<int64_t>(options_.snapshot_every_s) * 1000;
     shard_options.store.log_sink = [i](std::string_view line) {
       std::fprintf(stderr, "tallyd: shard %u: %.*s\n", i, static_cast<int>(line.size()),

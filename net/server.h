@@ -41,6 +41,11 @@ struct ServerOptions {
   uint32_t idle_timeout_ms = idle_timeout_ms_default;
   uint64_t connection_unsent_bytes_max = tally::connection_unsent_bytes_max;
   bool handle_signals = true;  // Run() stops on SIGINT / SIGTERM
+  // Fault each shard's history ring and op-id memory in on a background
+  // thread from the start (LedgerOptions::prefault, docs/MEMORY.md): about
+  // 0.9 GB resident per shard from then on.  tallyd turns it on; off here
+  // so that tests making many servers do not pay it.
+  bool prefault = false;
 };
 
 class ServerImpl;

@@ -15,10 +15,13 @@
 //   6. Store::MaybeSnapshot: reap a finished snapshot child, start one when
 //      due (also when idle: the thread wakes at least every sweep period).
 //
-// A failed Apply or Sync fails the store for good: from then on every
-// command and query of this shard is answered `unavailable` with the reason.
-// Stop() finishes the batch in progress, syncs, answers what is still queued
-// `shutting_down` and joins the thread.
+// With LedgerOptions::prefault, Start() also runs a pre-fault thread: it
+// faults the ledger's big tables in (Ledger::PrefaultRegions), 2 MiB a
+// call, at the lowest priority, keeping a bounded window ahead of the
+// history the shard has written (prefault_ahead_entries), so the shard
+// thread's batches do not pay the first touch of the history ring and the
+// op-id memory (docs/MEMORY.md, "Pre-faulting").  It ends when everything is
+// in, or at Stop().
 #ifndef TALLY_NET_SHARD_H_
 #define TALLY_NET_SHARD_H_
 
@@ -122,6 +125,11 @@ struct ShardOptions {
   std::string dir;  // the wal::Store directory, <data>/shard-<index>
   uint32_t sweep_every_ms = 1000;
   uint32_t queue_commands_max = shard_queue_commands_max;
+  // With store.ledger.prefault: how far ahead of the history written the
+  // pre-fault thread keeps the memory faulted in, in history entries (the
+  // op-id entries alongside).  16 ring chunks: ~100 MB, about a second of
+  // the heaviest load one shard has taken here.
+  uint64_t prefault_ahead_entries = 16 * history_chunk_entries;
   // Includes the snapshot policy: Store::MaybeSnapshot runs between batches.
   wal::StoreOptions store;
 };
@@ -168,11 +176,20 @@ class Shard {
               const std::string& reason);
   void Fail(const absl::Status& status);
   void MaybeSnapshot();
+  // Prefault runs on prefault_thread_ until every region is in or Stop().
+  void Prefault(std::vector<Ledger::PrefaultRegion> regions);
 
   ShardOptions options_;
   std::unique_ptr<wal::Store> store_;
   EventSink events_;
   std::thread thread_;
+  std::thread prefault_thread_;
+  std::atomic<bool> prefault_stop_{false};
+  std::mutex prefault_mu_;  // only for prefault_wake_: Stop() ends its wait at once
+  std::condition_variable prefault_wake_;
+  // History entries the ledger holds, published by the shard thread after
+  // each batch for the pre-fault thread's window.
+  std::atomic<uint64_t> history_entries_{0};
 
   std::mutex mu_;
   std::condition_variable wake_;

@@ -10,6 +10,9 @@
 //   --sweep-every-ms N           expiry sweep period (default 1000; 0 = off)
 //   --connections-max N          default connections_max_default
 //   --idle-timeout-ms N          default idle_timeout_ms_default
+//   --prefault on|off            fault each shard's history ring and op-id memory
+//                                in from the start, in the background (default on;
+//                                docs/MEMORY.md, "Pre-faulting")
 //
 // When ready it prints exactly one line on stdout, "tallyd listening on
 // 127.0.0.1:<port>", and flushes it; everything else goes to stderr.
@@ -30,7 +33,8 @@ int Usage(const char* problem) {
                "tallyd: %s\n"
                "usage: tallyd [--data DIR] [--listen HOST:PORT] [--shards N] [--io-threads N]\n"
                "              [--tokens FILE] [--snapshot-every-records N] [--snapshot-every-s N]\n"
-               "              [--sweep-every-ms N] [--connections-max N] [--idle-timeout-ms N]\n",
+               "              [--sweep-every-ms N] [--connections-max N] [--idle-timeout-ms N]\n"
+               "              [--prefault on|off]\n",
                problem);
   return 2;
 }
@@ -53,6 +57,7 @@ int main(int argc, char** argv) {
   // A peer that went away must not kill the server through a write.
   std::signal(SIGPIPE, SIG_IGN);
   tally::net::ServerOptions options;
+  options.prefault = true;
   for (int i = 1; i < argc; ++i) {
     std::string_view flag = argv[i];
     std::string value;
@@ -89,6 +94,9 @@ int main(int argc, char** argv) {
       ok = ParseNumber(value, &options.connections_max) && options.connections_max > 0;
     } else if (flag == "--idle-timeout-ms") {
       ok = ParseNumber(value, &options.idle_timeout_ms) && options.idle_timeout_ms > 0;
+    } else if (flag == "--prefault") {
+      ok = value == "on" || value == "off";
+      options.prefault = value == "on";
     } else {
       return Usage(("unknown flag " + std::string(flag)).c_str());
     }

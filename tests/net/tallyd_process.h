@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -82,6 +83,11 @@ class TallydProcess {
     if (::pipe2(out, O_CLOEXEC) != 0) return absl::InternalError("pipe");
     std::vector<std::string> args = {TALLYD_PATH, "--data", data_dir, "--listen", "127.0.0.1:0"};
     args.insert(args.end(), flags.begin(), flags.end());
+    // Tests start hundreds of tallyds, most for a few requests: unless a test
+    // asks, none faults in its ~1 GB per shard (tallyd's default is on).
+    if (std::find(flags.begin(), flags.end(), "--prefault") == flags.end()) {
+      args.insert(args.end(), {"--prefault", "off"});
+    }
     // Built before fork: the child of a threaded process may not allocate.
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());

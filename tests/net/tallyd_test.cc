@@ -186,6 +186,49 @@ TEST_F(TallydTest, RestartKeepsEverything) {
   EXPECT_EQ(wallet->available, 97);
 }
 
+// With the pre-fault on (tallyd's default), a server answers while its
+// shards fault their tables in, stops cleanly in the middle of it, and a
+// restart (the rings then continue after the snapshot's entries) keeps
+// everything.
+TEST_F(TallydTest, PrefaultOnServesStopsAndRestartsWithEverything) {
+  StartServer({"--shards", "2", "--io-threads", "2", "--prefault", "on"});
+  std::vector<uint64_t> orgs = {1, 2, 3, 4};
+  std::vector<std::string> before;
+  {
+    auto client = Connect();
+    ASSERT_NE(client, nullptr);
+    for (uint64_t org : orgs) {
+      Ok(*client, cmd::OrgCreate(org));
+      Ok(*client, cmd::Topup(org, 1000));
+      Ok(*client, cmd::Grant(org, 5, 100));
+      for (int i = 0; i < 20; ++i) Ok(*client, cmd::Deduct(org, 5, 1));
+    }
+    for (uint64_t org : orgs) before.push_back(Describe(*client, org));
+  }
+  Restart();
+  {
+    auto client = Connect();
+    ASSERT_NE(client, nullptr);
+    for (size_t i = 0; i < orgs.size(); ++i) {
+      EXPECT_EQ(Describe(*client, orgs[i]), before[i]) << "org " << orgs[i];
+    }
+    auto wallet = client->GetBalance({.org_id = 3, .wallet_id = 5});
+    ASSERT_TRUE(wallet.ok()) << wallet.status();
+    EXPECT_EQ(wallet->available, 80);
+    Ok(*client, cmd::Deduct(3, 5, 1));
+  }
+  EXPECT_EQ(tallyd_.Terminate(), 0);
+}
+
+TEST(TallydFlags, PrefaultTakesOnOrOffOnly) {
+  TempDir dir;
+  TallydProcess tallyd;
+  EXPECT_FALSE(tallyd.Start(dir.path() + "/data", {"--prefault", "maybe"}).ok());
+  TallydProcess off;
+  ASSERT_TRUE(off.Start(dir.path() + "/data", {"--prefault", "off"}).ok());
+  EXPECT_EQ(off.Terminate(), 0);
+}
+
 int64_t NowUs() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
