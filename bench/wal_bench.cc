@@ -490,6 +490,11 @@ void BM_SnapshotWriterPause(benchmark::State& state) {
   constexpr int kBaseline = 256;
   StoreOptions options = WorldStoreOptions();
   options.snapshot_every_ms = kEveryMs;
+  // TALLY_FORK_RESERVE_MB: the store's fork reserve (StoreOptions), to compare
+  // (0: none).
+  if (const char* mb = std::getenv("TALLY_FORK_RESERVE_MB")) {
+    options.fork_reserve_bytes = uint64_t(std::atoll(mb)) << 20;
+  }
   PosixFileSystem fs;
   static Store* store = [&] {
     auto s = Store::Open(&fs, dir, options);
@@ -526,6 +531,13 @@ void BM_SnapshotWriterPause(benchmark::State& state) {
     Clock::time_point snapshot_start;
     for (int i = 0; i < 100'000; ++i) {
       if (i == kBaseline) now_ms += kEveryMs;  // now it is due
+      // TALLY_PAUSE_COLD=<shell command>, run just before the snapshot is due:
+      // e.g. one that touches and frees gigabytes, then sleeps until the VM
+      // has given them back to its host, so fresh pages are as cold as on a
+      // quiet machine (bench/RESULTS.md, 2026-12-02 22:10).
+      if (i == kBaseline - 1 && std::getenv("TALLY_PAUSE_COLD") != nullptr) {
+        (void)std::system(std::getenv("TALLY_PAUSE_COLD"));
+      }
       const double c0 = ThreadCpuMs();
       const int64_t f0 = ThreadMinorFaults();
       const auto t0 = Clock::now();
