@@ -534,7 +534,7 @@ void BM_SnapshotWriterPause(benchmark::State& state) {
       // TALLY_PAUSE_COLD=<shell command>, run just before the snapshot is due:
       // e.g. one that touches and frees gigabytes, then sleeps until the VM
       // has given them back to its host, so fresh pages are as cold as on a
-      // quiet machine (bench/RESULTS.md, 2026-12-02 22:10).
+      // quiet machine (bench/RESULTS.md, 2026-12-02 21:55).
       if (i == kBaseline - 1 && std::getenv("TALLY_PAUSE_COLD") != nullptr) {
         (void)std::system(std::getenv("TALLY_PAUSE_COLD"));
       }
