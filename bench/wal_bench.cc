@@ -18,6 +18,7 @@
 //   ./build/release/bench/wal_bench --benchmark_filter=GroupCommit
 #include <fcntl.h>
 #include <malloc.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -81,6 +82,14 @@ double ThreadCpuMs() {
   timespec ts;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
+// ThreadMinorFaults counts this thread's minor page faults so far: after a
+// fork, each copy-on-write of a page the writer touches is one.
+int64_t ThreadMinorFaults() {
+  rusage ru;
+  getrusage(RUSAGE_THREAD, &ru);
+  return ru.ru_minflt;
 }
 
 [[noreturn]] void Die(const std::string& what) {
@@ -481,6 +490,11 @@ void BM_SnapshotWriterPause(benchmark::State& state) {
   constexpr int kBaseline = 256;
   StoreOptions options = WorldStoreOptions();
   options.snapshot_every_ms = kEveryMs;
+  // TALLY_FORK_RESERVE_MB: the store's fork reserve (StoreOptions), to compare
+  // (0: none).
+  if (const char* mb = std::getenv("TALLY_FORK_RESERVE_MB")) {
+    options.fork_reserve_bytes = uint64_t(std::atoll(mb)) << 20;
+  }
   PosixFileSystem fs;
   static Store* store = [&] {
     auto s = Store::Open(&fs, dir, options);
@@ -501,12 +515,15 @@ void BM_SnapshotWriterPause(benchmark::State& state) {
   uint64_t during_n = 0;
   std::vector<double> during_iterations_ms;  // every iteration while the child ran
   // TALLY_PAUSE_TRACE=<file>: one line per iteration while the child ran
-  // (seconds after the fork, apply, sync, MaybeSnapshot ms, CPU ms).
+  // (seconds after the fork, apply, sync, MaybeSnapshot ms, CPU ms, minor
+  // page faults).
   FILE* trace = std::getenv("TALLY_PAUSE_TRACE") ? std::fopen(std::getenv("TALLY_PAUSE_TRACE"), "w")
                                                  : nullptr;
   struct Worst {  // the longest iteration while the child ran, in parts
     double ms = 0, at_s = 0, apply_ms = 0, sync_ms = 0, maybe_ms = 0, cpu_ms = 0;
+    int64_t minor_faults = 0;
   } worst;
+  int64_t first_minor_faults = 0, during_minor_faults = 0, before_max_minor_faults = 0;
   for (auto _ : state) {
     Check(store->MaybeSnapshot(now_ms), "maybe snapshot");  // not due: the clock stands
     const uint64_t start_lsn = store->manifest().current_snapshot_lsn();
@@ -514,7 +531,15 @@ void BM_SnapshotWriterPause(benchmark::State& state) {
     Clock::time_point snapshot_start;
     for (int i = 0; i < 100'000; ++i) {
       if (i == kBaseline) now_ms += kEveryMs;  // now it is due
+      // TALLY_PAUSE_COLD=<shell command>, run just before the snapshot is due:
+      // e.g. one that touches and frees gigabytes, then sleeps until the VM
+      // has given them back to its host, so fresh pages are as cold as on a
+      // quiet machine (bench/RESULTS.md, 2026-12-02 21:55).
+      if (i == kBaseline - 1 && std::getenv("TALLY_PAUSE_COLD") != nullptr) {
+        (void)std::system(std::getenv("TALLY_PAUSE_COLD"));
+      }
       const double c0 = ThreadCpuMs();
+      const int64_t f0 = ThreadMinorFaults();
       const auto t0 = Clock::now();
       Check(store->Apply(t += 1000, deducts.Next(), &out).status(), "apply");
       const auto t1 = Clock::now();
@@ -525,6 +550,7 @@ void BM_SnapshotWriterPause(benchmark::State& state) {
       Check(store->MaybeSnapshot(now_ms), "maybe snapshot");
       const auto t3 = Clock::now();
       const double c3 = ThreadCpuMs();
+      const int64_t faults = ThreadMinorFaults() - f0;
       const double apply_ms = Seconds(t1 - t0) * 1e3, sync_ms = Seconds(t2 - t1) * 1e3,
                    maybe_ms = Seconds(t3 - t2) * 1e3, iteration_ms = Seconds(t3 - t0) * 1e3;
       const bool forked_now = !was_running && store->snapshot_running();
@@ -543,13 +569,15 @@ void BM_SnapshotWriterPause(benchmark::State& state) {
         during_sum_ms += iteration_ms;
         ++during_n;
         during_iterations_ms.push_back(iteration_ms);
+        if (during_n == 1) first_minor_faults = faults;
+        during_minor_faults += faults;
         if (trace != nullptr) {
-          std::fprintf(trace, "%.4f %.3f %.3f %.3f %.3f\n", Seconds(t0 - snapshot_start), apply_ms,
-                       sync_ms, maybe_ms, c3 - c0);
+          std::fprintf(trace, "%.4f %.3f %.3f %.3f %.3f %lld\n", Seconds(t0 - snapshot_start),
+                       apply_ms, sync_ms, maybe_ms, c3 - c0, static_cast<long long>(faults));
         }
         if (iteration_ms > worst.ms) {
           worst = Worst{iteration_ms, Seconds(t0 - snapshot_start), apply_ms, sync_ms, maybe_ms,
-                        c3 - c0};
+                        c3 - c0, faults};
         }
         if (!store->snapshot_running()) {  // reaped in this call
           reap_call_ms = std::max(reap_call_ms, maybe_ms);
@@ -557,6 +585,7 @@ void BM_SnapshotWriterPause(benchmark::State& state) {
         }
       } else {
         m.maybe = std::max(m.maybe, maybe_ms);
+        before_max_minor_faults = std::max(before_max_minor_faults, faults);
       }
     }
     if (!started || store->manifest().current_snapshot_lsn() == start_lsn) {
@@ -595,6 +624,11 @@ void BM_SnapshotWriterPause(benchmark::State& state) {
   state.counters["during_worst_sync_ms"] = worst.sync_ms;
   state.counters["during_worst_maybe_ms"] = worst.maybe_ms;
   state.counters["during_worst_cpu_ms"] = worst.cpu_ms;
+  state.counters["during_worst_minor_faults"] = double(worst.minor_faults);
+  // Copy-on-write: the first iteration after the fork, and all of them.
+  state.counters["during_first_minor_faults"] = double(first_minor_faults);
+  state.counters["during_minor_faults"] = double(during_minor_faults);
+  state.counters["before_max_minor_faults"] = double(before_max_minor_faults);
   state.counters["before_max_iteration_ms"] = before.iteration;
   state.counters["before_max_apply_ms"] = before.apply;
   state.counters["before_max_sync_ms"] = before.sync;

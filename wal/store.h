@@ -77,6 +77,18 @@ struct StoreOptions {
   // the writer pauses only for fork().  Only with a PosixFileSystem; on any
   // other file system snapshots are written inline.
   bool snapshot_in_child = true;
+  // The fork reserve (docs/DURABILITY.md, "The writer's copy-on-write
+  // after the fork"): with periodic snapshots in a child, the writer keeps
+  // this many bytes of ordinary pages touched while no child runs (touching
+  // fork_reserve_step_bytes more per MaybeSnapshot) and gives them back to
+  // the kernel from the fork on, fork_reserve_release_bytes just before it
+  // and as much again per MaybeSnapshot while the child runs, so the
+  // copy-on-write faults of the first batches after the fork get pages the
+  // machine has just used instead of fresh ones (on this VM a fresh page
+  // costs a host fault).  0: none.
+  uint64_t fork_reserve_bytes = uint64_t{64} << 20;
+  uint64_t fork_reserve_step_bytes = uint64_t{512} << 10;
+  uint64_t fork_reserve_release_bytes = uint64_t{16} << 20;
   // Where operator messages go; null: standard error.
   LogSink log_sink;
   // Recovery prints a progress line at most this often during a replay.
@@ -137,6 +149,8 @@ class Store {
   absl::Status MaybeSnapshot(int64_t now_ms);
   // snapshot_running says a snapshot child is at work.
   bool snapshot_running() const { return child_pid_ > 0; }
+  // fork_reserve_touched_bytes is how much of the fork reserve is touched now.
+  uint64_t fork_reserve_touched_bytes() const { return reserve_touched_bytes_; }
 
   // GetHistory and BalanceAt answer from the ledger's RAM window and
   // continue in <dir>/history (wal/HISTORY.md) where it ends.
@@ -184,6 +198,13 @@ class Store {
   absl::Status RecordSegments();
   // LiveSegments lists the first LSNs of the segments in <dir>/wal.
   absl::StatusOr<std::vector<uint64_t>> LiveSegments() const;
+  // SnapshotsFork says StartSnapshot forks (a PosixFileSystem, and
+  // snapshot_in_child) rather than writing inline.
+  bool SnapshotsFork() const;
+  // FillReserve touches the next step of the fork reserve; ReleaseReserve
+  // gives the last up to fork_reserve_release_bytes of it back to the kernel.
+  void FillReserve();
+  void ReleaseReserve();
 
   FileSystem* fs_;
   std::string dir_;
@@ -208,6 +229,10 @@ class Store {
   // The running total of archive/: each archived file's name and bytes, as
   // last seen (PruneArchive then opens only what was archived since).
   std::map<std::string, uint64_t> archive_bytes_;
+  // The fork reserve: a mapping of options_.fork_reserve_bytes, its first
+  // reserve_touched_bytes_ touched.
+  unsigned char* reserve_ = nullptr;
+  uint64_t reserve_touched_bytes_ = 0;
 };
 
 // SnapshotName is "snapshot-<lsn as 20 digits>.snap".

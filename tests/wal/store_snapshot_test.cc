@@ -126,6 +126,76 @@ TEST(MaybeSnapshot, AForkedChildWritesItWhileTheWriterGoesOn) {
   EXPECT_EQ((*again)->ledger().Digest(), digest);
 }
 
+TEST(MaybeSnapshot, TheForkReserveIsTouchedInStepsAndGivenBackAtTheFork) {
+  TempDir dir;
+  PosixFileSystem fs;
+  Workload work(47);
+  StoreOptions options = SmallOptions();
+  options.snapshot_every_records = 100;
+  options.snapshots_kept = 1;
+  options.fork_reserve_bytes = uint64_t{3} << 20;
+  options.fork_reserve_step_bytes = uint64_t{1} << 20;
+  options.fork_reserve_release_bytes = uint64_t{1} << 20;
+  uint64_t digest_at_fork = 0;
+  uint64_t digest = 0;
+  {
+    auto store = Store::Open(&fs, dir.path(), options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    EXPECT_EQ((*store)->fork_reserve_touched_bytes(), 0u) << "nothing before the writer runs";
+    ASSERT_TRUE((*store)->MaybeSnapshot(0).ok());
+    EXPECT_EQ((*store)->fork_reserve_touched_bytes(), uint64_t{1} << 20) << "one step a call";
+    Drive(**store, work, 50);
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE((*store)->MaybeSnapshot(1).ok());
+    EXPECT_EQ((*store)->fork_reserve_touched_bytes(), uint64_t{3} << 20) << "never more than asked";
+    Drive(**store, work, 50);
+    digest_at_fork = (*store)->ledger().Digest();
+    ASSERT_TRUE((*store)->MaybeSnapshot(2).ok());
+    ASSERT_TRUE((*store)->snapshot_running());
+    EXPECT_EQ((*store)->fork_reserve_touched_bytes(), uint64_t{2} << 20)
+        << "one step given back just before the fork";
+    Drive(**store, work, 30);
+    ASSERT_TRUE((*store)->MaybeSnapshot(3).ok());
+    EXPECT_EQ((*store)->fork_reserve_touched_bytes(), uint64_t{1} << 20)
+        << "and one per call after it, never refilled while the child runs";
+    ASSERT_TRUE(WaitForSnapshot(**store, 4).ok());
+    EXPECT_EQ((*store)->manifest().current_snapshot_lsn(), 100u);
+    const uint64_t left = (*store)->fork_reserve_touched_bytes();
+    EXPECT_LE(left, uint64_t{1} << 20);
+    ASSERT_TRUE((*store)->MaybeSnapshot(5).ok());
+    EXPECT_EQ((*store)->fork_reserve_touched_bytes(), left + (uint64_t{1} << 20))
+        << "refilled once the child is reaped";
+    digest = (*store)->ledger().Digest();
+  }
+  // The snapshot is exact: the state at the fork, and recovery gives the live state.
+  auto bytes = ReadWholeFile(&fs, dir.path() + "/" + SnapshotName(100));
+  ASSERT_TRUE(bytes.ok());
+  auto at_fork = Ledger::DecodeSnapshot(*bytes, options.ledger);
+  ASSERT_TRUE(at_fork.ok());
+  EXPECT_EQ((*at_fork)->Digest(), digest_at_fork);
+  auto again = Store::Open(&fs, dir.path(), options);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->ledger().Digest(), digest);
+}
+
+TEST(MaybeSnapshot, NoForkReserveWhereSnapshotsDoNotFork) {
+  MemFileSystem fs;  // inline snapshots: nothing to reserve for
+  Workload work(48);
+  StoreOptions options = SmallOptions();
+  options.snapshot_every_records = 100;
+  auto store = Store::Open(&fs, "/shard", options);
+  ASSERT_TRUE(store.ok());
+  Drive(**store, work, 10);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*store)->MaybeSnapshot(i).ok());
+  EXPECT_EQ((*store)->fork_reserve_touched_bytes(), 0u);
+  TempDir dir;
+  PosixFileSystem posix;
+  options.snapshot_every_records = 0;  // no periodic snapshots: none either
+  auto plain = Store::Open(&posix, dir.path(), options);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*plain)->MaybeSnapshot(i).ok());
+  EXPECT_EQ((*plain)->fork_reserve_touched_bytes(), 0u);
+}
+
 TEST(MaybeSnapshot, SegmentsStartedWhileTheChildRunsAreNamedWhenItIsReaped) {
   TempDir dir;
   PosixFileSystem fs;
