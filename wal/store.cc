@@ -201,7 +201,8 @@ absl::Status Store::Recover() {
   if (absl::Status s = Replay(); !s.ok()) return s;
 
   absl::StatusOr<std::unique_ptr<HistoryFile>> history =
-      HistoryFile::Open(fs_, absl::StrCat(dir_, "/history"), *ledger_, &report_.history);
+      HistoryFile::Open(fs_, absl::StrCat(dir_, "/history"), *ledger_, &report_.history,
+                        options_.log.direct_io ? WritePath::kDirect : WritePath::kPageCache);
   if (!history.ok()) return history.status();
   history_ = std::move(*history);
   if (report_.history.entries_lost > 0) {
