@@ -47,10 +47,8 @@ class PosixFile final : public File {
         SplitForDirect(offset, data.data(), data.size(), write_alignment());
     if (split.body == 0) return WriteAll(fd_, offset, data);
     if (absl::Status s = WriteAll(fd_, offset, data.first(split.head)); !s.ok()) return s;
-    if (absl::Status s = WriteAll(direct_fd_, offset + split.head, data.subspan(split.head, split.body));
-        !s.ok()) {
-      return s;
-    }
+    const std::span<const std::byte> blocks = data.subspan(split.head, split.body);
+    if (absl::Status s = WriteAll(direct_fd_, offset + split.head, blocks); !s.ok()) return s;
     const uint64_t done = split.head + split.body;
     return WriteAll(fd_, offset + done, data.subspan(done));
   }
