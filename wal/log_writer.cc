@@ -189,11 +189,15 @@ absl::Status LogWriter::RemoveSpare() {
 }
 
 absl::Status LogWriter::PrepareSpare(uint64_t synced_bytes) {
-  // The spare keeps twice the current segment's fill, so it is complete when
-  // the current one is half full, long before the roll; and each step is
-  // bounded by a few times what this Sync wrote, so it never costs a Sync
-  // more than a small multiple of its own write.
-  const uint64_t wanted = std::min(options_.segment_bytes, 2 * written_end_);
+  // The spare keeps a quarter ahead of the current segment's fill, so it is
+  // complete when the current one is 80 % full, before the roll; and each
+  // step is bounded by twice what this Sync wrote (room to catch up), so it
+  // never costs a Sync more than a small multiple of its own write.  With
+  // direct writes the zeros are device time on this thread: 1.25 times the
+  // log's own bytes in the steady state (it was twice, when they were a
+  // copy into the page cache written back by the kernel).
+  const uint64_t wanted =
+      std::min(options_.segment_bytes, written_end_ + written_end_ / 4);
   if (spare_filled_ >= wanted) return absl::OkStatus();
   if (wanted - spare_filled_ < kSpareStepBytes && wanted < options_.segment_bytes) {
     return absl::OkStatus();  // too little yet: a later Sync does it in one step
@@ -201,7 +205,7 @@ absl::Status LogWriter::PrepareSpare(uint64_t synced_bytes) {
   // Whole blocks of zeros (from an aligned source), so a direct spare gets
   // them without the page cache.
   const uint64_t step_end =
-      std::min(wanted, spare_filled_ + std::max(kSpareStepBytes, 4 * synced_bytes));
+      std::min(wanted, spare_filled_ + std::max(kSpareStepBytes, 2 * synced_bytes));
   const uint64_t to = std::min(options_.segment_bytes,
                                (step_end + direct_io_alignment_bytes - 1) /
                                    direct_io_alignment_bytes * direct_io_alignment_bytes);
