@@ -8,7 +8,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "absl/strings/str_cat.h"
 #include "tally/assert.h"
@@ -22,22 +24,33 @@ absl::Status Errno(int error_number, const char* op, const std::string& path) {
 
 // ---------------------------------------------------------------- POSIX ---
 
+// PosixFile writes through `fd_` (the page cache) and, when it has one,
+// whole aligned blocks through `direct_fd_`, a second descriptor of the same
+// file opened with O_DIRECT.  The kernel keeps the two coherent (a direct
+// write writes back and drops cached pages of its range); the writers here
+// never give the two the same block at once.
 class PosixFile final : public File {
  public:
-  PosixFile(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
-  ~PosixFile() override { ::close(fd_); }
+  PosixFile(int fd, int direct_fd, std::string path)
+      : fd_(fd), direct_fd_(direct_fd), path_(std::move(path)) {}
+  ~PosixFile() override {
+    ::close(fd_);
+    if (direct_fd_ >= 0) ::close(direct_fd_);
+  }
+
+  uint64_t write_alignment() const override {
+    return direct_fd_ >= 0 ? direct_io_alignment_bytes : 1;
+  }
 
   absl::Status PWrite(uint64_t offset, std::span<const std::byte> data) override {
-    while (!data.empty()) {
-      const ssize_t n = ::pwrite(fd_, data.data(), data.size(), off_t(offset));
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return Errno(errno, "pwrite", path_);
-      }
-      data = data.subspan(size_t(n));
-      offset += uint64_t(n);
-    }
-    return absl::OkStatus();
+    const DirectSplit split =
+        SplitForDirect(offset, data.data(), data.size(), write_alignment());
+    if (split.body == 0) return WriteAll(fd_, offset, data);
+    if (absl::Status s = WriteAll(fd_, offset, data.first(split.head)); !s.ok()) return s;
+    const std::span<const std::byte> blocks = data.subspan(split.head, split.body);
+    if (absl::Status s = WriteAll(direct_fd_, offset + split.head, blocks); !s.ok()) return s;
+    const uint64_t done = split.head + split.body;
+    return WriteAll(fd_, offset + done, data.subspan(done));
   }
 
   absl::StatusOr<size_t> PRead(uint64_t offset, std::span<std::byte> out) override {
@@ -107,14 +120,86 @@ class PosixFile final : public File {
     return absl::OkStatus();
   }
 
+  absl::Status WriteAll(int fd, uint64_t offset, std::span<const std::byte> data) {
+    while (!data.empty()) {
+      const ssize_t n = ::pwrite(fd, data.data(), data.size(), off_t(offset));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return Errno(errno, fd == direct_fd_ ? "pwrite (O_DIRECT)" : "pwrite", path_);
+      }
+      data = data.subspan(size_t(n));
+      offset += uint64_t(n);
+      // A short direct write may leave an unaligned rest: the page cache takes it.
+      if (fd == direct_fd_) fd = fd_;
+    }
+    return absl::OkStatus();
+  }
+
   int fd_;
+  int direct_fd_;  // -1: no direct writes
   std::string path_;
 };
 
+bool DirectAllowedByEnvironment() {
+  const char* value = std::getenv("TALLY_DIRECT_IO");
+  return value == nullptr || std::string_view(value) != "0";
+}
+
 }  // namespace
 
+DirectSplit SplitForDirect(uint64_t offset, const void* address, uint64_t size,
+                           uint64_t alignment) {
+  if (alignment <= 1) return {};
+  const uint64_t memory = reinterpret_cast<uintptr_t>(address);
+  if ((memory - offset) % alignment != 0) return {};  // blocks of the file are not blocks of memory
+  const uint64_t head = (alignment - offset % alignment) % alignment;
+  if (head >= size) return {};
+  const uint64_t body = (size - head) / alignment * alignment;
+  if (body == 0) return {};
+  return {.head = head, .body = body};
+}
+
+AlignedBuffer::~AlignedBuffer() {
+  if (data_ != nullptr) ::operator delete(data_, std::align_val_t(direct_io_alignment_bytes));
+}
+
+void AlignedBuffer::Reserve(size_t bytes) {
+  if (bytes <= capacity_) return;
+  const size_t capacity = (bytes + direct_io_alignment_bytes - 1) / direct_io_alignment_bytes *
+                          direct_io_alignment_bytes;
+  auto* data = static_cast<std::byte*>(
+      ::operator new(capacity, std::align_val_t(direct_io_alignment_bytes)));
+  if (size_ > 0) std::memcpy(data, data_, size_);
+  std::memset(data + size_, 0, capacity - size_);  // touched once: resident from now on
+  if (data_ != nullptr) ::operator delete(data_, std::align_val_t(direct_io_alignment_bytes));
+  data_ = data;
+  capacity_ = capacity;
+}
+
+void AlignedBuffer::ZeroPadTo(size_t padded) {
+  TALLY_ASSERT(padded <= capacity_);
+  if (padded > size_) std::memset(data_ + size_, 0, padded - size_);
+}
+
+void AlignedBuffer::KeepLast(size_t bytes) {
+  TALLY_ASSERT(bytes <= size_);
+  if (bytes > 0 && bytes < size_) std::memmove(data_, data_ + (size_ - bytes), bytes);
+  size_ = bytes;
+}
+
+void AlignedBuffer::ShrinkTo(size_t bytes_max) {
+  if (capacity_ <= bytes_max) return;
+  TALLY_ASSERT(size_ <= bytes_max);
+  AlignedBuffer smaller(bytes_max);
+  if (size_ > 0) std::memcpy(smaller.data_, data_, size_);
+  std::swap(data_, smaller.data_);
+  std::swap(capacity_, smaller.capacity_);
+}
+
+PosixFileSystem::PosixFileSystem() : direct_allowed_(DirectAllowedByEnvironment()) {}
+
 absl::StatusOr<std::unique_ptr<File>> PosixFileSystem::Open(const std::string& path,
-                                                            OpenMode mode) {
+                                                            OpenMode mode, WritePath write_path) {
   int flags = O_CLOEXEC;
   switch (mode) {
     case OpenMode::kReadOnly:
@@ -129,7 +214,17 @@ absl::StatusOr<std::unique_ptr<File>> PosixFileSystem::Open(const std::string& p
   }
   const int fd = ::open(path.c_str(), flags, 0644);
   if (fd < 0) return Errno(errno, "open", path);
-  return std::unique_ptr<File>(new PosixFile(fd, path));
+  int direct_fd = -1;
+  if (write_path == WritePath::kDirect && mode != OpenMode::kReadOnly && direct_allowed_) {
+    direct_fd = ::open(path.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC);
+    // EINVAL: the file system has no O_DIRECT (tmpfs); the page cache takes every write.
+    if (direct_fd < 0 && errno != EINVAL) {
+      const int err = errno;
+      ::close(fd);
+      return Errno(err, "open (O_DIRECT)", path);
+    }
+  }
+  return std::unique_ptr<File>(new PosixFile(fd, direct_fd, path));
 }
 
 absl::StatusOr<std::vector<std::string>> PosixFileSystem::List(const std::string& dir) {
@@ -202,8 +297,11 @@ absl::StatusOr<std::unique_ptr<MappedFile>> PosixFileSystem::MapReadOnly(const s
 class MemFile final : public File {
  public:
   MemFile(MemFileSystem* fs, std::string path, std::shared_ptr<MemFileSystem::Data> data,
-          bool writable)
-      : fs_(fs), path_(std::move(path)), data_(std::move(data)), writable_(writable) {}
+          bool writable, bool direct)
+      : fs_(fs), path_(std::move(path)), data_(std::move(data)), writable_(writable),
+        direct_(direct) {}
+
+  uint64_t write_alignment() const override { return direct_ ? direct_io_alignment_bytes : 1; }
 
   absl::Status PWrite(uint64_t offset, std::span<const std::byte> data) override {
     if (!writable_) return Errno(EBADF, "pwrite", path_);
@@ -215,6 +313,15 @@ class MemFile final : public File {
       fs_->tear_pending_ = false;
       data = data.first(data.size() - std::min(data.size(), fs_->tear_bytes_));
     }
+    const DirectSplit split = SplitForDirect(offset, data.data(), data.size(), write_alignment());
+    if (split.body > 0) {  // what a disk with O_DIRECT would take direct
+      TALLY_ASSERT((offset + split.head) % direct_io_alignment_bytes == 0 &&
+                   split.body % direct_io_alignment_bytes == 0 &&
+                   reinterpret_cast<uintptr_t>(data.data() + split.head) %
+                           direct_io_alignment_bytes == 0);
+    }
+    fs_->direct_bytes_ += split.body;
+    fs_->cached_bytes_ += data.size() - split.body;
     if (bytes.size() < end) bytes.resize(end);
     std::copy(data.begin(), data.end(), bytes.begin() + ptrdiff_t(offset));
     return absl::OkStatus();
@@ -258,9 +365,11 @@ class MemFile final : public File {
   std::string path_;
   std::shared_ptr<MemFileSystem::Data> data_;
   bool writable_;
+  bool direct_;
 };
 
-absl::StatusOr<std::unique_ptr<File>> MemFileSystem::Open(const std::string& path, OpenMode mode) {
+absl::StatusOr<std::unique_ptr<File>> MemFileSystem::Open(const std::string& path, OpenMode mode,
+                                                          WritePath write_path) {
   ++opens_;
   auto it = files_.find(path);
   if (mode == OpenMode::kCreate) {
@@ -269,7 +378,9 @@ absl::StatusOr<std::unique_ptr<File>> MemFileSystem::Open(const std::string& pat
   } else if (it == files_.end()) {
     return Errno(ENOENT, "open", path);
   }
-  return std::unique_ptr<File>(new MemFile(this, path, it->second, mode != OpenMode::kReadOnly));
+  const bool writable = mode != OpenMode::kReadOnly;
+  const bool direct = writable && simulate_direct_ && write_path == WritePath::kDirect;
+  return std::unique_ptr<File>(new MemFile(this, path, it->second, writable, direct));
 }
 
 absl::StatusOr<std::vector<std::string>> MemFileSystem::List(const std::string& dir) {

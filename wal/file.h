@@ -10,6 +10,15 @@
 //                     writes, and byte-editing helpers (flip a bit, zero a
 //                     range, truncate) in the spirit of LevelDB's log_test.
 //
+// Writes can bypass the page cache (O_DIRECT, WritePath::kDirect): a file
+// opened that way writes every whole, aligned block of a PWrite straight
+// from the caller's memory to the disk, and the ragged ends (and everything,
+// where the file system refuses O_DIRECT, e.g. tmpfs) through the page
+// cache.  Callers that keep their buffers aligned (AlignedBuffer) never touch
+// the page cache; the others lose nothing.  Why: on this VM every new
+// page-cache page is fresh memory (docs/DURABILITY.md, "Writes without the
+// page cache").
+//
 // Errors are values: every operation returns absl::Status or absl::StatusOr,
 // built from errno by absl::ErrnoToStatus, so an EIO reads as "... Input/output
 // error" and an ENOSPC as kResourceExhausted.
@@ -35,12 +44,80 @@
 
 namespace tally::wal {
 
+// direct_io_alignment_bytes is the block of direct writes: offset, length and
+// memory address multiples of it.  4 KiB covers disks of 512-byte and 4 KiB
+// logical blocks alike.
+inline constexpr uint64_t direct_io_alignment_bytes = 4096;
+
+// DirectSplit is how a write of `size` bytes at `offset` from memory at
+// `address` divides for a file with direct writes of `alignment`: `head`
+// bytes through the page cache, then `body` bytes (whole aligned blocks,
+// aligned in memory too) direct, then the rest through the page cache.
+// body is 0 when the memory is not aligned like the offset (no block of it
+// could go direct) or the write holds no whole block.
+struct DirectSplit {
+  uint64_t head = 0;
+  uint64_t body = 0;
+};
+DirectSplit SplitForDirect(uint64_t offset, const void* address, uint64_t size,
+                           uint64_t alignment);
+
+// AlignedBuffer is a growable byte buffer whose memory starts on a
+// direct_io_alignment_bytes boundary, allocated and touched once (so its
+// pages are resident: no fresh memory on the write path) and reused.
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(size_t capacity_bytes) { Reserve(capacity_bytes); }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  ~AlignedBuffer();
+
+  std::byte* data() { return data_; }
+  const std::byte* data() const { return data_; }
+  size_t size() const { return size_; }
+  size_t capacity() const { return capacity_; }
+  // Reserve makes room for `bytes` (rounded up to whole blocks), keeping the contents.
+  void Reserve(size_t bytes);
+  // Append grows the buffer by `bytes` and returns where they go.
+  std::byte* Append(size_t bytes) {
+    if (size_ + bytes > capacity_) Reserve(size_ + bytes);
+    std::byte* at = data_ + size_;
+    size_ += bytes;
+    return at;
+  }
+  // ZeroPadTo zero-fills [size, padded) (padded ≤ capacity) without changing size.
+  void ZeroPadTo(size_t padded);
+  // KeepLast moves the last `bytes` to the front and makes them the contents.
+  void KeepLast(size_t bytes);
+  void Clear() { size_ = 0; }
+  // ShrinkTo gives memory back when the capacity is over `bytes_max` (after
+  // one huge record), keeping the contents (which must fit).
+  void ShrinkTo(size_t bytes_max);
+
+ private:
+  std::byte* data_ = nullptr;
+  size_t size_ = 0;
+  size_t capacity_ = 0;
+};
+
+// WritePath says whether a file's writes may bypass the page cache.
+enum class WritePath {
+  kPageCache,  // every write through the page cache
+  kDirect,     // whole aligned blocks direct where the file system allows it
+};
+
 // File is one open file.  Not thread-safe; the log has one writer per file.
 class File {
  public:
   virtual ~File() = default;
-  // PWrite writes all of `data` at `offset` (growing the file if needed).
+  // PWrite writes all of `data` at `offset` (growing the file if needed).  On
+  // a file with write_alignment() > 1 the whole aligned blocks go direct
+  // (SplitForDirect); the result on disk is the same.
   virtual absl::Status PWrite(uint64_t offset, std::span<const std::byte> data) = 0;
+  // write_alignment is direct_io_alignment_bytes when the file was opened
+  // with WritePath::kDirect and its file system allows it, else 1.
+  virtual uint64_t write_alignment() const { return 1; }
   // PRead reads up to out.size() bytes at `offset`; fewer only at end of file.
   // Returns how many were read.
   virtual absl::StatusOr<size_t> PRead(uint64_t offset, std::span<std::byte> out) = 0;
@@ -76,7 +153,10 @@ enum class OpenMode {
 class FileSystem {
  public:
   virtual ~FileSystem() = default;
-  virtual absl::StatusOr<std::unique_ptr<File>> Open(const std::string& path, OpenMode mode) = 0;
+  // Open opens `path`; with WritePath::kDirect the file writes whole aligned
+  // blocks direct if the file system allows it (see File::write_alignment).
+  virtual absl::StatusOr<std::unique_ptr<File>> Open(
+      const std::string& path, OpenMode mode, WritePath write_path = WritePath::kPageCache) = 0;
   // List returns the names (not paths) of the entries of `dir`, in no order.
   virtual absl::StatusOr<std::vector<std::string>> List(const std::string& dir) = 0;
   // Rename replaces `to` with `from` atomically.
@@ -102,20 +182,29 @@ class MappedFile {
   size_t size_;
 };
 
-// PosixFileSystem is the real file system.
+// PosixFileSystem is the real file system.  TALLY_DIRECT_IO=0 in the
+// environment turns direct writes off (every file then writes through the
+// page cache, as with WritePath::kPageCache).
 class PosixFileSystem final : public FileSystem {
  public:
+  PosixFileSystem();
+
   // MapReadOnly maps a whole file read-only with its pages populated: a
   // snapshot of hundreds of MB is read from the page cache without a copy
   // (or a zero-filled buffer first).
   absl::StatusOr<std::unique_ptr<MappedFile>> MapReadOnly(const std::string& path);
 
-  absl::StatusOr<std::unique_ptr<File>> Open(const std::string& path, OpenMode mode) override;
+  absl::StatusOr<std::unique_ptr<File>> Open(
+      const std::string& path, OpenMode mode,
+      WritePath write_path = WritePath::kPageCache) override;
   absl::StatusOr<std::vector<std::string>> List(const std::string& dir) override;
   absl::Status Rename(const std::string& from, const std::string& to) override;
   absl::Status SyncDir(const std::string& dir) override;
   absl::Status Remove(const std::string& path) override;
   absl::Status CreateDir(const std::string& dir) override;
+
+ private:
+  bool direct_allowed_;
 };
 
 // MemFileSystem keeps files in memory and injects faults on request.  Paths
@@ -124,7 +213,9 @@ class PosixFileSystem final : public FileSystem {
 // too.  Not thread-safe.  Faults are one-shot unless said otherwise.
 class MemFileSystem final : public FileSystem {
  public:
-  absl::StatusOr<std::unique_ptr<File>> Open(const std::string& path, OpenMode mode) override;
+  absl::StatusOr<std::unique_ptr<File>> Open(
+      const std::string& path, OpenMode mode,
+      WritePath write_path = WritePath::kPageCache) override;
   absl::StatusOr<std::vector<std::string>> List(const std::string& dir) override;
   absl::Status Rename(const std::string& from, const std::string& to) override;
   absl::Status SyncDir(const std::string& dir) override;
@@ -143,6 +234,11 @@ class MemFileSystem final : public FileSystem {
   // TearNextWrite makes the next write land all but its last `drop_bytes`
   // bytes and still report success, as a crash in the middle of it would.
   void TearNextWrite(size_t drop_bytes);
+  // SimulateDirect makes files opened with WritePath::kDirect behave as on a
+  // disk with direct writes of direct_io_alignment_bytes: write_alignment()
+  // says so and PWrite counts the bytes that would go direct
+  // (direct_bytes_written), checking their alignment.  Sticky.
+  void SimulateDirect(bool on) { simulate_direct_ = on; }
   // SetCapacity bounds the sum of all file sizes; a write or preallocation
   // that would cross it fails with ENOSPC and changes nothing.  Sticky.
   void SetCapacity(uint64_t bytes) { capacity_bytes_ = bytes; }
@@ -158,6 +254,9 @@ class MemFileSystem final : public FileSystem {
   uint64_t writes() const { return writes_; }
   uint64_t opens() const { return opens_; }
   uint64_t syncs() const { return syncs_; }
+  // Bytes written direct and through the (simulated) page cache.
+  uint64_t direct_bytes_written() const { return direct_bytes_; }
+  uint64_t cached_bytes_written() const { return cached_bytes_; }
 
  private:
   friend class MemFile;
@@ -178,6 +277,8 @@ class MemFileSystem final : public FileSystem {
   bool tear_pending_ = false;
   uint64_t capacity_bytes_ = UINT64_MAX;
   uint64_t writes_ = 0, syncs_ = 0, opens_ = 0;
+  bool simulate_direct_ = false;
+  uint64_t direct_bytes_ = 0, cached_bytes_ = 0;
 };
 
 }  // namespace tally::wal

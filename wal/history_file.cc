@@ -88,23 +88,39 @@ bool Matches(const HistoryEntryView& v, const HistoryQuery& q) {
   return true;
 }
 
-absl::StatusOr<std::unique_ptr<File>> OpenOrCreate(FileSystem* fs, const std::string& path) {
-  absl::StatusOr<std::unique_ptr<File>> file = fs->Open(path, OpenMode::kReadWrite);
+absl::StatusOr<std::unique_ptr<File>> OpenOrCreate(FileSystem* fs, const std::string& path,
+                                                   WritePath write_path) {
+  absl::StatusOr<std::unique_ptr<File>> file = fs->Open(path, OpenMode::kReadWrite, write_path);
   if (file.ok()) return file;
-  return fs->Open(path, OpenMode::kCreate);
+  return fs->Open(path, OpenMode::kCreate, write_path);
+}
+
+// StartAligned empties `out` and makes room for `bytes`, then pads its
+// front so the byte after the padding sits at an address congruent to
+// `offset` modulo direct_io_alignment_bytes: written from there, the whole
+// blocks of the write go direct (File::PWrite) with no copy.  Returns the
+// padding's length.
+size_t StartAligned(std::string* out, uint64_t offset, size_t bytes) {
+  out->clear();
+  out->reserve(bytes + direct_io_alignment_bytes);  // never moves while it is filled
+  const uint64_t address = reinterpret_cast<uintptr_t>(out->data());
+  const size_t pad = (offset - address) % direct_io_alignment_bytes;
+  out->append(pad, '\0');
+  return pad;
 }
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<HistoryFile>> HistoryFile::Open(FileSystem* fs, std::string dir,
                                                                const Ledger& ledger,
-                                                               HistoryRecovery* report) {
+                                                               HistoryRecovery* report,
+                                                               WritePath write_path) {
   std::unique_ptr<HistoryFile> h(new HistoryFile(fs, dir));
   *report = HistoryRecovery{};
   (void)fs->CreateDir(dir);
-  absl::StatusOr<std::unique_ptr<File>> entries = OpenOrCreate(fs, dir + "/entries");
+  absl::StatusOr<std::unique_ptr<File>> entries = OpenOrCreate(fs, dir + "/entries", write_path);
   if (!entries.ok()) return entries.status();
-  absl::StatusOr<std::unique_ptr<File>> texts = OpenOrCreate(fs, dir + "/texts");
+  absl::StatusOr<std::unique_ptr<File>> texts = OpenOrCreate(fs, dir + "/texts", write_path);
   if (!texts.ok()) return texts.status();
   h->entries_file_ = std::move(*entries);
   h->texts_file_ = std::move(*texts);
@@ -184,9 +200,16 @@ absl::Status HistoryFile::Append(const Ledger& ledger) {
 
 absl::Status HistoryFile::Write(std::span<const HistoryRecord> records) {
   if (records.empty()) return absl::OkStatus();
-  buffer_.clear();
-  texts_buffer_.clear();
+  // Both buffers start at their file offsets' place in a block, so the
+  // whole blocks of each write bypass the page cache on a direct file.  The
+  // partial blocks at the ends go through it, and the next write's first
+  // partial block is the same page: nothing is ever written direct and
+  // cached at once, and a snapshot child's fdatasync covers everything
+  // written before its fork (wal/HISTORY.md).
+  const uint64_t offset = (records.front().view.seq - 1) * history_record_bytes;
+  const size_t pad = StartAligned(&buffer_, offset, records.size() * history_record_bytes);
   const uint64_t texts_at = texts_end_;
+  const size_t texts_pad = StartAligned(&texts_buffer_, texts_at, 0);
   for (const HistoryRecord& r : records) {
     if (!r.view.reference.empty() || !r.view.actor.empty()) {
       size_t at = texts_buffer_.size();
@@ -195,14 +218,16 @@ absl::Status HistoryFile::Write(std::span<const HistoryRecord> records) {
       w.Text<uint16_t>(r.view.actor);
       w.Put<uint64_t>(Sum(texts_buffer_.data() + at, texts_buffer_.size() - at, r.view.seq));
     }
-    EncodeEntry(r, texts_at + texts_buffer_.size(), &buffer_);
+    EncodeEntry(r, texts_at + texts_buffer_.size() - texts_pad, &buffer_);
   }
-  if (!texts_buffer_.empty()) {
-    if (absl::Status s = texts_file_->PWrite(texts_at, Bytes(texts_buffer_)); !s.ok()) return s;
+  const std::string_view texts = std::string_view(texts_buffer_).substr(texts_pad);
+  if (!texts.empty()) {
+    if (absl::Status s = texts_file_->PWrite(texts_at, Bytes(texts)); !s.ok()) return s;
   }
-  uint64_t offset = (records.front().view.seq - 1) * history_record_bytes;
-  if (absl::Status s = entries_file_->PWrite(offset, Bytes(buffer_)); !s.ok()) return s;
-  texts_end_ = texts_at + texts_buffer_.size();
+  const std::string_view entries = std::string_view(buffer_).substr(pad);
+  TALLY_ASSERT(entries.size() == records.size() * history_record_bytes);
+  if (absl::Status s = entries_file_->PWrite(offset, Bytes(entries)); !s.ok()) return s;
+  texts_end_ = texts_at + texts.size();
   return absl::OkStatus();
 }
 

@@ -43,10 +43,11 @@ class HistoryFile {
   // Open opens (or creates) the files in `dir` and brings them level with
   // `ledger`, a ledger just recovered: records after the last durable point
   // are rewritten from the ledger's window; what the ledger never made
-  // (a log tail lost in the crash) is left to be overwritten.
-  static absl::StatusOr<std::unique_ptr<HistoryFile>> Open(FileSystem* fs, std::string dir,
-                                                           const Ledger& ledger,
-                                                           HistoryRecovery* report);
+  // (a log tail lost in the crash) is left to be overwritten.  With
+  // WritePath::kDirect the whole blocks of each append bypass the page cache.
+  static absl::StatusOr<std::unique_ptr<HistoryFile>> Open(
+      FileSystem* fs, std::string dir, const Ledger& ledger, HistoryRecovery* report,
+      WritePath write_path = WritePath::kPageCache);
 
   // Append writes the entries the ledger made since the last call.
   absl::Status Append(const Ledger& ledger);

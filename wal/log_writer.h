@@ -22,6 +22,18 @@
 // not complete at a roll (a first segment, a burst of huge records) the
 // segment is preallocated with fallocate instead, as before.
 //
+// Direct writes (LogWriterOptions::direct_io, on by default): segments are
+// opened with WritePath::kDirect, and the records are appended into an
+// aligned buffer that mirrors the segment's bytes from the start of the last
+// partly written block.  A Sync writes that dirty range, whole blocks, the
+// partial last one zero-padded, with one pwrite that bypasses the page cache,
+// then fdatasyncs (on a written-ahead segment: the device flush).  The
+// partial block stays in the buffer and is written again, with more records
+// after it, by the next Sync.  Where the file system has no O_DIRECT the
+// alignment is 1 and the same code writes just the new bytes through the page
+// cache, as before.  wal/FORMAT.md, "Direct writes", says why a rewritten
+// tail block cannot hurt an acknowledged record.
+//
 // Failure is final.  The first failed write, sync, preallocation or rename
 // puts the writer in a failed state: every later call returns that same error
 // and nothing is retried.  After a failed fdatasync the kernel may already
@@ -36,6 +48,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -51,6 +64,9 @@ namespace tally::wal {
 struct LogWriterOptions {
   // Size of each new segment file, in [wal_segment_bytes_min, wal_segment_bytes_max].
   uint64_t segment_bytes = wal_segment_bytes_default;
+  // Write the segments (and the spare's zeros) with O_DIRECT where the file
+  // system allows it.  TALLY_DIRECT_IO=0 turns it off for a whole process.
+  bool direct_io = true;
 };
 
 // LogWriter appends to one log directory.  Not thread-safe: one writer per
@@ -96,14 +112,16 @@ class LogWriter {
   const absl::Status& status() const { return failed_; }
 
  private:
-  LogWriter(FileSystem* fs, std::string dir, LogWriterOptions options, uint64_t next_lsn)
-      : fs_(fs),
-        dir_(std::move(dir)),
-        options_(options),
-        next_lsn_(next_lsn),
-        synced_lsn_(next_lsn - 1) {}
+  LogWriter(FileSystem* fs, std::string dir, LogWriterOptions options, uint64_t next_lsn);
 
   absl::Status Fail(const char* what, const absl::Status& cause);
+  // end is the segment offset just after the last appended record.
+  uint64_t end() const { return buffer_offset_ + buffer_.size(); }
+  // UseSegment makes `file` (`capacity` bytes long) the current segment,
+  // with its bytes [0, written_end) written already; the part of them in
+  // the last partial block is read back into the buffer.
+  absl::Status UseSegment(std::unique_ptr<File> file, std::string path, uint64_t capacity,
+                          uint64_t written_end);
   absl::Status Flush();
   absl::Status Roll();
   absl::Status OpenNewSegment(uint64_t first_lsn);
@@ -117,7 +135,15 @@ class LogWriter {
   std::string path_;
   uint64_t capacity_bytes_ = 0;    // size of the current segment
   uint64_t written_end_ = 0;       // bytes of the current segment written out
-  std::vector<std::byte> buffer_;  // appended records not written yet
+  // Writes of the current segment cover whole blocks of this many bytes: the
+  // file's write_alignment(), or 1 (no direct writes; or a segment size that
+  // is not a whole number of blocks).
+  uint64_t alignment_ = 1;
+  // The segment's bytes [buffer_offset_, end()): the written part of the
+  // last partial block (offset a multiple of alignment_), then the records
+  // not written yet.
+  uint64_t buffer_offset_ = 0;
+  AlignedBuffer buffer_;
   uint64_t next_lsn_;
   uint64_t synced_lsn_;
   uint64_t segments_started_ = 0;

@@ -243,8 +243,11 @@ absl::Status Store::Recover() {
   if (absl::Status s = LoadSnapshot(candidates); !s.ok()) return s;
   if (absl::Status s = Replay(); !s.ok()) return s;
 
-  absl::StatusOr<std::unique_ptr<HistoryFile>> history =
-      HistoryFile::Open(fs_, absl::StrCat(dir_, "/history"), *ledger_, &report_.history);
+  const WritePath history_path = options_.history_direct_io && options_.log.direct_io
+                                     ? WritePath::kDirect
+                                     : WritePath::kPageCache;
+  absl::StatusOr<std::unique_ptr<HistoryFile>> history = HistoryFile::Open(
+      fs_, absl::StrCat(dir_, "/history"), *ledger_, &report_.history, history_path);
   if (!history.ok()) return history.status();
   history_ = std::move(*history);
   if (report_.history.entries_lost > 0) {

@@ -73,6 +73,12 @@ struct StoreOptions {
   // retirement the oldest archived files (by LSN; a segment before a
   // snapshot of the same LSN) are removed until it fits.  Must be > 0.
   uint64_t archive_bytes_max = store_archive_bytes_default;
+  // Write the history file's whole blocks with O_DIRECT too (the log's
+  // segments follow log.direct_io).  Off by default: the history is not
+  // synced per batch, and a direct write makes the shard thread wait for the
+  // device where the page cache let the kernel write back later; measured
+  // slower at frames of 8,000 deducts (bench/RESULTS.md, 2026-12-02 22:40).
+  bool history_direct_io = false;
   // Encode and write periodic snapshots in a forked child (copy-on-write), so
   // the writer pauses only for fork().  Only with a PosixFileSystem; on any
   // other file system snapshots are written inline.
