@@ -48,6 +48,24 @@ absl::Status WaitForSnapshot(Store& store, int64_t now_ms) {
                                   : absl::OkStatus();
 }
 
+// ExpectExactSnapshot checks a snapshot a child wrote at `lsn`: it decodes
+// to the state at the fork, and a store reopened on `dir` recovers the
+// writer's last state (the snapshot plus `replayed` records).
+void ExpectExactSnapshot(FileSystem* fs, const std::string& dir, const StoreOptions& options,
+                         uint64_t lsn, uint64_t digest_at_fork, uint64_t replayed,
+                         uint64_t digest) {
+  auto bytes = ReadWholeFile(fs, dir + "/" + SnapshotName(lsn));
+  ASSERT_TRUE(bytes.ok());
+  auto at_fork = Ledger::DecodeSnapshot(*bytes, options.ledger);
+  ASSERT_TRUE(at_fork.ok());
+  EXPECT_EQ((*at_fork)->Digest(), digest_at_fork);
+  auto again = Store::Open(fs, dir, options);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->recovery().snapshot_lsn, lsn);
+  EXPECT_EQ((*again)->recovery().records_replayed, replayed);
+  EXPECT_EQ((*again)->ledger().Digest(), digest);
+}
+
 TEST(MaybeSnapshot, DueByRecordsTakesOneAndRetiresTheLog) {
   MemFileSystem fs;  // not a PosixFileSystem: written inline
   Workload work(41);
@@ -114,16 +132,7 @@ TEST(MaybeSnapshot, AForkedChildWritesItWhileTheWriterGoesOn) {
     digest = (*store)->ledger().Digest();
   }
   // The snapshot holds the state at the fork, not what came after.
-  auto bytes = ReadWholeFile(&fs, dir.path() + "/" + SnapshotName(100));
-  ASSERT_TRUE(bytes.ok());
-  auto at_fork = Ledger::DecodeSnapshot(*bytes, options.ledger);
-  ASSERT_TRUE(at_fork.ok());
-  EXPECT_EQ((*at_fork)->Digest(), digest_at_fork);
-  auto again = Store::Open(&fs, dir.path(), options);
-  ASSERT_TRUE(again.ok()) << again.status();
-  EXPECT_EQ((*again)->recovery().snapshot_lsn, 100u);
-  EXPECT_EQ((*again)->recovery().records_replayed, 30u);
-  EXPECT_EQ((*again)->ledger().Digest(), digest);
+  ExpectExactSnapshot(&fs, dir.path(), options, 100, digest_at_fork, 30, digest);
 }
 
 TEST(MaybeSnapshot, TheForkReserveIsTouchedInStepsAndGivenBackAtTheFork) {
@@ -167,14 +176,7 @@ TEST(MaybeSnapshot, TheForkReserveIsTouchedInStepsAndGivenBackAtTheFork) {
     digest = (*store)->ledger().Digest();
   }
   // The snapshot is exact: the state at the fork, and recovery gives the live state.
-  auto bytes = ReadWholeFile(&fs, dir.path() + "/" + SnapshotName(100));
-  ASSERT_TRUE(bytes.ok());
-  auto at_fork = Ledger::DecodeSnapshot(*bytes, options.ledger);
-  ASSERT_TRUE(at_fork.ok());
-  EXPECT_EQ((*at_fork)->Digest(), digest_at_fork);
-  auto again = Store::Open(&fs, dir.path(), options);
-  ASSERT_TRUE(again.ok()) << again.status();
-  EXPECT_EQ((*again)->ledger().Digest(), digest);
+  ExpectExactSnapshot(&fs, dir.path(), options, 100, digest_at_fork, 30, digest);
 }
 
 TEST(MaybeSnapshot, NoForkReserveWhereSnapshotsDoNotFork) {
