@@ -2,19 +2,15 @@
 #include "net/shard.h"
 
 #include <pthread.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "engine/huge_pages.h"
 #include "tally/assert.h"
 
 namespace tally::net {
@@ -66,66 +62,17 @@ void Shard::Start() {
   TALLY_ASSERT(!thread_.joinable());
   // The regions are read before the shard thread writes anything; they stay
   // mapped while store_ lives, which outlives both threads (Stop()).
-  std::vector<Ledger::PrefaultRegion> regions = store_->ledger().PrefaultRegions();
-  history_entries_.store(store_->ledger().history_entries_total(), std::memory_order_relaxed);
-  if (!regions.empty()) {
-    prefault_thread_ =
-        std::thread([this, r = std::move(regions)]() mutable { Prefault(std::move(r)); });
-  }
+  const Ledger& ledger = store_->ledger();
+  wal::PrefaulterOptions prefault;
+  prefault.thread_name = absl::StrCat("prefault-", options_.index);
+  prefault.ahead_entries = options_.prefault_ahead_entries;
+  prefault.log = [index = options_.index](std::string_view line) {
+    std::fprintf(stderr, "tallyd: shard %u: %.*s\n", index, static_cast<int>(line.size()),
+                 line.data());
+  };
+  prefaulter_ = std::make_unique<wal::Prefaulter>(ledger.PrefaultRegions(),
+                                                   ledger.history_entries_total(), prefault);
   thread_ = std::thread([this] { Run(); });
-}
-
-void Shard::Prefault(std::vector<Ledger::PrefaultRegion> regions) {
-  // Lowest priority: on a busy machine this thread takes the time the
-  // others leave (the shard's fdatasync waits), not theirs.  Small calls:
-  // each holds the address space's lock for reading only while it faults
-  // one huge page in, so nothing that maps memory waits long behind it.
-  // A window ahead of the writer, not everything at once: the work and the
-  // memory then follow the load (a server that takes few writes does not
-  // spend seconds of CPU and a gigabyte on tables it will not fill soon),
-  // and the window is still many batches ahead of the writer.
-  (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19);
-  NameThread("prefault-", options_.index);
-  constexpr size_t step_bytes = size_t{2} << 20;
-  // Polls the writer every 20 ms while it moves, backing off to 200 ms
-  // while it does not (an idle server wakes this thread 5 times a second,
-  // not 50); the window is over a second of the heaviest load, so the
-  // writer cannot outrun a thread that slept 200 ms.
-  constexpr auto sleep_min = std::chrono::milliseconds(20);
-  constexpr auto sleep_max = std::chrono::milliseconds(200);
-  auto idle_sleep = sleep_min;
-  uint64_t seen = history_entries_.load(std::memory_order_relaxed);
-  const uint64_t entries_at_start = history_entries_.load(std::memory_order_relaxed);
-  const auto start = std::chrono::steady_clock::now();
-  uint64_t done_bytes = 0;
-  for (const Ledger::PrefaultRegion& region : regions) {
-    for (;;) {
-      if (prefault_stop_.load(std::memory_order_relaxed)) return;
-      const uint64_t written =
-          history_entries_.load(std::memory_order_relaxed) - entries_at_start;
-      if (region.after_entries <= written + options_.prefault_ahead_entries) break;
-      const uint64_t now = written + entries_at_start;
-      idle_sleep = now != seen ? sleep_min : std::min(2 * idle_sleep, sleep_max);
-      seen = now;
-      std::unique_lock lock(prefault_mu_);
-      prefault_wake_.wait_for(lock, idle_sleep,
-                              [&] { return prefault_stop_.load(std::memory_order_relaxed); });
-    }
-    for (size_t at = 0; at < region.memory.size(); at += step_bytes) {
-      if (prefault_stop_.load(std::memory_order_relaxed)) return;
-      const size_t n = std::min(step_bytes, region.memory.size() - at);
-      if (!engine::Prefault(region.memory.data() + at, n)) {
-        std::fprintf(stderr, "tallyd: shard %u: pre-fault stopped: %s\n", options_.index,
-                     std::strerror(errno));
-        return;
-      }
-      done_bytes += n;
-    }
-  }
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::fprintf(stderr, "tallyd: shard %u: pre-faulted %.0f MB in %.1f s\n", options_.index,
-               static_cast<double>(done_bytes) / 1e6, seconds);
 }
 
 Shard::Push Shard::PushApply(const ApplyPart& part) {
@@ -169,13 +116,8 @@ void Shard::Stop() {
     stop_ = true;
   }
   wake_.notify_one();
-  {
-    std::lock_guard lock(prefault_mu_);
-    prefault_stop_.store(true, std::memory_order_relaxed);
-  }
-  prefault_wake_.notify_one();
   if (thread_.joinable()) thread_.join();
-  if (prefault_thread_.joinable()) prefault_thread_.join();
+  if (prefaulter_) prefaulter_->Stop();
 }
 
 void Shard::Run() {
@@ -370,7 +312,7 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
     job.FinishPart();
   }
   if (!out_.events.empty() && events_) events_(out_.events);
-  history_entries_.store(store_->ledger().history_entries_total(), std::memory_order_relaxed);
+  prefaulter_->Advance(store_->ledger().history_entries_total());
 }
 
 void RefuseParts(std::vector<ApplyPart>& parts, ResultCode code) {

@@ -42,6 +42,7 @@
 #include "engine/ledger.h"
 #include "tally/codec.h"
 #include "wal/file.h"
+#include "wal/prefaulter.h"
 #include "wal/store.h"
 
 namespace tally::net {
@@ -176,20 +177,15 @@ class Shard {
               const std::string& reason);
   void Fail(const absl::Status& status);
   void MaybeSnapshot();
-  // Prefault runs on prefault_thread_ until every region is in or Stop().
-  void Prefault(std::vector<Ledger::PrefaultRegion> regions);
 
   ShardOptions options_;
   std::unique_ptr<wal::Store> store_;
   EventSink events_;
   std::thread thread_;
-  std::thread prefault_thread_;
-  std::atomic<bool> prefault_stop_{false};
-  std::mutex prefault_mu_;  // only for prefault_wake_: Stop() ends its wait at once
-  std::condition_variable prefault_wake_;
-  // History entries the ledger holds, published by the shard thread after
-  // each batch for the pre-fault thread's window.
-  std::atomic<uint64_t> history_entries_{0};
+  // Faults the ledger's tables in ahead of the shard thread (no thread
+  // unless store.ledger.prefault); the shard thread publishes its history
+  // entries to it after each batch.  Made by Start().
+  std::unique_ptr<wal::Prefaulter> prefaulter_;
 
   std::mutex mu_;
   std::condition_variable wake_;

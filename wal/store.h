@@ -99,6 +99,10 @@ struct StoreOptions {
   LogSink log_sink;
   // Recovery prints a progress line at most this often during a replay.
   int64_t progress_every_ms = 1000;
+  // With ledger.prefault, a thread faults the history ring and the op-id
+  // memory in this many history entries ahead of the replay
+  // (wal/prefaulter.h; docs/MEMORY.md, "Pre-faulting").
+  uint64_t replay_prefault_ahead_entries = 16 * history_chunk_entries;
 };
 
 // RecoveryReport says what Open() found and did.
@@ -107,6 +111,7 @@ struct RecoveryReport {
   uint64_t snapshot_lsn = 0;      // the last record the snapshot includes
   std::vector<std::string> snapshots_skipped;  // damaged, with the reason
   uint64_t records_replayed = 0;
+  uint64_t commands_replayed = 0;  // the commands of those records
   uint64_t bytes_replayed = 0;
   uint64_t torn_bytes_dropped = 0;  // a torn tail cut off the log's end
   uint64_t next_lsn = 1;
@@ -114,6 +119,8 @@ struct RecoveryReport {
   double replay_s = 0;             // reading and applying the log after it
   double snapshot_load_cpu_s = 0;  // the same two in CPU time of the opening thread
   double replay_cpu_s = 0;         // (what a shared machine's load does not inflate)
+  // Faulted in ahead of the replay by its pre-fault thread (ledger.prefault).
+  uint64_t replay_prefaulted_bytes = 0;
   bool had_manifest = false;        // false: a new store, or one from before manifests
   // Leftovers of an interrupted retirement finished, and archived files
   // removed to fit archive_bytes_max.

@@ -93,6 +93,7 @@ class TallydProcess {
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     const uint64_t file_bytes_max = file_bytes_max_;
+    const char* stderr_path = stderr_path_.empty() ? nullptr : stderr_path_.c_str();
     pid_t pid = ::fork();
     if (pid < 0) return absl::InternalError("fork");
     if (pid == 0) {
@@ -103,6 +104,10 @@ class TallydProcess {
         ::signal(SIGXFSZ, SIG_IGN);
         rlimit limit{.rlim_cur = file_bytes_max, .rlim_max = file_bytes_max};
         ::setrlimit(RLIMIT_FSIZE, &limit);
+      }
+      if (stderr_path != nullptr) {
+        int err = ::open(stderr_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (err < 0 || ::dup2(err, STDERR_FILENO) < 0) ::_exit(126);
       }
       ::dup2(out[1], STDOUT_FILENO);
       ::execv(argv[0], argv.data());
@@ -149,6 +154,10 @@ class TallydProcess {
   // past it fails with EFBIG ("File too large"), as a full or failing disk
   // would refuse it.
   void set_file_bytes_max(uint64_t bytes) { file_bytes_max_ = bytes; }
+
+  // set_stderr_path makes the next Start()s append tallyd's standard error
+  // to `path` (empty: the test's own standard error).
+  void set_stderr_path(std::string path) { stderr_path_ = std::move(path); }
 
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
@@ -198,6 +207,7 @@ class TallydProcess {
 
   pid_t pid_ = -1;
   uint64_t file_bytes_max_ = 0;
+  std::string stderr_path_;
   std::string data_dir_;
   std::string address_;
   uint16_t port_ = 0;

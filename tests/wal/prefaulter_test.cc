@@ -1,0 +1,131 @@
+// prefaulter_test.cc: the pre-fault thread keeps its window ahead of the
+// writer, and only that far; a store replaying with it gives the same ledger.
+#include "wal/prefaulter.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/engine/workload.h"
+#include "tests/wal/store_test_util.h"
+#include "wal/file.h"
+#include "wal/store.h"
+
+namespace tally::wal {
+namespace {
+
+LedgerOptions PrefaultedOptions() {
+  LedgerOptions options;
+  options.history_entries_max = 8 * history_chunk_entries;
+  options.op_ids_max = 1 << 12;
+  options.prefault = true;
+  return options;
+}
+
+// ResidentBytes counts the pages of `memory` that are in RAM (mincore).
+uint64_t ResidentBytes(std::span<unsigned char> memory) {
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(memory.data()) & ~(page - 1);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(memory.data()) + memory.size();
+  std::vector<unsigned char> in((end - begin + page - 1) / page);
+  if (::mincore(reinterpret_cast<void*>(begin), end - begin, in.data()) != 0) return 0;
+  uint64_t n = 0;
+  for (unsigned char c : in) n += (c & 1) * page;
+  return n;
+}
+
+// WaitFor polls `done` for up to 20 s; false if it never held.
+template <typename F>
+bool WaitFor(F done) {
+  for (int i = 0; i < 2000; ++i) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return done();
+}
+
+TEST(Prefaulter, FaultsOnlyTheWindowAheadOfTheWriterAndFollowsIt) {
+  Ledger ledger(PrefaultedOptions());
+  std::vector<Ledger::PrefaultRegion> regions = ledger.PrefaultRegions();
+  ASSERT_GE(regions.size(), 3u);
+  uint64_t window_bytes = 0;  // what a window of one chunk reaches
+  uint64_t all_bytes = 0;
+  for (const Ledger::PrefaultRegion& r : regions) {
+    if (r.after_entries <= history_chunk_entries) window_bytes += r.memory.size();
+    all_bytes += r.memory.size();
+  }
+  ASSERT_LT(window_bytes, all_bytes);
+  PrefaulterOptions options;
+  options.ahead_entries = history_chunk_entries;
+  options.poll_min = std::chrono::milliseconds(1);
+  options.poll_max = std::chrono::milliseconds(5);
+  Prefaulter prefaulter(regions, ledger.history_entries_total(), options);
+  ASSERT_TRUE(WaitFor([&] { return prefaulter.done_bytes() >= window_bytes; }));
+  // It stays there while the writer does not move...
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(prefaulter.done_bytes(), window_bytes);
+  EXPECT_EQ(ResidentBytes(regions.back().memory), 0u);
+  // ...and goes to the end once the writer is near it.
+  prefaulter.Advance(ledger.history_entries_total() + regions.back().after_entries);
+  ASSERT_TRUE(WaitFor([&] { return prefaulter.done_bytes() == all_bytes; }));
+  EXPECT_GT(ResidentBytes(regions.back().memory), regions.back().memory.size() / 2);
+  prefaulter.Stop();
+  prefaulter.Stop();  // idempotent
+}
+
+TEST(Prefaulter, WithoutRegionsThereIsNoThreadAndStopReturns) {
+  Prefaulter prefaulter({}, 0, {});
+  prefaulter.Advance(100);
+  prefaulter.Stop();
+  EXPECT_EQ(prefaulter.done_bytes(), 0u);
+}
+
+// A replay with the pre-fault on (tallyd's default) gives the ledger the
+// live store had, and counts the commands it replayed.
+TEST(Prefaulter, AStoreReplayingWithThePrefaultOnRecoversTheSameLedger) {
+  char tmpl[] = "/tmp/tally-prefault-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  PosixFileSystem fs;
+  StoreOptions options = SmallStoreOptions(1 << 20, /*quiet=*/true);
+  options.ledger = PrefaultedOptions();
+  options.replay_prefault_ahead_entries = 256;  // the window moves many times
+  tally::testing::Workload work(31);
+  uint64_t digest = 0;
+  uint64_t commands = 0;
+  {
+    auto store = Store::Open(&fs, dir, options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    BatchOutput out;
+    for (int b = 0; b < 300; ++b) {
+      std::vector<Command> batch = work.Next(1 + b % 20);
+      commands += batch.size();
+      ASSERT_TRUE((*store)->Apply(work.now_us(), batch, &out).ok());
+    }
+    ASSERT_TRUE((*store)->Sync().ok());
+    digest = (*store)->ledger().Digest();
+  }
+  for (bool prefault : {true, false}) {
+    SCOPED_TRACE(prefault);
+    options.ledger.prefault = prefault;
+    auto again = Store::Open(&fs, dir, options);
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ((*again)->recovery().records_replayed, 300u);
+    EXPECT_EQ((*again)->recovery().commands_replayed, commands);
+    EXPECT_EQ((*again)->ledger().Digest(), digest);
+    if (!prefault) {
+      EXPECT_EQ((*again)->recovery().replay_prefaulted_bytes, 0u);
+    }
+  }
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace tally::wal
