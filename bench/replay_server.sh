@@ -17,7 +17,9 @@
 # per start:
 #   <tallyd> round=R wall_s=W cpu_s=C commands=N agg_Mops_per_s=N/W
 #       shard<i>_replay_s=... (the replay alone, from the shard's line)
-# Defaults: build/ci/tallyd, build/ci/tally-bench, 2 shards, 4 s, 3 rounds,
+# A --tallyd may carry flags of its own ("build/ci/tallyd --prefault off").
+# shard<i>_replay_cpu_s is the replaying thread's CPU (binaries that print
+# it).  Defaults: build/ci/tallyd, build/ci/tally-bench, 2 shards, 4 s, 3 rounds,
 # a fresh directory under ${TMPDIR:-/tmp} (removed at the end unless --dir).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -56,10 +58,11 @@ trap cleanup EXIT
 # start BINARY FLAGS...: runs tallyd on $data in the background, waits (at
 # most 120 s) for its listening line; sets pid, address, wall_s.
 start() {
-  local bin="$1"; shift
+  local -a spec
+  read -ra spec <<<"$1"; shift
   : >"$dir/out"; : >"$dir/err"
   local t0; t0=$(date +%s.%N)
-  "$bin" --data "$data" --listen 127.0.0.1:0 --shards "$shards" "$@" >"$dir/out" 2>"$dir/err" &
+  "${spec[@]}" --data "$data" --listen 127.0.0.1:0 --shards "$shards" "$@" >"$dir/out" 2>"$dir/err" &
   pid=$!
   for _ in $(seq 1 12000); do
     if grep -q "listening on" "$dir/out"; then break; fi
@@ -91,7 +94,7 @@ if [[ ! -e "$data/shards" ]]; then
   # The million wallets into a snapshot: one is due a second after the start.
   start "$first" --snapshot-every-records 0 --snapshot-every-s 1
   for _ in $(seq 1 600); do
-    n=$(ls "$data"/shard-*/snapshot-*.snap 2>/dev/null | wc -l)
+    n=$(find "$data" -name "snapshot-*.snap" | wc -l)
     [[ $n -ge $shards ]] && break
     sleep 0.1
   done
@@ -120,7 +123,8 @@ for round in $(seq 1 "$rounds"); do
     run="$bin round=$round wall_s=$(printf %.3f "$wall_s") cpu_s=$(printf %.2f "$cpu_s")"
     for ((i = 0; i < shards; i++)); do
       s=$(sed -n "s/^tallyd: shard $i: .*replayed .* in \([0-9.]*\) s,.*/\1/p" "$dir/err")
-      run+=" shard${i}_replay_s=${s:-?}"
+      c=$(sed -n "s/^tallyd: shard $i: .*replayed .*, \([0-9.]*\) s CPU$/\1/p" "$dir/err")
+      run+=" shard${i}_replay_s=${s:-?} shard${i}_replay_cpu_s=${c:-?}"
     done
     runs+=("$wall_s|$run")
     echo "$run" >&2
