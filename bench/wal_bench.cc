@@ -481,7 +481,7 @@ void BM_Replay(benchmark::State& state) {
   }();
   PosixFileSystem fs;
   double replay_s = 0, open_s = 0, read_decode_s = 0, replay_cpu_s = 0, read_decode_cpu_s = 0;
-  double other_cpu_s = 0, prefaulted_mb = 0, open_faults = 0;
+  double other_cpu_s = 0, prefaulted_mb = 0, open_faults = 0, replay_faults = 0;
   uint64_t records = 0;
   StoreOptions options = WorldStoreOptions();
   options.ledger.prefault = prefault;
@@ -494,6 +494,7 @@ void BM_Replay(benchmark::State& state) {
     const auto t1 = Clock::now();
     other_cpu_s += (ProcessCpuS() - process0) - (ThreadCpuMs() / 1e3 - thread0);
     open_faults += static_cast<double>(ThreadMinorFaults() - faults0);
+    if (store.ok()) replay_faults += static_cast<double>((*store)->recovery().replay_minor_faults);
     if (store.ok()) prefaulted_mb += static_cast<double>((*store)->recovery().replay_prefaulted_bytes) / 1e6;
     Check(store.status(), "open");
     records = (*store)->recovery().records_replayed;
@@ -539,6 +540,7 @@ void BM_Replay(benchmark::State& state) {
   state.counters["prefault_cpu_s"] = other_cpu_s / n;
   state.counters["prefaulted_MB"] = prefaulted_mb / n;
   state.counters["open_thread_faults"] = open_faults / n;
+  state.counters["replay_thread_faults"] = replay_faults / n;
   state.counters["replayed_ops"] = ops;
 }
 BENCHMARK(BM_Replay)->Arg(0)->Arg(1)->Iterations(3)->UseManualTime()->Unit(benchmark::kMillisecond);

@@ -21,7 +21,8 @@
 // history the shard has written (prefault_ahead_entries), so the shard
 // thread's batches do not pay the first touch of the history ring and the
 // op-id memory (docs/MEMORY.md, "Pre-faulting").  It ends when everything is
-// in, or at Stop().
+// in, or at Stop().  The loop is wal::Prefaulter, which Store::Open also
+// runs while it replays the log.
 #ifndef TALLY_NET_SHARD_H_
 #define TALLY_NET_SHARD_H_
 

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,6 +48,14 @@ double ThreadCpuSeconds() {
   timespec ts;
   ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+// ThreadMinorFaults counts the calling thread's page faults that needed no
+// I/O so far (a first touch of fresh memory is one).
+int64_t ThreadMinorFaults() {
+  rusage usage;
+  if (::getrusage(RUSAGE_THREAD, &usage) != 0) return 0;
+  return usage.ru_minflt;
 }
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {
@@ -340,6 +349,7 @@ absl::Status Store::Replay() {
 
   const auto start = std::chrono::steady_clock::now();
   const double cpu_start = ThreadCpuSeconds();
+  const int64_t faults_start = ThreadMinorFaults();
   auto last_progress = start;
   uint64_t bytes_done_before = 0;  // whole segments already read
   std::string segment;             // the segment being read
@@ -389,11 +399,13 @@ absl::Status Store::Replay() {
         const uint64_t at = bytes_done_before + record.offset;
         const double seconds = std::max(SecondsSince(start), 1e-9);
         Log(absl::StrFormat(
-            "recovery: %s: replaying: %d records, %.1f MB, %.0f%%, %.2f M records/s", dir_,
-            report_.records_replayed, static_cast<double>(report_.bytes_replayed) / 1e6,
+            "recovery: %s: replaying: %d records, %.1f MB, %.0f%%, %.2f M records/s, "
+            "%.2f M commands/s",
+            dir_, report_.records_replayed, static_cast<double>(report_.bytes_replayed) / 1e6,
             total_bytes == 0 ? 100.0 : 100.0 * static_cast<double>(at) /
                                            static_cast<double>(total_bytes),
-            static_cast<double>(report_.records_replayed) / seconds / 1e6));
+            static_cast<double>(report_.records_replayed) / seconds / 1e6,
+            static_cast<double>(report_.commands_replayed) / seconds / 1e6));
       }
     }
   }
@@ -401,6 +413,7 @@ absl::Status Store::Replay() {
   report_.replay_s = SecondsSince(start);
   report_.replay_cpu_s = ThreadCpuSeconds() - cpu_start;
   report_.replay_prefaulted_bytes = prefaulter.done_bytes();
+  report_.replay_minor_faults = static_cast<uint64_t>(ThreadMinorFaults() - faults_start);
   const LogEnd& end = (*reader)->end();
   report_.torn_bytes_dropped = end.dropped_bytes;
   if (end.dropped_bytes > 0) {

@@ -121,6 +121,9 @@ struct RecoveryReport {
   double replay_cpu_s = 0;         // (what a shared machine's load does not inflate)
   // Faulted in ahead of the replay by its pre-fault thread (ledger.prefault).
   uint64_t replay_prefaulted_bytes = 0;
+  // The replaying thread's page faults (a first touch of fresh memory is
+  // one; with ledger.prefault fewer, when the pre-fault thread keeps ahead).
+  uint64_t replay_minor_faults = 0;
   bool had_manifest = false;        // false: a new store, or one from before manifests
   // Leftovers of an interrupted retirement finished, and archived files
   // removed to fit archive_bytes_max.
