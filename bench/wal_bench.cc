@@ -454,9 +454,12 @@ BENCHMARK(BM_StartFromSnapshot)->Iterations(3)->UseManualTime()->Unit(benchmark:
 // after the million-wallet snapshot.  replay_ops_per_s is the replay alone
 // (read, checksum, decode, apply); read_decode_ops_per_s is the log layer
 // without the engine (LogReader + DecodeBatch over the same log).
-// BM_Replay/0 has LedgerOptions::prefault off; BM_Replay/1 on, as tallyd
-// runs (a nice-19 thread faults the ring and the op-id memory in ahead of
-// the replay, wal/prefaulter.h).  replay_cpu_s is the replaying thread's;
+// BM_Replay/P/R: P 0 has LedgerOptions::prefault off, 1 on, as tallyd runs
+// (a nice-19 thread faults the ring and the op-id memory in ahead of the
+// replay, wal/prefaulter.h).  R 0 opens with the world's history window
+// (4 Mi entries: the snapshot fills it, so the replay wraps into memory the
+// snapshot load wrote); R 1 with 8 Mi, so the replay appends into fresh
+// chunks, as a shard whose ring is not full yet does.  replay_cpu_s is the replaying thread's;
 // prefault_cpu_s the rest of the process's during the open (the pre-fault
 // thread, on the other core).
 // ---------------------------------------------------------------------------
@@ -485,6 +488,7 @@ void BM_Replay(benchmark::State& state) {
   uint64_t records = 0;
   StoreOptions options = WorldStoreOptions();
   options.ledger.prefault = prefault;
+  if (state.range(1) != 0) options.ledger.history_entries_max = uint64_t{1} << 23;
   for (auto _ : state) {
     const double process0 = ProcessCpuS();
     const double thread0 = ThreadCpuMs() / 1e3;
@@ -543,7 +547,14 @@ void BM_Replay(benchmark::State& state) {
   state.counters["replay_thread_faults"] = replay_faults / n;
   state.counters["replayed_ops"] = ops;
 }
-BENCHMARK(BM_Replay)->Arg(0)->Arg(1)->Iterations(3)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Replay)
+    ->Args({0, 0})
+    ->Args({1, 0})
+    ->Args({0, 1})
+    ->Args({1, 1})
+    ->Iterations(3)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 
 // ---------------------------------------------------------------------------
 // BM_SnapshotWriterPause: the writer applies and syncs batches of 1024
