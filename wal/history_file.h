@@ -30,6 +30,8 @@
 namespace tally::wal {
 
 inline constexpr uint32_t history_record_bytes = 96;
+// Entries encoded and written per write: a batch of 8,000 deducts is two.
+inline constexpr uint64_t history_write_entries_max = 4096;
 
 // HistoryRecovery says what Open() found.
 struct HistoryRecovery {
@@ -68,7 +70,9 @@ class HistoryFile {
 
  private:
   HistoryFile(FileSystem* fs, std::string dir) : fs_(fs), dir_(std::move(dir)) {}
-  absl::Status Write(std::span<const HistoryRecord> records);
+  // Write encodes the entries with seq in [from_seq, to_seq) (at most
+  // history_write_entries_max) from the ledger and writes them.
+  absl::Status Write(const Ledger& ledger, uint64_t from_seq, uint64_t to_seq);
   // Read reads the record of `seq` (≤ entries()) and its texts.
   absl::StatusOr<HistoryRecord> Read(uint64_t seq, bool with_texts) const;
   absl::StatusOr<uint64_t> TextsEnd(uint64_t seq) const;  // texts bytes after entry `seq`
@@ -80,8 +84,7 @@ class HistoryFile {
   uint64_t entries_ = 0;      // records level with the ledger
   uint64_t texts_end_ = 0;    // bytes of texts used by those records
   uint64_t durable_ = 0;      // records covered by the last Sync
-  std::vector<HistoryRecord> scratch_;
-  std::string buffer_;
+  std::unique_ptr<char[]> records_;  // encode buffer for Write (block-aligned inside)
   std::string texts_buffer_;
 };
 

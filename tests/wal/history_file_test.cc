@@ -169,6 +169,44 @@ TEST(HistoryFile, DirectWritesTakeTheWholeBlocksAndReadBackTheSame) {
   EXPECT_EQ(report.entries_respilled, 0u);
 }
 
+// A batch bigger than one write (history_write_entries_max entries) is
+// encoded from the ledger in several writes; entries with only an actor,
+// only a reference, or both must keep their texts across the writes' ends,
+// on either write path.
+TEST(HistoryFile, BatchesBiggerThanAWriteKeepTheirTextsAcrossWrites) {
+  for (WritePath path : {WritePath::kPageCache, WritePath::kDirect}) {
+    SCOPED_TRACE(path == WritePath::kDirect ? "direct" : "page cache");
+    World w(path);
+    w.Build(0);
+    const std::string actors[2] = {"alice", "a much longer actor name, to move the texts"};
+    std::mt19937_64 rng(5);
+    for (int b = 0; b < 8; ++b) {
+      std::vector<Command> batch;
+      for (int i = 0; i < 3 * static_cast<int>(history_write_entries_max) + 123; ++i) {
+        Command c = cmd::Deduct(kOrg, 1 + rng() % 3, 1);
+        if (i % 7 == 0) c.text = w.references_[i % 3];
+        if (i % 11 == 0) c.actor = actors[i % 2];
+        batch.push_back(c);
+      }
+      w.Apply(batch);
+    }
+    ASSERT_GT(w.small_.history_begin_seq(), 20'000u) << "the window must have moved";
+    HistoryQuery q;
+    q.org_id = kOrg;
+    q.all_wallets = true;
+    q.limit = 5000;
+    bool t1 = false, t2 = false;
+    auto with_file = AllPages(
+        q, [&](const HistoryQuery& x) { return w.file_->GetHistory(w.small_, x); }, &t1);
+    auto twin = AllPages(q, [&](const HistoryQuery& x) { return w.twin_.GetHistory(x); }, &t2);
+    EXPECT_FALSE(t1);
+    ExpectSame(with_file, twin);
+    size_t only_actor = 0;
+    for (const HistoryEntryView& e : with_file) only_actor += e.reference.empty() && !e.actor.empty();
+    EXPECT_GT(only_actor, 1000u);
+  }
+}
+
 TEST(HistoryFile, OrgHistoryWithFiltersMatchesTheTwin) {
   World w;
   w.Build(120'000);
