@@ -172,6 +172,9 @@ absl::StatusOr<std::unique_ptr<HistoryFile>> HistoryFile::Open(FileSystem* fs, s
     if (!texts_size.ok()) return texts_size.status();
     h->texts_end_ = *texts_size;
   }
+  h->written_out_ = h->entries_ * history_record_bytes / history_cache_step_bytes *
+                    history_cache_step_bytes;
+  h->dropped_ = h->written_out_;
   uint64_t before = h->entries_;
   if (absl::Status s = h->Append(ledger); !s.ok()) return s;
   report->entries_respilled = h->entries_ - before;
@@ -238,7 +241,24 @@ absl::Status HistoryFile::Write(const Ledger& ledger, uint64_t from_seq, uint64_
   const std::string_view entries(first, entries_bytes);
   if (absl::Status s = entries_file_->PWrite(offset, Bytes(entries)); !s.ok()) return s;
   texts_end_ = texts_at + texts.size();
+  RecycleCache(offset + entries_bytes);
   return absl::OkStatus();
+}
+
+void HistoryFile::RecycleCache(uint64_t end) {
+  // The entries are not read back while they are in the ledger's RAM
+  // window, and every new page-cache page is fresh memory (on this VM a
+  // host fault: docs/DURABILITY.md).  Written out a step behind the end and
+  // dropped a step later (clean by then), the pages go back to the kernel
+  // soon enough to be the next writes' pages.  Both calls are advice: a
+  // failure changes nothing written, and an I/O error surfaces in Sync().
+  if (end < written_out_ + 2 * history_cache_step_bytes) return;
+  const uint64_t to = (end - history_cache_step_bytes) / history_cache_step_bytes *
+                      history_cache_step_bytes;
+  (void)entries_file_->StartWriteOut(written_out_, to - written_out_);
+  if (written_out_ > dropped_) (void)entries_file_->DropCached(dropped_, written_out_ - dropped_);
+  dropped_ = written_out_;
+  written_out_ = to;
 }
 
 absl::Status HistoryFile::Sync() {
