@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "tally/command.h"
 #include "tally/query.h"
@@ -63,6 +64,29 @@ struct HistoryRecord {
   HistoryEntryView view;  // view.seq: the entry's index in the ledger + 1
   uint64_t org_id = 0;
   uint64_t prev_seq = 0;  // the same wallet's previous entry; 0 none (or out of reach)
+};
+
+// HistoryEntryRef is one history entry as Ledger::VisitHistory hands it out:
+// the fields of a HistoryRecord as plain values, the texts as views into the
+// ledger.  Nothing is allocated or zeroed per entry; a ref (and its views)
+// is valid only during the visit.  wal/ encodes its file records from it
+// (wal/HISTORY.md); the engine knows nothing of that layout.
+struct HistoryEntryRef {
+  uint64_t seq = 0;  // the entry's index in the ledger + 1
+  uint64_t org_id = 0;
+  uint64_t wallet_id = 0;
+  int64_t time_us = 0;
+  HistoryKind kind{};
+  bool out = false;
+  bool held = false;
+  bool has_text = false;  // reference or actor may be non-empty
+  Asset asset;
+  int64_t amount = 0;
+  int64_t balance_after = 0;
+  uint64_t related_id = 0;
+  uint64_t prev_seq = 0;  // as HistoryRecord::prev_seq
+  std::string_view reference;
+  std::string_view actor;
 };
 
 class Ledger {
@@ -105,6 +129,12 @@ class Ledger {
   // ExportHistory appends the entries with seq in [from_seq, to_seq), which
   // must be in memory, to *out.
   void ExportHistory(uint64_t from_seq, uint64_t to_seq, std::vector<HistoryRecord>* out) const;
+  // VisitHistory calls visit(ref) for each entry with seq in [from_seq,
+  // to_seq), in seq order (same precondition): ExportHistory without the
+  // intermediate records, for a caller that copies the fields elsewhere at
+  // once (wal::HistoryFile encodes them into its file records).
+  void VisitHistory(uint64_t from_seq, uint64_t to_seq,
+                    absl::FunctionRef<void(const HistoryEntryRef&)> visit) const;
   // HistoryHead is the seq of the wallet's newest entry (0: none), also for
   // a deleted wallet.
   absl::StatusOr<uint64_t> HistoryHead(uint64_t org_id, uint64_t wallet_id) const;

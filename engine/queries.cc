@@ -283,6 +283,31 @@ std::vector<Ledger::PrefaultRegion> Ledger::PrefaultRegions() const {
 
 void Ledger::ExportHistory(uint64_t from_seq, uint64_t to_seq,
                            std::vector<HistoryRecord>* out) const {
+  out->reserve(out->size() + (to_seq - from_seq));
+  VisitHistory(from_seq, to_seq, [out](const HistoryEntryRef& e) {
+    HistoryRecord& r = out->emplace_back();
+    HistoryEntryView& v = r.view;
+    v.seq = e.seq;
+    v.time_us = e.time_us;
+    v.wallet_id = e.wallet_id;
+    v.kind = e.kind;
+    v.out = e.out;
+    v.held = e.held;
+    v.asset = e.asset;
+    v.amount = e.amount;
+    v.balance_after = e.balance_after;
+    v.related_id = e.related_id;
+    if (e.has_text) [[unlikely]] {
+      v.reference = e.reference;
+      v.actor = e.actor;
+    }
+    r.org_id = e.org_id;
+    r.prev_seq = e.prev_seq;
+  });
+}
+
+void Ledger::VisitHistory(uint64_t from_seq, uint64_t to_seq,
+                          absl::FunctionRef<void(const HistoryEntryRef&)> visit) const {
   const State& s = *state_;
   TALLY_ASSERT(from_seq >= 1 && from_seq <= to_seq);
   TALLY_ASSERT(from_seq - 1 >= s.history.begin() && to_seq - 1 <= s.history.total());
@@ -291,19 +316,39 @@ void Ledger::ExportHistory(uint64_t from_seq, uint64_t to_seq,
   // queueing (the history file exports every applied batch, and a whole
   // replay's worth at a start).
   constexpr uint64_t ahead = 16;
-  out->reserve(out->size() + (to_seq - from_seq));
+  HistoryEntryRef ref;
   for (uint64_t index = from_seq - 1; index + 1 < to_seq; ++index) {
     if (index + ahead + 1 < to_seq) {
       __builtin_prefetch(&s.wallets.at(s.history.at(index + ahead).wallet_slot));
     }
     const HistoryEntry& e = s.history.at(index);
     const Wallet& w = s.wallets.at(e.wallet_slot);
-    HistoryRecord& r = out->emplace_back();
-    FillView(s, index, e, w, &r.view);
-    r.org_id = s.orgs[w.org_slot]->id;
-    if (e.prev_distance != 0 && e.prev_distance != UINT32_MAX && e.prev_distance <= index) {
-      r.prev_seq = index - e.prev_distance + 1;
+    ref.seq = index + 1;
+    ref.org_id = s.orgs[w.org_slot]->id;
+    ref.wallet_id = w.id;
+    ref.time_us = e.time_us();
+    ref.kind = e.kind();
+    ref.out = e.out();
+    ref.held = e.held();
+    ref.has_text = false;
+    ref.reference = {};
+    ref.actor = {};
+    if (e.has_text()) [[unlikely]] {
+      if (const engine::HistoryTexts* t = s.history.texts(index)) {
+        ref.has_text = !t->reference.empty() || !t->actor.empty();
+        ref.reference = t->reference;
+        ref.actor = t->actor;
+      }
     }
+    ref.asset = s.assets[e.asset()];
+    ref.amount = e.amount;
+    ref.balance_after = e.balance_after;
+    ref.related_id = e.related_id;
+    ref.prev_seq = 0;
+    if (e.prev_distance != 0 && e.prev_distance != UINT32_MAX && e.prev_distance <= index) {
+      ref.prev_seq = index - e.prev_distance + 1;
+    }
+    visit(ref);
   }
 }
 

@@ -89,6 +89,12 @@ class PosixFile final : public File {
                         SYNC_FILE_RANGE_WAIT_AFTER);
   }
 
+  absl::Status DropCached(uint64_t offset, uint64_t bytes) override {
+    const int rc = ::posix_fadvise(fd_, off_t(offset), off_t(bytes), POSIX_FADV_DONTNEED);
+    if (rc != 0) return Errno(rc, "posix_fadvise", path_);
+    return absl::OkStatus();
+  }
+
   absl::Status Preallocate(uint64_t bytes) override {
     if (::fallocate(fd_, 0, 0, off_t(bytes)) == 0) return absl::OkStatus();
     if (errno != EOPNOTSUPP) return Errno(errno, "fallocate", path_);
@@ -338,6 +344,7 @@ class MemFile final : public File {
   // Memory has no write-back to start or wait for; durability is DataSync's.
   absl::Status StartWriteOut(uint64_t, uint64_t) override { return absl::OkStatus(); }
   absl::Status AwaitWriteOut(uint64_t, uint64_t) override { return absl::OkStatus(); }
+  absl::Status DropCached(uint64_t, uint64_t) override { return absl::OkStatus(); }
   absl::Status DataSync() override { return fs_->CheckSync(path_); }
   absl::Status Sync() override { return fs_->CheckSync(path_); }
 

@@ -133,6 +133,10 @@ class File {
   // it is there (sync_file_range WAIT_BEFORE | WRITE | WAIT_AFTER).  Still not
   // durable: the device's cache is not flushed and the metadata not written.
   virtual absl::Status AwaitWriteOut(uint64_t offset, uint64_t bytes) = 0;
+  // DropCached lets the page cache forget the clean pages of [offset,
+  // offset + bytes) (posix_fadvise DONTNEED); dirty pages stay.  Memory
+  // only: the file's contents and durability do not change.
+  virtual absl::Status DropCached(uint64_t offset, uint64_t bytes) = 0;
   // Preallocate reserves disk space so the file is at least `bytes` long; the
   // new bytes read as zeros.  Fails with ENOSPC when the disk is full.
   virtual absl::Status Preallocate(uint64_t bytes) = 0;

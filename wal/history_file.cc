@@ -11,7 +11,7 @@ namespace tally::wal {
 namespace {
 
 constexpr uint32_t kEntryBodyBytes = history_record_bytes - 8;  // before the checksum
-constexpr uint64_t kExportChunk = 4096;                        // entries per ledger export
+
 
 uint64_t Sum(const char* bytes, size_t n, uint64_t seq) {
   uint64_t sum = XXH3_64bits_withSeed(bytes, n, seq);
@@ -22,27 +22,27 @@ std::span<const std::byte> Bytes(std::string_view s) {
   return std::as_bytes(std::span(s.data(), s.size()));
 }
 
-void EncodeEntry(const HistoryRecord& r, uint64_t texts_end, std::string* out) {
-  size_t at = out->size();
-  ByteWriter w(out);
-  const HistoryEntryView& v = r.view;
-  w.Put<uint64_t>(r.org_id);
-  w.Put<uint64_t>(v.wallet_id);
-  w.Put<int64_t>(v.time_us);
-  w.Put<uint8_t>(static_cast<uint8_t>(v.kind));
-  w.Put<uint8_t>(v.out ? 1 : 0);
-  w.Put<uint8_t>(v.held ? 1 : 0);
-  w.Put<uint8_t>(v.reference.empty() && v.actor.empty() ? 0 : 1);
-  w.Put<uint32_t>(0);
-  w.Put<uint64_t>(v.asset.lo());
-  w.Put<uint64_t>(v.asset.hi());
-  w.Put<int64_t>(v.amount);
-  w.Put<int64_t>(v.balance_after);
-  w.Put<uint64_t>(v.related_id);
-  w.Put<uint64_t>(r.prev_seq);
-  w.Put<uint64_t>(texts_end);
-  w.Put<uint64_t>(Sum(out->data() + at, kEntryBodyBytes, v.seq));
-  TALLY_ASSERT(out->size() - at == history_record_bytes);
+// EncodeEntry writes entry `e`'s 96-byte record (wal/HISTORY.md) at `out`:
+// each field stored at its offset, no appends.
+void EncodeEntry(const HistoryEntryRef& e, uint64_t texts_end, char* out) {
+  auto put = [out](size_t offset, auto value) { std::memcpy(out + offset, &value, sizeof value); };
+  put(0, e.org_id);
+  put(8, e.wallet_id);
+  put(16, e.time_us);
+  put(24, static_cast<uint8_t>(e.kind));
+  put(25, static_cast<uint8_t>(e.out ? 1 : 0));
+  put(26, static_cast<uint8_t>(e.held ? 1 : 0));
+  put(27, static_cast<uint8_t>(e.has_text ? 1 : 0));
+  put(28, uint32_t{0});
+  put(32, e.asset.lo());
+  put(40, e.asset.hi());
+  put(48, e.amount);
+  put(56, e.balance_after);
+  put(64, e.related_id);
+  put(72, e.prev_seq);
+  put(80, texts_end);
+  static_assert(kEntryBodyBytes == 88);
+  put(88, Sum(out, kEntryBodyBytes, e.seq));
 }
 
 // DecodeEntry checks and decodes the record of `seq`; *has_text and
@@ -172,6 +172,9 @@ absl::StatusOr<std::unique_ptr<HistoryFile>> HistoryFile::Open(FileSystem* fs, s
     if (!texts_size.ok()) return texts_size.status();
     h->texts_end_ = *texts_size;
   }
+  h->written_out_ = h->entries_ * history_record_bytes / history_cache_step_bytes *
+                    history_cache_step_bytes;
+  h->dropped_ = h->written_out_;
   uint64_t before = h->entries_;
   if (absl::Status s = h->Append(ledger); !s.ok()) return s;
   report->entries_respilled = h->entries_ - before;
@@ -188,47 +191,74 @@ absl::Status HistoryFile::Append(const Ledger& ledger) {
   // (a checksum mismatch: reported as lost when read).
   if (from < window_first) from = window_first;
   while (from <= total) {
-    uint64_t to = std::min(total + 1, from + kExportChunk);
-    scratch_.clear();
-    ledger.ExportHistory(from, to, &scratch_);
-    if (absl::Status s = Write(scratch_); !s.ok()) return s;
+    uint64_t to = std::min(total + 1, from + history_write_entries_max);
+    if (absl::Status s = Write(ledger, from, to); !s.ok()) return s;
     from = to;
   }
   entries_ = total;
   return absl::OkStatus();
 }
 
-absl::Status HistoryFile::Write(std::span<const HistoryRecord> records) {
-  if (records.empty()) return absl::OkStatus();
-  // Both buffers start at their file offsets' place in a block, so the
-  // whole blocks of each write bypass the page cache on a direct file.  The
-  // partial blocks at the ends go through it, and the next write's first
-  // partial block is the same page: nothing is ever written direct and
-  // cached at once, and a snapshot child's fdatasync covers everything
-  // written before its fork (wal/HISTORY.md).
-  const uint64_t offset = (records.front().view.seq - 1) * history_record_bytes;
-  const size_t pad = StartAligned(&buffer_, offset, records.size() * history_record_bytes);
+absl::Status HistoryFile::Write(const Ledger& ledger, uint64_t from_seq, uint64_t to_seq) {
+  TALLY_ASSERT(from_seq < to_seq && to_seq - from_seq <= history_write_entries_max);
+  // The records are encoded straight from the ledger's entries
+  // (Ledger::VisitHistory) into a buffer that starts at the file offset's
+  // place in a block, so the whole blocks of each write bypass the page
+  // cache on a direct file.  The partial blocks at the ends go through it,
+  // and the next write's first partial block is the same page: nothing is
+  // ever written direct and cached at once, and a snapshot child's
+  // fdatasync covers everything written before its fork (wal/HISTORY.md).
+  if (records_ == nullptr) {
+    // Room for a chunk's records after up to a block of padding, and a
+    // block to align the start: allocated once, never zeroed.
+    records_ = std::make_unique_for_overwrite<char[]>(history_write_entries_max * history_record_bytes +
+                                                      2 * direct_io_alignment_bytes);
+  }
+  const uint64_t offset = (from_seq - 1) * history_record_bytes;
+  const uintptr_t base = reinterpret_cast<uintptr_t>(records_.get());
+  char* const block = records_.get() + (-base) % direct_io_alignment_bytes;  // aligned
+  char* const first = block + offset % direct_io_alignment_bytes;
   const uint64_t texts_at = texts_end_;
   const size_t texts_pad = StartAligned(&texts_buffer_, texts_at, 0);
-  for (const HistoryRecord& r : records) {
-    if (!r.view.reference.empty() || !r.view.actor.empty()) {
-      size_t at = texts_buffer_.size();
+  char* at = first;
+  ledger.VisitHistory(from_seq, to_seq, [&](const HistoryEntryRef& e) {
+    if (e.has_text) [[unlikely]] {
+      size_t start = texts_buffer_.size();
       ByteWriter w(&texts_buffer_);
-      w.Text<uint16_t>(r.view.reference);
-      w.Text<uint16_t>(r.view.actor);
-      w.Put<uint64_t>(Sum(texts_buffer_.data() + at, texts_buffer_.size() - at, r.view.seq));
+      w.Text<uint16_t>(e.reference);
+      w.Text<uint16_t>(e.actor);
+      w.Put<uint64_t>(Sum(texts_buffer_.data() + start, texts_buffer_.size() - start, e.seq));
     }
-    EncodeEntry(r, texts_at + texts_buffer_.size() - texts_pad, &buffer_);
-  }
+    EncodeEntry(e, texts_at + texts_buffer_.size() - texts_pad, at);
+    at += history_record_bytes;
+  });
+  const size_t entries_bytes = static_cast<size_t>(at - first);
+  TALLY_ASSERT(entries_bytes == (to_seq - from_seq) * history_record_bytes);
   const std::string_view texts = std::string_view(texts_buffer_).substr(texts_pad);
   if (!texts.empty()) {
     if (absl::Status s = texts_file_->PWrite(texts_at, Bytes(texts)); !s.ok()) return s;
   }
-  const std::string_view entries = std::string_view(buffer_).substr(pad);
-  TALLY_ASSERT(entries.size() == records.size() * history_record_bytes);
+  const std::string_view entries(first, entries_bytes);
   if (absl::Status s = entries_file_->PWrite(offset, Bytes(entries)); !s.ok()) return s;
   texts_end_ = texts_at + texts.size();
+  RecycleCache(offset + entries_bytes);
   return absl::OkStatus();
+}
+
+void HistoryFile::RecycleCache(uint64_t end) {
+  // The entries are not read back while they are in the ledger's RAM
+  // window, and every new page-cache page is fresh memory (on this VM a
+  // host fault: docs/DURABILITY.md).  Written out a step behind the end and
+  // dropped a step later (clean by then), the pages go back to the kernel
+  // soon enough to be the next writes' pages.  Both calls are advice: a
+  // failure changes nothing written, and an I/O error surfaces in Sync().
+  if (end < written_out_ + 2 * history_cache_step_bytes) return;
+  const uint64_t to = (end - history_cache_step_bytes) / history_cache_step_bytes *
+                      history_cache_step_bytes;
+  (void)entries_file_->StartWriteOut(written_out_, to - written_out_);
+  if (written_out_ > dropped_) (void)entries_file_->DropCached(dropped_, written_out_ - dropped_);
+  dropped_ = written_out_;
+  written_out_ = to;
 }
 
 absl::Status HistoryFile::Sync() {

@@ -30,6 +30,12 @@
 namespace tally::wal {
 
 inline constexpr uint32_t history_record_bytes = 96;
+// Entries encoded and written per write: a batch of 8,000 deducts is two.
+inline constexpr uint64_t history_write_entries_max = 4096;
+// The entries file's page cache is recycled in steps of this many bytes
+// (wal/HISTORY.md, "The page cache"): a step is started writing out once a
+// step behind the end, and forgotten by the page cache a step after that.
+inline constexpr uint64_t history_cache_step_bytes = uint64_t{4} << 20;
 
 // HistoryRecovery says what Open() found.
 struct HistoryRecovery {
@@ -68,10 +74,15 @@ class HistoryFile {
 
  private:
   HistoryFile(FileSystem* fs, std::string dir) : fs_(fs), dir_(std::move(dir)) {}
-  absl::Status Write(std::span<const HistoryRecord> records);
+  // Write encodes the entries with seq in [from_seq, to_seq) (at most
+  // history_write_entries_max) from the ledger and writes them.
+  absl::Status Write(const Ledger& ledger, uint64_t from_seq, uint64_t to_seq);
   // Read reads the record of `seq` (≤ entries()) and its texts.
   absl::StatusOr<HistoryRecord> Read(uint64_t seq, bool with_texts) const;
   absl::StatusOr<uint64_t> TextsEnd(uint64_t seq) const;  // texts bytes after entry `seq`
+  // RecycleCache writes out and forgets the entries file's pages behind
+  // `end` (its bytes written so far), history_cache_step_bytes at a time.
+  void RecycleCache(uint64_t end);
 
   FileSystem* fs_;
   std::string dir_;
@@ -80,8 +91,9 @@ class HistoryFile {
   uint64_t entries_ = 0;      // records level with the ledger
   uint64_t texts_end_ = 0;    // bytes of texts used by those records
   uint64_t durable_ = 0;      // records covered by the last Sync
-  std::vector<HistoryRecord> scratch_;
-  std::string buffer_;
+  uint64_t written_out_ = 0;  // entries bytes before this were started writing out
+  uint64_t dropped_ = 0;      // entries bytes before this were dropped from the page cache
+  std::unique_ptr<char[]> records_;  // encode buffer for Write (block-aligned inside)
   std::string texts_buffer_;
 };
 
