@@ -10,9 +10,9 @@
 // Everything big goes through HugeBlock (below): its own mapping, aligned to
 // 2 MiB, so every whole 2 MiB page of it can be huge.  (A calloc'd block,
 // advised huge on its aligned interior, was tried for the wallet index: it
-// left at least a third of a 6 MiB index on 4 KiB pages, and once glibc's mmap
-// threshold had risen the block came from the brk heap; bench/RESULTS.md,
-// "Deduct, fourth round".)
+// left a third of a 6 MiB index on 4 KiB pages, and once glibc's mmap
+// threshold has risen such a block can come from the brk heap;
+// bench/RESULTS.md, "Deduct, fourth round".)
 #ifndef TALLY_ENGINE_HUGE_PAGES_H_
 #define TALLY_ENGINE_HUGE_PAGES_H_
 

@@ -127,8 +127,8 @@ class WalletIndex {
 
   // On whole 2 MiB pages once it is that big (HugeBlock): a calloc'd
   // block starts 16 bytes into a page, so a 6 MiB index had at most two of
-  // its three 2 MiB pages huge, and with glibc's mmap threshold raised by
-  // earlier frees a grown index even came from the brk heap.
+  // its three 2 MiB pages huge (and once glibc's mmap threshold has risen
+  // with earlier frees, a block that size can come from the brk heap).
   HugeBlock table_;  // capacity_ entries, zeroed
   uint64_t capacity_ = 0;
   uint64_t size_ = 0;
