@@ -7,13 +7,12 @@
 // "madvise", so nothing is huge unless asked) covers a 32 MB table with 16
 // TLB entries.  Measured in bench/RESULTS.md ("huge pages, second try").
 //
-// HugeCalloc takes the memory from calloc, not from mmap directly, so the
-// heap figures of the memory benchmarks still count it, and a big block
-// stays lazily zeroed (the kernel's zero pages, faulted in as they are
-// touched).  Only the 2 MiB-aligned interior of a block is advised; blocks
-// under 4 MiB are left alone, so a small ledger in a test costs no huge page.
-// The advice is a hint: when the kernel has no huge page to give, the memory
-// is ordinary pages and everything works the same.
+// Everything big goes through HugeBlock (below): its own mapping, aligned to
+// 2 MiB, so every whole 2 MiB page of it can be huge.  (A calloc'd block,
+// advised huge on its aligned interior, was tried for the wallet index: it
+// left a third of a 6 MiB index on 4 KiB pages, and once glibc's mmap
+// threshold has risen such a block can come from the brk heap;
+// bench/RESULTS.md, "Deduct, fourth round".)
 #ifndef TALLY_ENGINE_HUGE_PAGES_H_
 #define TALLY_ENGINE_HUGE_PAGES_H_
 
@@ -31,23 +30,6 @@
 namespace tally::engine {
 
 inline constexpr size_t huge_page_bytes = size_t{2} << 20;
-
-// HugeCalloc returns size_bytes of zeroed memory (free with std::free),
-// advised as huge pages where whole 2 MiB pages fit in it.
-inline void* HugeCalloc(size_t size_bytes) {
-  void* p = std::calloc(size_bytes == 0 ? 1 : size_bytes, 1);
-  TALLY_ASSERT(p != nullptr);
-  if (size_bytes >= 2 * huge_page_bytes) {
-    uintptr_t begin = reinterpret_cast<uintptr_t>(p);
-    uintptr_t first = (begin + huge_page_bytes - 1) & ~uintptr_t{huge_page_bytes - 1};
-    uintptr_t last = (begin + size_bytes) & ~uintptr_t{huge_page_bytes - 1};
-    if (last > first) {
-      // A hint: failure changes nothing.
-      (void)::madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-    }
-  }
-  return p;
-}
 
 // Prefault asks the kernel to back [p, p + size_bytes) with memory now
 // (MADV_POPULATE_WRITE, Linux 5.14): the first writes into it then take no
@@ -67,10 +49,6 @@ inline bool Prefault(void* p, size_t size_bytes) {
   return ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE) == 0;
 }
 
-struct HugeFree {
-  void operator()(void* p) const { std::free(p); }
-};
-
 // mapped_bytes counts the bytes every HugeBlock of the process holds in its
 // own mappings, which malloc's figures (mallinfo2) do not see: the memory
 // benchmarks add it to the heap.  Atomic because shards are threads.
@@ -82,7 +60,7 @@ inline uint64_t MappedBytes() { return mapped_bytes.load(std::memory_order_relax
 // by itself at a 2 MiB boundary, exactly its size rounded up to 4 KiB, and
 // every whole 2 MiB page of it is advised huge: a random access into such a
 // store then costs a cache miss but no page walk (docs/ENGINE.md, "Memory
-// layout").  HugeCalloc cannot give that for a 2 MiB chunk: calloc's
+// layout").  A calloc'd block cannot give that for a 2 MiB chunk: calloc's
 // mmapped blocks start 16 bytes into a page, so no whole huge page fits.
 // A smaller block comes from malloc, 64-byte aligned, so small ledgers (tests
 // make thousands) cost no huge page.  The contents start zeroed (a mapping

@@ -9,8 +9,8 @@
 //
 // Linear probing over a power-of-two table, load at most 7/8, no erase
 // (deleted wallets keep their slot).  An entry stores slot + 1, so an empty
-// entry is all zero: a new table is calloc'd memory as it comes (for a big
-// one, the kernel's zero pages, touched only where an id lands), with no
+// entry is all zero: a new table is zeroed memory as it comes (a big one is
+// a fresh mapping, HugeBlock: zero pages touched only where an id lands), with no
 // pass that fills it with a marker.  The hash is a fixed mix: iteration
 // order is never used for semantics, so determinism does not depend on it.
 #ifndef TALLY_ENGINE_WALLET_INDEX_H_
@@ -19,7 +19,6 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <memory>
 
 #include "engine/huge_pages.h"
 #include "tally/assert.h"
@@ -75,7 +74,7 @@ class WalletIndex {
 
   // PrefetchHome starts loading the bucket at `home` (Home(wallet_id)).
   void PrefetchHome(uint64_t home) const {
-    if (capacity_ != 0) __builtin_prefetch(entries_.get() + home * entry_bytes);
+    if (capacity_ != 0) __builtin_prefetch(table_.data() + home * entry_bytes);
   }
 
   // ForEach calls f(id, slot) for every entry, in table order.
@@ -91,42 +90,46 @@ class WalletIndex {
 
   uint64_t IdAt(uint64_t i) const {
     uint64_t id;
-    std::memcpy(&id, entries_.get() + i * entry_bytes, sizeof id);
+    std::memcpy(&id, table_.data() + i * entry_bytes, sizeof id);
     return id;
   }
   // StoredAt is entry i's slot + 1; 0: empty.
   uint32_t StoredAt(uint64_t i) const {
     uint32_t stored;
-    std::memcpy(&stored, entries_.get() + i * entry_bytes + 8, sizeof stored);
+    std::memcpy(&stored, table_.data() + i * entry_bytes + 8, sizeof stored);
     return stored;
   }
   void Place(uint64_t id, uint32_t slot) {
     uint64_t i = Home(id);
     while (StoredAt(i) != 0) i = (i + 1) & (capacity_ - 1);
     const uint32_t stored = slot + 1;
-    std::memcpy(entries_.get() + i * entry_bytes, &id, sizeof id);
-    std::memcpy(entries_.get() + i * entry_bytes + 8, &stored, sizeof stored);
+    std::memcpy(table_.data() + i * entry_bytes, &id, sizeof id);
+    std::memcpy(table_.data() + i * entry_bytes + 8, &stored, sizeof stored);
   }
   // Allocate replaces the table with an empty one of `capacity` entries
   // (all zero); Grow takes the old one out first to re-place it.
   void Allocate(uint64_t capacity) {
     capacity_ = capacity;
-    entries_.reset(static_cast<unsigned char*>(HugeCalloc(capacity_ * entry_bytes + 8)));
+    table_ = HugeBlock(capacity_ * entry_bytes + 8);
   }
   void Grow() {
     uint64_t old_capacity = capacity_;
-    std::unique_ptr<unsigned char[], HugeFree> old = std::move(entries_);
+    HugeBlock old = std::move(table_);
     Allocate(old_capacity == 0 ? 8 : old_capacity * 2);
     for (uint64_t i = 0; i < old_capacity; ++i) {
       uint32_t stored;
       uint64_t id;
-      std::memcpy(&id, old.get() + i * entry_bytes, sizeof id);
-      std::memcpy(&stored, old.get() + i * entry_bytes + 8, sizeof stored);
+      std::memcpy(&id, old.data() + i * entry_bytes, sizeof id);
+      std::memcpy(&stored, old.data() + i * entry_bytes + 8, sizeof stored);
       if (stored != 0) Place(id, stored - 1);
     }
   }
 
-  std::unique_ptr<unsigned char[], HugeFree> entries_;
+  // On whole 2 MiB pages once it is that big (HugeBlock): a calloc'd
+  // block starts 16 bytes into a page, so a 6 MiB index had at most two of
+  // its three 2 MiB pages huge (and once glibc's mmap threshold has risen
+  // with earlier frees, a block that size can come from the brk heap).
+  HugeBlock table_;  // capacity_ entries, zeroed
   uint64_t capacity_ = 0;
   uint64_t size_ = 0;
 };
