@@ -190,6 +190,17 @@ class Completions final : public JobSink {
     if (post) asio::post(io_, [this] { Drain(); });
   }
 
+  void FinishedAll(std::span<ApplyJob* const> jobs) override {
+    bool post = false;
+    {
+      std::lock_guard lock(mu_);
+      for (ApplyJob* job : jobs) ready_.push_back(static_cast<ServerJob*>(job));
+      post = !posted_;
+      posted_ = true;
+    }
+    if (post) asio::post(io_, [this] { Drain(); });
+  }
+
  private:
   void Drain();  // on the I/O thread
 

@@ -42,7 +42,7 @@ int64_t WallClockUs() {
 }  // namespace
 
 void ApplyJob::FinishPart() {
-  if (parts_left.fetch_sub(1, std::memory_order_acq_rel) == 1) sink->Finished(this);
+  if (LastPart()) sink->Finished(this);
 }
 
 absl::StatusOr<std::unique_ptr<Shard>> Shard::Open(wal::FileSystem* fs, const ShardOptions& options,
@@ -309,7 +309,22 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
     while (seen < out_.time_us &&
            !job.time_us.compare_exchange_weak(seen, out_.time_us, std::memory_order_relaxed)) {
     }
-    job.FinishPart();
+    if (job.LastPart()) finished_.push_back(&job);
+  }
+  // Hand the finished jobs back one sink (one I/O thread) at a time, all of
+  // a sink's at once: one lock and at most one wake-up per sink a round,
+  // instead of a lock per job and a wake-up each time the I/O thread had
+  // emptied its queue while this loop was still finishing jobs.
+  // Each sink's jobs keep their order (a connection's replies go out in
+  // the order its frames finished); sinks are few (one per I/O thread).
+  while (!finished_.empty()) {
+    JobSink* sink = finished_.front()->sink;
+    for (ApplyJob* job : finished_) {
+      if (job->sink == sink) handing_.push_back(job);
+    }
+    std::erase_if(finished_, [sink](const ApplyJob* job) { return job->sink == sink; });
+    sink->FinishedAll(handing_);
+    handing_.clear();
   }
   if (!out_.events.empty() && events_) events_(out_.events);
   prefaulter_->Advance(store_->ledger().history_entries_total());

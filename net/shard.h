@@ -56,6 +56,12 @@ struct ApplyJob;
 class JobSink {
  public:
   virtual void Finished(ApplyJob* job) = 0;
+  // FinishedAll hands back the jobs one shard round finished, together: a
+  // sink that queues them for another thread takes its lock (and wakes that
+  // thread) once a round instead of once a job.
+  virtual void FinishedAll(std::span<ApplyJob* const> jobs) {
+    for (ApplyJob* job : jobs) Finished(job);
+  }
 
  protected:
   ~JobSink() = default;
@@ -83,6 +89,9 @@ struct ApplyJob {
   // FinishPart counts one part done and hands the job to the sink after the
   // last.
   void FinishPart();
+  // LastPart counts one part done; true: it was the last, and the caller
+  // hands the job to its sink.
+  bool LastPart() { return parts_left.fetch_sub(1, std::memory_order_acq_rel) == 1; }
 };
 
 // ApplyPart is the commands of one job that go to one shard:
@@ -201,6 +210,9 @@ class Shard {
   std::vector<Command> commands_;
   std::string record_;  // the round's log record, from the frames' bytes
   BatchOutput out_;
+  // The round's finished jobs, by sink, handed back after the results loop.
+  std::vector<ApplyJob*> finished_;
+  std::vector<ApplyJob*> handing_;  // one sink's of finished_
 };
 
 }  // namespace tally::net

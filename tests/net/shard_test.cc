@@ -3,11 +3,14 @@
 #include "net/shard.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <future>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -73,6 +76,63 @@ TEST(ShardTest, PartsQueuedDuringASyncShareTheNextBatchAndItsSync) {
   }
   shard->Stop();
   EXPECT_EQ(fs.syncs() - syncs_before, 1u) << "51 frames, one group commit";
+}
+
+// CountingSink stands for an I/O thread: it records each hand-back.
+struct CountingSink final : JobSink {
+  std::mutex mu;
+  std::vector<std::vector<ApplyJob*>> calls;  // guarded by mu
+  void Finished(ApplyJob* job) override {
+    std::lock_guard lock(mu);
+    calls.push_back({job});
+  }
+  void FinishedAll(std::span<ApplyJob* const> jobs) override {
+    std::lock_guard lock(mu);
+    calls.emplace_back(jobs.begin(), jobs.end());
+  }
+  size_t jobs_back() {
+    std::lock_guard lock(mu);
+    size_t n = 0;
+    for (const auto& call : calls) n += call.size();
+    return n;
+  }
+};
+
+TEST(ShardTest, ARoundHandsEachSinkItsFinishedJobsOnceAndInOrder) {
+  wal::MemFileSystem fs;
+  auto shard = OpenShard(&fs, 0);
+  ASSERT_NE(shard, nullptr);
+  CountingSink sinks[2];
+  std::vector<std::unique_ptr<ApplyJob>> jobs;
+  auto add = [&](Command c, JobSink* sink) {
+    auto job = std::make_unique<ApplyJob>();
+    job->batch.commands = {c};
+    job->results.resize(1);
+    job->order = {0};
+    job->parts_left = 1;
+    job->sink = sink;
+    jobs.push_back(std::move(job));
+  };
+  add(WithOp(cmd::OrgCreate(1), 1), &sinks[0]);
+  for (uint64_t i = 0; i < 20; ++i) add(WithOp(cmd::Topup(1, 10), 100 + i), &sinks[i % 2]);
+  // Queued before the thread runs: one round takes them all.
+  for (auto& job : jobs) {
+    ASSERT_EQ(shard->PushApply(ApplyPart{job.get(), 0, 1}), Shard::Push::accepted);
+  }
+  shard->Start();
+  for (int i = 0; i < 10000 && sinks[0].jobs_back() + sinks[1].jobs_back() < jobs.size(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  shard->Stop();
+  for (int s = 0; s < 2; ++s) {
+    ASSERT_EQ(sinks[s].calls.size(), 1u) << "sink " << s << ": one hand-back for the round";
+    std::vector<ApplyJob*> want;
+    for (auto& job : jobs) {
+      if (job->sink == &sinks[s]) want.push_back(job.get());
+    }
+    EXPECT_EQ(sinks[s].calls[0], want) << "sink " << s << ": in the order they were queued";
+  }
+  for (auto& job : jobs) EXPECT_EQ(job->results[0].code, ResultCode::ok);
 }
 
 TEST(ShardTest, AFailedSyncMakesTheShardRefuseEverythingWhileAnotherCarriesOn) {
