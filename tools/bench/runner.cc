@@ -18,7 +18,6 @@
 #include "tally/commands.h"
 #include "tally/limits.h"
 #include "tools/bench/model.h"
-#include "tools/bench/pending_ring.h"
 #include "tools/bench/random.h"
 #include "tools/bench/strings.h"
 
@@ -64,18 +63,8 @@ struct PendingOp {
 struct Pending {
   int64_t intended_ns = 0;
   bool query = false;
-  // Reused: a ring slot keeps its vectors' capacity for the next frame, so
-  // a frame in steady state allocates nothing.
   std::vector<PendingOp> ops;
   std::vector<uint64_t> target_indexes;  // allocate: every target's wallet index
-
-  // Reset empties it for the next frame, keeping the vectors' storage.
-  void Reset() {
-    intended_ns = 0;
-    query = false;
-    ops.clear();
-    target_indexes.clear();
-  }
 };
 
 struct OpenItem {  // a hold to capture or release, a request to approve
@@ -87,10 +76,7 @@ struct OpenItem {  // a hold to capture or release, a request to approve
 struct Connection {
   uint32_t number = 0;
   std::unique_ptr<Client> client;
-  // Frames in flight by request id: a flat ring (pending_ring.h), sized in
-  // Run_'s constructor for the depth.
-  PendingRing<Pending> in_flight{1};
-  Pending scratch;  // the frame being built or folded; storage swapped with the ring's
+  absl::flat_hash_map<uint64_t, Pending> in_flight;
   std::vector<OpenItem> holds;     // acknowledged, not yet captured or released
   std::vector<OpenItem> requests;  // acknowledged, still pending
   uint32_t holds_outstanding = 0;  // holds open or in flight
@@ -488,8 +474,7 @@ void Run_::BuildCommands(const Pending& p, std::vector<Command>* commands,
 }
 
 bool Run_::SendFrame(Connection& c, Rng& rng, int64_t intended_ns) {
-  Pending& p = c.scratch;
-  p.Reset();
+  Pending p;
   p.intended_ns = intended_ns;
   PendingOp first = NextOp(c, rng, /*query_allowed=*/true);
   uint64_t request_id = 0;
@@ -525,7 +510,7 @@ bool Run_::SendFrame(Connection& c, Rng& rng, int64_t intended_ns) {
     }
     request_id = *id;
   }
-  c.in_flight.Insert(request_id, p);  // p now holds a free slot's storage
+  c.in_flight.emplace(request_id, std::move(p));
   return true;
 }
 
@@ -533,10 +518,10 @@ void Run_::Break(Connection& c, const absl::Status& why, WorkerStats* stats) {
   if (c.broken) return;
   c.broken = true;
   CountError(absl::StrCat("connection: ", why.ToString()), stats);
-  c.in_flight.ForEach([&c](uint64_t, Pending& p) {
+  for (auto& [id, p] : c.in_flight) {
     if (!p.query) c.orphans.push_back(std::move(p));
-  });
-  c.in_flight.Clear();
+  }
+  c.in_flight.clear();
 }
 
 void Run_::Fold(Connection* c, const Pending& p, const std::vector<Result>& results,
@@ -646,11 +631,13 @@ void Run_::ReceiveReady(Connection& c, WorkerStats* stats) {
       Break(c, reply.status(), stats);
       return;
     }
-    Pending& p = c.scratch;
-    if (!c.in_flight.Take(reply->request_id, p)) {
+    auto it = c.in_flight.find(reply->request_id);
+    if (it == c.in_flight.end()) {
       Break(c, absl::DataLossError("a reply to no request in flight"), stats);
       return;
     }
+    Pending p = std::move(it->second);
+    c.in_flight.erase(it);
     uint64_t n_ops = p.ops.size();
     if (!reply->ok()) {
       // Refused as a whole: nothing in it was applied.
@@ -964,7 +951,6 @@ absl::StatusOr<RunReport> Run_::Go(std::ostream* live, const std::atomic<bool>* 
         Client::Connect(address_, token_, BenchClientOptions());
     if (!client.ok()) return client.status();
     Connection c;
-    c.in_flight = PendingRing<Pending>(o_.depth);
     c.number = i;
     c.client = std::move(*client);
     conns_[i % threads_].push_back(std::move(c));
