@@ -130,18 +130,35 @@ absl::Status LogReader::LoadSegment() {
     return absl::DataLossError(
         absl::StrCat(path_, ": segment of ", *size, " bytes is over the limit"));
   }
-  buf_.resize(*size);
-  absl::StatusOr<size_t> read = (*file)->PRead(0, buf_);
-  if (!read.ok()) return read.status();
-  buf_.resize(*read);
+  // The previous segment's bytes go first: one segment in memory at a time.
+  seg_ = {};
+  mapped_.reset();
+  buf_.clear();
+  if (auto* posix = dynamic_cast<PosixFileSystem*>(fs_); posix != nullptr) {
+    absl::StatusOr<std::unique_ptr<MappedFile>> mapped = posix->MapReadOnly(path_);
+    if (!mapped.ok()) return mapped.status();
+    mapped_ = std::move(*mapped);
+    const std::string_view bytes = mapped_->bytes();
+    if (bytes.size() > wal_segment_bytes_max) {  // grew since Size(): still the limit
+      return absl::DataLossError(
+          absl::StrCat(path_, ": segment of ", bytes.size(), " bytes is over the limit"));
+    }
+    seg_ = std::span(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size());
+  } else {
+    buf_.resize(*size);
+    absl::StatusOr<size_t> read = (*file)->PRead(0, buf_);
+    if (!read.ok()) return read.status();
+    buf_.resize(*read);
+    seg_ = buf_;
+  }
 
   // The header is synced before the file gets its final name (FORMAT.md), so
   // a bad header is damage, never a torn write.
   auto bad_header = [&](const std::string& why) {
     return absl::DataLossError(absl::StrCat(path_, ": bad segment header at offset 0: ", why));
   };
-  if (buf_.size() < kSegmentHeaderBytes) return bad_header("file too short");
-  const std::byte* h = buf_.data();
+  if (seg_.size() < kSegmentHeaderBytes) return bad_header("file too short");
+  const std::byte* h = seg_.data();
   if (GetU64(h + kSegChecksumAt) != Checksum({h, kSegChecksumAt})) {
     return bad_header("checksum mismatch");
   }
@@ -176,18 +193,18 @@ absl::Status LogReader::Damaged(uint64_t at, const std::string& reason) {
   }
   // A torn write leaves nothing valid after it; anything valid after the
   // damage means the damage is in the middle of the log.
-  for (uint64_t y = at + 1; y + kRecordHeaderBytes <= buf_.size(); ++y) {
+  for (uint64_t y = at + 1; y + kRecordHeaderBytes <= seg_.size(); ++y) {
     // Every type fits in the low byte: a zero there rules y out cheaply,
     // which keeps the scan of a mostly zero preallocated tail fast.
-    if (buf_[y + kRecTypeAt] == std::byte{0}) continue;
-    if (ParseRecord(buf_, y).ok) {
+    if (seg_[y + kRecTypeAt] == std::byte{0}) continue;
+    if (ParseRecord(seg_, y).ok) {
       return absl::DataLossError(absl::StrCat(path_, ": damaged record at offset ", at, ": ",
                                               reason, " (a valid record follows at offset ", y,
                                               ")"));
     }
   }
-  uint64_t last_nonzero = buf_.size();
-  while (last_nonzero > at && buf_[last_nonzero - 1] == std::byte{0}) --last_nonzero;
+  uint64_t last_nonzero = seg_.size();
+  while (last_nonzero > at && seg_[last_nonzero - 1] == std::byte{0}) --last_nonzero;
   SetEnd(at, last_nonzero - at);
   return absl::OkStatus();
 }
@@ -206,7 +223,7 @@ absl::StatusOr<bool> LogReader::Next(LogRecord* record) {
       }
       if (absl::Status s = LoadSegment(); !s.ok()) return Stop(s);
     }
-    const std::span<const std::byte> seg = buf_;
+    const std::span<const std::byte> seg = seg_;
     const uint64_t at = pos_;
     const bool last = segment_index_ + 1 == segments_.size();
     // End of data: the segment is full, or a zero header starts the

@@ -105,8 +105,13 @@ class LogReader {
   bool loaded_ = false;
   std::string path_;  // the loaded segment
   uint64_t segment_first_lsn_ = kNoLsn;
-  std::vector<std::byte> buf_;  // the loaded segment, whole
-  uint64_t pos_ = 0;            // next record header in buf_
+  // The loaded segment, whole: a real file is mapped (no zero-filled buffer
+  // to fault in, no copy out of the page cache: docs/DURABILITY.md,
+  // "Recovery"); others are read into buf_.  seg_ views whichever holds it.
+  std::unique_ptr<MappedFile> mapped_;
+  std::vector<std::byte> buf_;
+  std::span<const std::byte> seg_;
+  uint64_t pos_ = 0;  // next record header in seg_
   uint64_t expected_lsn_ = kNoLsn;
   bool done_ = false;
   absl::Status error_;
