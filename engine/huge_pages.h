@@ -23,7 +23,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <utility>
 
 #include "tally/assert.h"
@@ -56,73 +55,6 @@ inline bool Prefault(void* p, size_t size_bytes) {
 inline std::atomic<uint64_t> mapped_bytes{0};
 inline uint64_t MappedBytes() { return mapped_bytes.load(std::memory_order_relaxed); }
 
-// MappedSize is what MapHuge maps for size_bytes: rounded up to 4 KiB.
-inline size_t MappedSize(size_t size_bytes) {
-  constexpr size_t small_page_bytes = 4096;
-  return (size_bytes + small_page_bytes - 1) & ~(small_page_bytes - 1);
-}
-
-// MapHuge maps MappedSize(size_bytes) zeroed bytes by themselves at a 2 MiB
-// boundary, every whole 2 MiB page of them advised huge, and counts them
-// in mapped_bytes; UnmapHuge(p, MappedSize(size_bytes)) gives them back.
-inline void* MapHuge(size_t size_bytes) {
-  size_bytes = MappedSize(size_bytes);
-  // Reserve a huge page more than needed, then give back the head and the
-  // tail around the first 2 MiB boundary.
-  const size_t reserve_bytes = size_bytes + huge_page_bytes;
-  void* p = ::mmap(nullptr, reserve_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
-  TALLY_ASSERT(p != MAP_FAILED);
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(p);
-  const uintptr_t aligned = (begin + huge_page_bytes - 1) & ~uintptr_t{huge_page_bytes - 1};
-  const uintptr_t end = begin + reserve_bytes;
-  if (aligned > begin) ::munmap(p, aligned - begin);
-  if (end > aligned + size_bytes) {
-    ::munmap(reinterpret_cast<void*>(aligned + size_bytes), end - aligned - size_bytes);
-  }
-  void* data = reinterpret_cast<void*>(aligned);
-  // A hint: failure changes nothing.
-  (void)::madvise(data, size_bytes & ~(huge_page_bytes - 1), MADV_HUGEPAGE);
-  mapped_bytes.fetch_add(size_bytes, std::memory_order_relaxed);
-  return data;
-}
-inline void UnmapHuge(void* p, size_t size_bytes) {
-  size_bytes = MappedSize(size_bytes);
-  ::munmap(p, size_bytes);
-  mapped_bytes.fetch_sub(size_bytes, std::memory_order_relaxed);
-}
-
-// HugeAllocator is std::allocator for a vector that can grow big and is
-// read at random (the op-id generations' entries, engine/op_memory.h): an
-// allocation of at least huge_page_bytes is MapHuge'd, so it lies on whole
-// 2 MiB pages (a malloc'd block that size is mmapped 16 bytes into a 4 KiB
-// page, and THP here is madvise-only, so it would stay on 4 KiB pages);
-// smaller ones come from operator new.  Stateless: every instance equal.
-template <typename T>
-struct HugeAllocator {
-  using value_type = T;
-  HugeAllocator() = default;
-  template <typename U>
-  HugeAllocator(const HugeAllocator<U>&) noexcept {}  // NOLINT: rebinding
-  T* allocate(size_t n) {
-    const size_t size_bytes = n * sizeof(T);
-    if (size_bytes >= huge_page_bytes) return static_cast<T*>(MapHuge(size_bytes));
-    return std::allocator<T>().allocate(n);
-  }
-  void deallocate(T* p, size_t n) noexcept {
-    const size_t size_bytes = n * sizeof(T);
-    if (size_bytes >= huge_page_bytes) {
-      UnmapHuge(p, size_bytes);
-    } else {
-      std::allocator<T>().deallocate(p, n);
-    }
-  }
-  template <typename U>
-  friend bool operator==(const HugeAllocator&, const HugeAllocator<U>&) noexcept {
-    return true;
-  }
-};
-
 // HugeBlock owns one block of memory for a store that grows in chunks
 // (wallets, lots, history).  A block of at least huge_page_bytes is mapped
 // by itself at a 2 MiB boundary, exactly its size rounded up to 4 KiB, and
@@ -145,9 +77,26 @@ class HugeBlock {
       std::memset(data_, 0, size_bytes_);
       return;
     }
-    size_bytes_ = MappedSize(size_bytes);
+    constexpr size_t small_page_bytes = 4096;
+    size_bytes_ = (size_bytes + small_page_bytes - 1) & ~(small_page_bytes - 1);
     mapped_ = true;
-    data_ = static_cast<unsigned char*>(MapHuge(size_bytes_));
+    // Reserve a huge page more than needed, then give back the head and the
+    // tail around the first 2 MiB boundary.
+    const size_t reserve_bytes = size_bytes_ + huge_page_bytes;
+    void* p = ::mmap(nullptr, reserve_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                     -1, 0);
+    TALLY_ASSERT(p != MAP_FAILED);
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(p);
+    const uintptr_t aligned = (begin + huge_page_bytes - 1) & ~uintptr_t{huge_page_bytes - 1};
+    const uintptr_t end = begin + reserve_bytes;
+    if (aligned > begin) ::munmap(p, aligned - begin);
+    if (end > aligned + size_bytes_) {
+      ::munmap(reinterpret_cast<void*>(aligned + size_bytes_), end - aligned - size_bytes_);
+    }
+    data_ = reinterpret_cast<unsigned char*>(aligned);
+    // A hint: failure changes nothing.
+    (void)::madvise(data_, size_bytes_ & ~(huge_page_bytes - 1), MADV_HUGEPAGE);
+    mapped_bytes.fetch_add(size_bytes_, std::memory_order_relaxed);
   }
   HugeBlock(HugeBlock&& other) noexcept
       : data_(std::exchange(other.data_, nullptr)),
@@ -173,7 +122,8 @@ class HugeBlock {
   void Release() {
     if (data_ == nullptr) return;
     if (mapped_) {
-      UnmapHuge(data_, size_bytes_);
+      ::munmap(data_, size_bytes_);
+      mapped_bytes.fetch_sub(size_bytes_, std::memory_order_relaxed);
     } else {
       std::free(data_);
     }

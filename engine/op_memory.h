@@ -55,10 +55,6 @@ class OpMemory {
     OpKey key;
     Result result;
   };
-  // A generation's entries: read at random (on a fingerprint match) and
-  // written in order, ~112 MB a full default generation, so on whole 2 MiB
-  // pages (HugeAllocator) like the table.
-  using Entries = std::vector<Entry, HugeAllocator<Entry>>;
 
   // map_all (LedgerOptions::prefault) maps the table and room for both
   // generations now; else the table is mapped with the first id and the
@@ -83,7 +79,7 @@ class OpMemory {
     return std::span<unsigned char>(table_.data(), table_.size_bytes());
   }
   std::span<unsigned char> unwritten_entries(int g) const {
-    const Entries& e = generations_[g].entries;
+    const std::vector<Entry>& e = generations_[g].entries;
     if (e.capacity() == e.size()) return {};
     // Writable memory of this object's own vector: only ever faulted in.
     unsigned char* begin = reinterpret_cast<unsigned char*>(const_cast<Entry*>(e.data() + e.size()));
@@ -140,7 +136,7 @@ class OpMemory {
   // time, epoch and entries, loaded back in arrival order into a memory
   // that has not taken ids yet.
   int current_index() const { return current_; }
-  const Entries& entries_of(int g) const { return generations_[g].entries; }
+  const std::vector<Entry>& entries_of(int g) const { return generations_[g].entries; }
   int64_t began_us_of(int g) const { return generations_[g].began_us; }
   uint64_t generation_max() const { return generation_max_; }
 
@@ -214,7 +210,7 @@ class OpMemory {
   struct Generation {
     uint32_t epoch = 0;  // counts Clear()s, so stale claims are recognised
     uint16_t tag = 0;    // in the table's slots; never 0
-    Entries entries;
+    std::vector<Entry> entries;
     int64_t began_us = 0;
   };
 

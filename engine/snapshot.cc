@@ -418,7 +418,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::DecodeSnapshot(std::string_view 
     if (!in.Has(n * kOpEntryBytes)) break;
     const bool loaded = s.ops.LoadBulk(
         static_cast<int>(current), g, began_us, n,
-        [&](engine::OpMemory::Entries& out, uint64_t count) {
+        [&](std::vector<engine::OpMemory::Entry>& out, uint64_t count) {
           for (uint64_t k = 0; k < count; ++k) {
             engine::OpMemory::Entry& e = out.emplace_back();
             e.key.org_id = in.Take<uint64_t>();
