@@ -107,6 +107,19 @@ std::vector<HistoryEntryView> AllPages(HistoryQuery q, Get get, bool* truncated)
   return all;
 }
 
+// FromFile: every page of `q` from a history file over the small ledger.
+// FromTwin: the same from the twin, the ledger big enough never to forget.
+std::vector<HistoryEntryView> FromFile(const HistoryFile& file, const Ledger& ledger,
+                                       const HistoryQuery& q, bool* truncated) {
+  return AllPages(
+      q, [&](const HistoryQuery& x) { return file.GetHistory(ledger, x); }, truncated);
+}
+std::vector<HistoryEntryView> FromTwin(const Ledger& twin, const HistoryQuery& q) {
+  bool truncated = false;
+  return AllPages(
+      q, [&](const HistoryQuery& x) { return twin.GetHistory(x); }, &truncated);
+}
+
 void ExpectSame(const std::vector<HistoryEntryView>& got,
                 const std::vector<HistoryEntryView>& want) {
   ASSERT_EQ(got.size(), want.size());
@@ -135,13 +148,11 @@ TEST(HistoryFile, AWalletsWholeHistoryPagesPastTheRamWindow) {
   q.wallet_id = 2;
   q.limit = 777;
   bool truncated_ram = false, truncated_file = false;
-  auto ram_only = AllPages(q, [&](const HistoryQuery& x) { return w.small_.GetHistory(x); },
-                           &truncated_ram);
+  auto ram_only = AllPages(
+      q, [&](const HistoryQuery& x) { return w.small_.GetHistory(x); }, &truncated_ram);
   EXPECT_TRUE(truncated_ram) << "the small ledger alone cannot reach the start";
-  auto with_file = AllPages(
-      q, [&](const HistoryQuery& x) { return w.file_->GetHistory(w.small_, x); }, &truncated_file);
-  auto twin = AllPages(q, [&](const HistoryQuery& x) { return w.twin_.GetHistory(x); },
-                       &truncated_ram);
+  auto with_file = FromFile(*w.file_, w.small_, q, &truncated_file);
+  auto twin = FromTwin(w.twin_, q);
   EXPECT_FALSE(truncated_file);
   EXPECT_GT(with_file.size(), ram_only.size());
   ExpectSame(with_file, twin);
@@ -162,10 +173,9 @@ TEST(HistoryFile, DirectWritesTakeTheWholeBlocksAndReadBackTheSame) {
   q.org_id = kOrg;
   q.wallet_id = 1;
   q.limit = 1000;
-  bool t1 = false, t2 = false;
-  auto with_file = AllPages(
-      q, [&](const HistoryQuery& x) { return w.file_->GetHistory(w.small_, x); }, &t1);
-  auto twin = AllPages(q, [&](const HistoryQuery& x) { return w.twin_.GetHistory(x); }, &t2);
+  bool t1 = false;
+  auto with_file = FromFile(*w.file_, w.small_, q, &t1);
+  auto twin = FromTwin(w.twin_, q);
   EXPECT_FALSE(t1);
   ExpectSame(with_file, twin);
   ASSERT_TRUE(w.file_->Sync().ok());
@@ -202,14 +212,14 @@ TEST(HistoryFile, BatchesBiggerThanAWriteKeepTheirTextsAcrossWrites) {
     q.org_id = kOrg;
     q.all_wallets = true;
     q.limit = 5000;
-    bool t1 = false, t2 = false;
-    auto with_file = AllPages(
-        q, [&](const HistoryQuery& x) { return w.file_->GetHistory(w.small_, x); }, &t1);
-    auto twin = AllPages(q, [&](const HistoryQuery& x) { return w.twin_.GetHistory(x); }, &t2);
+    bool t1 = false;
+    auto with_file = FromFile(*w.file_, w.small_, q, &t1);
+    auto twin = FromTwin(w.twin_, q);
     EXPECT_FALSE(t1);
     ExpectSame(with_file, twin);
     size_t only_actor = 0;
-    for (const HistoryEntryView& e : with_file) only_actor += e.reference.empty() && !e.actor.empty();
+    for (const HistoryEntryView& e : with_file)
+      only_actor += e.reference.empty() && !e.actor.empty();
     EXPECT_GT(only_actor, 1000u);
   }
 }
@@ -230,11 +240,9 @@ TEST(HistoryFile, OnARealFileDroppedPagesReadBackTheSame) {
     q.org_id = kOrg;
     q.wallet_id = 1;
     q.limit = 1000;
-    bool t1 = false, t2 = false;
-    auto twin = AllPages(q, [&](const HistoryQuery& x) { return w.twin_.GetHistory(x); }, &t2);
-    ExpectSame(AllPages(q, [&](const HistoryQuery& x) { return w.file_->GetHistory(w.small_, x); },
-                        &t1),
-               twin);
+    bool t1 = false;
+    auto twin = FromTwin(w.twin_, q);
+    ExpectSame(FromFile(*w.file_, w.small_, q, &t1), twin);
     EXPECT_FALSE(t1);
     ASSERT_TRUE(w.file_->Sync().ok());
     HistoryRecovery report;
@@ -242,9 +250,7 @@ TEST(HistoryFile, OnARealFileDroppedPagesReadBackTheSame) {
     ASSERT_TRUE(reopened.ok()) << reopened.status();
     EXPECT_EQ(report.entries_lost, 0u);
     EXPECT_EQ(report.entries_respilled, 0u);
-    ExpectSame(AllPages(q, [&](const HistoryQuery& x) { return (*reopened)->GetHistory(w.small_, x); },
-                        &t1),
-               twin);
+    ExpectSame(FromFile(**reopened, w.small_, q, &t1), twin);
   }
   std::filesystem::remove_all(dir_template);
 }
@@ -259,10 +265,9 @@ TEST(HistoryFile, OrgHistoryWithFiltersMatchesTheTwin) {
   q.from_us = kT0 + 5 * kSecond;
   q.to_us = kT0 + 60 * kSecond;
   q.limit = 5000;
-  bool t1 = false, t2 = false;
-  auto with_file = AllPages(
-      q, [&](const HistoryQuery& x) { return w.file_->GetHistory(w.small_, x); }, &t1);
-  auto twin = AllPages(q, [&](const HistoryQuery& x) { return w.twin_.GetHistory(x); }, &t2);
+  bool t1 = false;
+  auto with_file = FromFile(*w.file_, w.small_, q, &t1);
+  auto twin = FromTwin(w.twin_, q);
   EXPECT_FALSE(t1);
   ASSERT_FALSE(twin.empty());
   ExpectSame(with_file, twin);
@@ -300,9 +305,8 @@ TEST(HistoryFile, ReopenAfterSyncTrustsTheDiskAndRewritesOnlyTheUnsyncedTail) {
   q.org_id = kOrg;
   q.wallet_id = 3;
   q.limit = 10000;
-  bool t1 = false, t2 = false;
-  ExpectSame(AllPages(q, [&](const HistoryQuery& x) { return (*reopened)->GetHistory(w.small_, x); }, &t1),
-             AllPages(q, [&](const HistoryQuery& x) { return w.twin_.GetHistory(x); }, &t2));
+  bool t1 = false;
+  ExpectSame(FromFile(**reopened, w.small_, q, &t1), FromTwin(w.twin_, q));
 }
 
 TEST(HistoryFile, EntriesOfALostLogTailAreNeverShownAndGetOverwritten) {
@@ -342,10 +346,10 @@ TEST(HistoryFile, ADamagedOldEntryEndsTheWalkWithTruncatedNotWrongData) {
   q.wallet_id = 1;
   q.limit = 10000;
   bool t = false;
-  auto twin = AllPages(q, [&](const HistoryQuery& x) { return w.twin_.GetHistory(x); }, &t);
+  auto twin = FromTwin(w.twin_, q);
   uint64_t seq = twin.back().seq;
   w.fs_.FlipBit("/h/entries", (seq - 1) * history_record_bytes + 50, 3);
-  auto got = AllPages(q, [&](const HistoryQuery& x) { return w.file_->GetHistory(w.small_, x); }, &t);
+  auto got = FromFile(*w.file_, w.small_, q, &t);
   EXPECT_TRUE(t);
   EXPECT_EQ(got.size(), twin.size() - 1);
   // And a start of the file layer that did not sync counts it as lost.
