@@ -111,10 +111,21 @@ TEST(BenchEndToEnd, AllocationsRequestsAndApprovalsAreVerified) {
 
 // The open loop sends on a fixed schedule and never ahead of it, so its rate
 // is bounded above by the one asked for whatever the machine does; a slow
-// machine may only make it lower (no timing assertion from below).
+// machine may only make it lower (no timing assertion from below).  On a
+// saturated machine (twelve busy loops beside the test's own load on two
+// cores) the server can take longer than the measured window to answer the
+// frames due in it: the run is then verified but its window is empty, which
+// says nothing about the schedule either way, so the latency checks apply
+// only to a window that holds replies.
 TEST(BenchEndToEnd, OpenLoopNeverSendsAheadOfItsSchedule) {
-  Outcome o = RunBench(kSpawn + " --rate 2000 --connections 4 --depth 64 --wallets 1000");
-  ExpectVerifiedRun(o);
+  Outcome o = RunBench(std::string("--spawn --tallyd ") + TALLY_BENCH_TALLYD +
+                       " --shards 2 --io-threads 1 --json --quiet --duration-s 3 --warmup-s 0.5"
+                       " --rate 2000 --connections 4 --depth 64 --wallets 1000");
+  ASSERT_EQ(o.exit_code, 0) << o.out;
+  EXPECT_NE(o.out.find("\"verify\":{\"done\":true,\"ok\":true"), std::string::npos) << o.out;
+  EXPECT_GT(Number(o.out, "ops_total"), 0) << o.out;
+  EXPECT_EQ(Number(o.out, "error_count"), 0) << o.out;
+  if (Number(o.out, "ops") > 0) ExpectVerifiedRun(o);
   EXPECT_LE(Number(o.out, "ops_per_s"), 2000 * 1.05) << o.out;
 }
 
