@@ -405,7 +405,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // KickWrite) and keeps the job for reuse.
   void ApplyFinished(std::unique_ptr<ServerJob> job) {
     scratch_.clear();
-    proto::EncodeApplyReply(job->time_us.load(std::memory_order_relaxed), job->results,
+    proto::EncodeApplyReply(job->time_us.load(std::memory_order_relaxed), job->result_span(),
                             &scratch_);
     Write(Opcode::apply, job->request_id, ResultCode::ok, scratch_, /*counted=*/true,
           /*kick=*/false);
@@ -714,15 +714,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Apply(uint64_t id, std::string_view body, std::optional<PendingRefusal>* refuse) {
     std::unique_ptr<ServerJob> job = TakeJob();
     job->body.assign(body.data(), body.size());
-    if (absl::Status s = DecodeBatch(job->body, &job->batch); !s.ok()) {
+    // Decoded into this connection's scratch (warm on this core); a small
+    // frame's commands are then copied into the job, a big frame's decoded
+    // vectors are swapped into it.
+    DecodedBatch& batch = decoded_;
+    if (absl::Status s = DecodeBatch(job->body, &batch); !s.ok()) {
       GiveJob(std::move(job));
       refuse->emplace(ResultCode::malformed_frame, Cat("malformed_frame: apply: ", s.message()),
                       id);
       return;
     }
-    const size_t count = job->batch.commands.size();
-    if (job->batch.time_us != 0 || count == 0 || count > frame_commands_max) {
-      int64_t time_us = job->batch.time_us;
+    const size_t count = batch.commands.size();
+    if (batch.time_us != 0 || count == 0 || count > frame_commands_max) {
+      int64_t time_us = batch.time_us;
       GiveJob(std::move(job));
       refuse->emplace(ResultCode::malformed_frame,
                       Cat("malformed_frame: apply wants time_us 0 and 1 to ", frame_commands_max,
@@ -730,10 +734,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
                       id);
       return;
     }
+    // Targets point into batch.targets: a frame with any stays in vectors.
+    const bool small = count <= ApplyJob::small_commands_max && batch.targets.empty();
     job->request_id = id;
     job->reencode = false;
     job->time_us.store(0, std::memory_order_relaxed);
-    job->results.resize(count);
+    Result* results = nullptr;
+    if (small) {
+      job->small_count = static_cast<uint32_t>(count);
+      results = job->small_results.data();
+      std::fill_n(results, count, Result{});
+    } else {
+      job->small_count = 0;
+      job->results.resize(count);
+      results = job->results.data();
+    }
     // Group the commands by shard, each group in request order (a counting
     // sort: no allocation once the buffers have grown).
     constexpr uint32_t refused = UINT32_MAX;
@@ -741,14 +756,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     command_shards_.resize(count);
     std::fill(shard_counts_.begin(), shard_counts_.end(), 0);
     std::fill(shard_log_bytes_.begin(), shard_log_bytes_.end(), 0);
-    const uint32_t* ends = job->batch.command_ends.data();
+    const uint32_t* ends = batch.command_ends.data();
     uint32_t placed = 0;
     for (uint32_t i = 0; i < count; ++i) {
-      Command& c = job->batch.commands[i];
+      Command& c = batch.commands[i];
       // The sweep is the server's own command; clients never send it.
       if (c.kind == CommandKind::expire_sweep || !proto::RoleMayApply(token_->role, c.kind) ||
           !token_->MayUseOrg(c.org_id)) {
-        job->results[i] = Result{.code = ResultCode::forbidden};
+        results[i] = Result{.code = ResultCode::forbidden};
         command_shards_[i] = refused;
         continue;
       }
@@ -767,7 +782,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
       shard_log_bytes_[s] += log_bytes;
       ++placed;
     }
-    job->order.resize(placed);
     uint32_t parts = 0;
     uint32_t begin = 0;
     for (uint32_t s = 0; s < shards; ++s) {
@@ -776,8 +790,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (n > 0) ++parts;
       begin += n;
     }
-    for (uint32_t i = 0; i < count; ++i) {
-      if (command_shards_[i] != refused) job->order[shard_counts_[command_shards_[i]]++] = i;
+    if (small) {
+      std::copy_n(batch.commands.data(), count, job->small_commands.data());
+      for (uint32_t i = 0; i < count; ++i) {
+        if (command_shards_[i] != refused) {
+          job->small_order[shard_counts_[command_shards_[i]]++] = static_cast<uint8_t>(i);
+        }
+      }
+    } else {
+      std::swap(job->batch, batch);
+      job->order.resize(placed);
+      for (uint32_t i = 0; i < count; ++i) {
+        if (command_shards_[i] != refused) job->order[shard_counts_[command_shards_[i]]++] = i;
+      }
     }
     ++in_flight_;
     if (parts == 0) {  // every command refused: answered at once
@@ -793,7 +818,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     begin = 0;
     for (uint32_t s = 0; s < shards; ++s) {
       uint32_t end = shard_counts_[s];
-      if (end > begin) outbox_[s].push_back(ApplyPart{flying, begin, end, shard_log_bytes_[s]});
+      if (end > begin) {
+        outbox_[s].push_back(ApplyPart{flying, begin, end, shard_log_bytes_[s], small});
+      }
       begin = end;
     }
   }
@@ -993,6 +1020,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   size_t read_end_ = 0;
   std::vector<std::vector<ApplyPart>> outbox_;  // per shard: parts not yet handed on
   std::vector<std::unique_ptr<ServerJob>> free_jobs_;
+  DecodedBatch decoded_;                   // Apply's scratch
   std::vector<uint32_t> command_shards_;   // Apply's scratch
   std::vector<uint32_t> shard_counts_;     // Apply's scratch
   std::vector<uint32_t> shard_log_bytes_;  // Apply's scratch
