@@ -163,7 +163,10 @@ class Connection;
 
 // ServerJob is an apply job and the connection waiting for it.
 struct ServerJob : ApplyJob {
-  std::shared_ptr<Connection> connection;  // set while the job is in flight
+  // Set while the job is in flight.  Not an owner: a connection with jobs
+  // out pins itself (Connection::pin_) until the last comes back, so a
+  // frame costs no reference count.
+  Connection* connection = nullptr;
   uint64_t request_id = 0;
 };
 
@@ -210,7 +213,7 @@ class Completions final : public JobSink {
   bool posted_ = false;            // guarded by mu_
   // I/O thread only.
   std::vector<ServerJob*> draining_;
-  std::vector<std::shared_ptr<Connection>> touched_;
+  std::vector<Connection*> touched_;
 };
 
 // EventHub knows the subscribed connections and hands each the events it
@@ -415,6 +418,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   bool touched_ = false;  // in Completions::Drain's list (I/O thread only)
 
+  // JobBack counts a job in flight back (Completions, on this connection's
+  // I/O thread, or after the I/O threads stopped).  The pin is let go by
+  // UnpinIfIdle, once the caller is done with the connection.
+  void JobBack() {
+    TALLY_ASSERT(jobs_out_ > 0);
+    --jobs_out_;
+  }
+  // UnpinIfIdle hands over the connection's hold on itself when no job is
+  // out: the caller drops it when it no longer touches the connection
+  // (it may be the last owner).
+  std::shared_ptr<Connection> UnpinIfIdle() {
+    return jobs_out_ == 0 ? std::move(pin_) : nullptr;
+  }
+
  private:
   std::unique_ptr<ServerJob> TakeJob() {
     if (free_jobs_.empty()) return std::make_unique<ServerJob>();
@@ -424,7 +441,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void GiveJob(std::unique_ptr<ServerJob> job) {
-    job->connection.reset();
+    job->connection = nullptr;
     if (free_jobs_.size() < job_pool_max && job->body.capacity() <= job_keep_body_bytes) {
       free_jobs_.push_back(std::move(job));
     }
@@ -805,15 +822,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
       }
     }
     ++in_flight_;
+    job->connection = this;
     if (parts == 0) {  // every command refused: answered at once
-      job->connection = shared_from_this();
       ApplyFinished(std::move(job));
       KickWrite();
       return;
     }
     job->parts_left.store(parts, std::memory_order_relaxed);
     job->sink = completions_;
-    job->connection = shared_from_this();
+    if (jobs_out_++ == 0) pin_ = shared_from_this();
     ServerJob* flying = job.release();  // comes back through Completions
     begin = 0;
     for (uint32_t s = 0; s < shards; ++s) {
@@ -1020,6 +1037,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   size_t read_end_ = 0;
   std::vector<std::vector<ApplyPart>> outbox_;  // per shard: parts not yet handed on
   std::vector<std::unique_ptr<ServerJob>> free_jobs_;
+  // Apply jobs handed to the shards and not yet back, and while there are
+  // any, the connection's hold on itself: a job's back pointer needs no
+  // reference count of its own (an atomic increment and decrement a frame).
+  uint32_t jobs_out_ = 0;
+  std::shared_ptr<Connection> pin_;
   DecodedBatch decoded_;                   // Apply's scratch
   std::vector<uint32_t> command_shards_;   // Apply's scratch
   std::vector<uint32_t> shard_counts_;     // Apply's scratch
@@ -1028,7 +1050,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
 Completions::~Completions() {
   // Jobs finished after the I/O threads stopped: nobody will answer them.
-  for (ServerJob* job : ready_) delete job;
+  // Each lets go of its connection's pin (the I/O threads are joined: no
+  // other thread touches the connections now).
+  for (ServerJob* job : ready_) {
+    Connection* connection = job->connection;
+    delete job;
+    connection->JobBack();
+    std::shared_ptr<Connection> unpinned = connection->UnpinIfIdle();
+  }
 }
 
 void Completions::Drain() {
@@ -1037,18 +1066,22 @@ void Completions::Drain() {
     draining_.swap(ready_);
     posted_ = false;
   }
+  // A connection's pin holds it until after its write is started: the
+  // raw pointers here stay valid.
   for (ServerJob* job : draining_) {
-    std::shared_ptr<Connection> connection = std::move(job->connection);
+    Connection* connection = job->connection;
     connection->ApplyFinished(std::unique_ptr<ServerJob>(job));
+    connection->JobBack();
     if (!connection->touched_) {
       connection->touched_ = true;
-      touched_.push_back(std::move(connection));
+      touched_.push_back(connection);
     }
   }
   draining_.clear();
-  for (const std::shared_ptr<Connection>& connection : touched_) {
+  for (Connection* connection : touched_) {
     connection->touched_ = false;
     connection->KickWrite();
+    std::shared_ptr<Connection> unpinned = connection->UnpinIfIdle();  // may free it
   }
   touched_.clear();
 }
