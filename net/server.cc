@@ -758,9 +758,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     job->time_us.store(0, std::memory_order_relaxed);
     Result* results = nullptr;
     if (small) {
+      // Every result is written before the job comes back (here if refused,
+      // else by its shard): no need to clear them, which would only pull
+      // the line the shard last wrote over to this core a second time.
       job->small_count = static_cast<uint32_t>(count);
       results = job->small_results.data();
-      std::fill_n(results, count, Result{});
     } else {
       job->small_count = 0;
       job->results.resize(count);
