@@ -163,10 +163,7 @@ class Connection;
 
 // ServerJob is an apply job and the connection waiting for it.
 struct ServerJob : ApplyJob {
-  // Set while the job is in flight.  Not an owner: a connection with jobs
-  // out pins itself (Connection::pin_) until the last comes back, so a
-  // frame costs no reference count.
-  Connection* connection = nullptr;
+  std::shared_ptr<Connection> connection;  // set while the job is in flight
   uint64_t request_id = 0;
 };
 
@@ -213,7 +210,7 @@ class Completions final : public JobSink {
   bool posted_ = false;            // guarded by mu_
   // I/O thread only.
   std::vector<ServerJob*> draining_;
-  std::vector<Connection*> touched_;
+  std::vector<std::shared_ptr<Connection>> touched_;
 };
 
 // EventHub knows the subscribed connections and hands each the events it
@@ -408,7 +405,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // KickWrite) and keeps the job for reuse.
   void ApplyFinished(std::unique_ptr<ServerJob> job) {
     scratch_.clear();
-    proto::EncodeApplyReply(job->time_us.load(std::memory_order_relaxed), job->result_span(),
+    proto::EncodeApplyReply(job->time_us.load(std::memory_order_relaxed), job->results,
                             &scratch_);
     Write(Opcode::apply, job->request_id, ResultCode::ok, scratch_, /*counted=*/true,
           /*kick=*/false);
@@ -417,20 +414,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   bool touched_ = false;  // in Completions::Drain's list (I/O thread only)
-
-  // JobBack counts a job in flight back (Completions, on this connection's
-  // I/O thread, or after the I/O threads stopped).  The pin is let go by
-  // UnpinIfIdle, once the caller is done with the connection.
-  void JobBack() {
-    TALLY_ASSERT(jobs_out_ > 0);
-    --jobs_out_;
-  }
-  // UnpinIfIdle hands over the connection's hold on itself when no job is
-  // out: the caller drops it when it no longer touches the connection
-  // (it may be the last owner).
-  std::shared_ptr<Connection> UnpinIfIdle() {
-    return jobs_out_ == 0 ? std::move(pin_) : nullptr;
-  }
 
  private:
   std::unique_ptr<ServerJob> TakeJob() {
@@ -441,7 +424,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void GiveJob(std::unique_ptr<ServerJob> job) {
-    job->connection = nullptr;
+    job->connection.reset();
     if (free_jobs_.size() < job_pool_max && job->body.capacity() <= job_keep_body_bytes) {
       free_jobs_.push_back(std::move(job));
     }
@@ -731,19 +714,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Apply(uint64_t id, std::string_view body, std::optional<PendingRefusal>* refuse) {
     std::unique_ptr<ServerJob> job = TakeJob();
     job->body.assign(body.data(), body.size());
-    // Decoded into this connection's scratch (warm on this core); a small
-    // frame's commands are then copied into the job, a big frame's decoded
-    // vectors are swapped into it.
-    DecodedBatch& batch = decoded_;
-    if (absl::Status s = DecodeBatch(job->body, &batch); !s.ok()) {
+    if (absl::Status s = DecodeBatch(job->body, &job->batch); !s.ok()) {
       GiveJob(std::move(job));
       refuse->emplace(ResultCode::malformed_frame, Cat("malformed_frame: apply: ", s.message()),
                       id);
       return;
     }
-    const size_t count = batch.commands.size();
-    if (batch.time_us != 0 || count == 0 || count > frame_commands_max) {
-      int64_t time_us = batch.time_us;
+    const size_t count = job->batch.commands.size();
+    if (job->batch.time_us != 0 || count == 0 || count > frame_commands_max) {
+      int64_t time_us = job->batch.time_us;
       GiveJob(std::move(job));
       refuse->emplace(ResultCode::malformed_frame,
                       Cat("malformed_frame: apply wants time_us 0 and 1 to ", frame_commands_max,
@@ -751,23 +730,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
                       id);
       return;
     }
-    // Targets point into batch.targets: a frame with any stays in vectors.
-    const bool small = count <= ApplyJob::small_commands_max && batch.targets.empty();
     job->request_id = id;
     job->reencode = false;
     job->time_us.store(0, std::memory_order_relaxed);
-    Result* results = nullptr;
-    if (small) {
-      // Every result is written before the job comes back (here if refused,
-      // else by its shard): no need to clear them, which would only pull
-      // the line the shard last wrote over to this core a second time.
-      job->small_count = static_cast<uint32_t>(count);
-      results = job->small_results.data();
-    } else {
-      job->small_count = 0;
-      job->results.resize(count);
-      results = job->results.data();
-    }
+    job->results.resize(count);
     // Group the commands by shard, each group in request order (a counting
     // sort: no allocation once the buffers have grown).
     constexpr uint32_t refused = UINT32_MAX;
@@ -775,14 +741,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     command_shards_.resize(count);
     std::fill(shard_counts_.begin(), shard_counts_.end(), 0);
     std::fill(shard_log_bytes_.begin(), shard_log_bytes_.end(), 0);
-    const uint32_t* ends = batch.command_ends.data();
+    const uint32_t* ends = job->batch.command_ends.data();
     uint32_t placed = 0;
     for (uint32_t i = 0; i < count; ++i) {
-      Command& c = batch.commands[i];
+      Command& c = job->batch.commands[i];
       // The sweep is the server's own command; clients never send it.
       if (c.kind == CommandKind::expire_sweep || !proto::RoleMayApply(token_->role, c.kind) ||
           !token_->MayUseOrg(c.org_id)) {
-        results[i] = Result{.code = ResultCode::forbidden};
+        job->results[i] = Result{.code = ResultCode::forbidden};
         command_shards_[i] = refused;
         continue;
       }
@@ -801,6 +767,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       shard_log_bytes_[s] += log_bytes;
       ++placed;
     }
+    job->order.resize(placed);
     uint32_t parts = 0;
     uint32_t begin = 0;
     for (uint32_t s = 0; s < shards; ++s) {
@@ -809,37 +776,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (n > 0) ++parts;
       begin += n;
     }
-    if (small) {
-      std::copy_n(batch.commands.data(), count, job->small_commands.data());
-      for (uint32_t i = 0; i < count; ++i) {
-        if (command_shards_[i] != refused) {
-          job->small_order[shard_counts_[command_shards_[i]]++] = static_cast<uint8_t>(i);
-        }
-      }
-    } else {
-      std::swap(job->batch, batch);
-      job->order.resize(placed);
-      for (uint32_t i = 0; i < count; ++i) {
-        if (command_shards_[i] != refused) job->order[shard_counts_[command_shards_[i]]++] = i;
-      }
+    for (uint32_t i = 0; i < count; ++i) {
+      if (command_shards_[i] != refused) job->order[shard_counts_[command_shards_[i]]++] = i;
     }
     ++in_flight_;
-    job->connection = this;
     if (parts == 0) {  // every command refused: answered at once
+      job->connection = shared_from_this();
       ApplyFinished(std::move(job));
       KickWrite();
       return;
     }
     job->parts_left.store(parts, std::memory_order_relaxed);
     job->sink = completions_;
-    if (jobs_out_++ == 0) pin_ = shared_from_this();
+    job->connection = shared_from_this();
     ServerJob* flying = job.release();  // comes back through Completions
     begin = 0;
     for (uint32_t s = 0; s < shards; ++s) {
       uint32_t end = shard_counts_[s];
-      if (end > begin) {
-        outbox_[s].push_back(ApplyPart{flying, begin, end, shard_log_bytes_[s], small});
-      }
+      if (end > begin) outbox_[s].push_back(ApplyPart{flying, begin, end, shard_log_bytes_[s]});
       begin = end;
     }
   }
@@ -1039,12 +993,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   size_t read_end_ = 0;
   std::vector<std::vector<ApplyPart>> outbox_;  // per shard: parts not yet handed on
   std::vector<std::unique_ptr<ServerJob>> free_jobs_;
-  // Apply jobs handed to the shards and not yet back, and while there are
-  // any, the connection's hold on itself: a job's back pointer needs no
-  // reference count of its own (an atomic increment and decrement a frame).
-  uint32_t jobs_out_ = 0;
-  std::shared_ptr<Connection> pin_;
-  DecodedBatch decoded_;                   // Apply's scratch
   std::vector<uint32_t> command_shards_;   // Apply's scratch
   std::vector<uint32_t> shard_counts_;     // Apply's scratch
   std::vector<uint32_t> shard_log_bytes_;  // Apply's scratch
@@ -1052,14 +1000,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
 Completions::~Completions() {
   // Jobs finished after the I/O threads stopped: nobody will answer them.
-  // Each lets go of its connection's pin (the I/O threads are joined: no
-  // other thread touches the connections now).
-  for (ServerJob* job : ready_) {
-    Connection* connection = job->connection;
-    delete job;
-    connection->JobBack();
-    std::shared_ptr<Connection> unpinned = connection->UnpinIfIdle();
-  }
+  for (ServerJob* job : ready_) delete job;
 }
 
 void Completions::Drain() {
@@ -1068,22 +1009,18 @@ void Completions::Drain() {
     draining_.swap(ready_);
     posted_ = false;
   }
-  // A connection's pin holds it until after its write is started: the
-  // raw pointers here stay valid.
   for (ServerJob* job : draining_) {
-    Connection* connection = job->connection;
+    std::shared_ptr<Connection> connection = std::move(job->connection);
     connection->ApplyFinished(std::unique_ptr<ServerJob>(job));
-    connection->JobBack();
     if (!connection->touched_) {
       connection->touched_ = true;
-      touched_.push_back(connection);
+      touched_.push_back(std::move(connection));
     }
   }
   draining_.clear();
-  for (Connection* connection : touched_) {
+  for (const std::shared_ptr<Connection>& connection : touched_) {
     connection->touched_ = false;
     connection->KickWrite();
-    std::shared_ptr<Connection> unpinned = connection->UnpinIfIdle();  // may free it
   }
   touched_.clear();
 }

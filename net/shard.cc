@@ -249,14 +249,6 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
   record_.resize(batch_header_bytes);  // Store::ApplyEncoded writes the header
   for (const ApplyPart& part : parts) {
     const ApplyJob& job = *part.job;
-    if (part.small) {
-      // Everything in the job itself: no pointer to load first, and never
-      // enough commands to slice (small_commands_max < slice_commands_min).
-      for (uint32_t k = part.begin; k < part.end; ++k) {
-        commands_.push_back(job.small_commands[job.small_order[k]]);
-      }
-      continue;
-    }
     const Command* source = job.batch.commands.data();
     const uint32_t* order = job.order.data();
     for (uint32_t k = part.begin; k < part.end; ++k) {
@@ -309,19 +301,10 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
     return;
   }
   TALLY_ASSERT(out_.results.size() == commands_.size());
-  static_assert(ApplyJob::small_commands_max < slice_commands_min);
   size_t at = 0;
   for (ApplyPart& part : parts) {
     ApplyJob& job = *part.job;
-    if (part.small) {
-      for (uint32_t k = part.begin; k < part.end; ++k) {
-        job.small_results[job.small_order[k]] = out_.results[at++];
-      }
-    } else {
-      for (uint32_t k = part.begin; k < part.end; ++k) {
-        job.results[job.order[k]] = out_.results[at++];
-      }
-    }
+    for (uint32_t k = part.begin; k < part.end; ++k) job.results[job.order[k]] = out_.results[at++];
     int64_t seen = job.time_us.load(std::memory_order_relaxed);
     while (seen < out_.time_us &&
            !job.time_us.compare_exchange_weak(seen, out_.time_us, std::memory_order_relaxed)) {
@@ -350,8 +333,8 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
 void RefuseParts(std::vector<ApplyPart>& parts, ResultCode code) {
   for (const ApplyPart& part : parts) {
     ApplyJob& job = *part.job;
-    Result* results = job.result_data();
-    for (uint32_t k = part.begin; k < part.end; ++k) results[job.order_at(k)] = Result{.code = code};
+    for (uint32_t k = part.begin; k < part.end; ++k)
+      job.results[job.order[k]] = Result{.code = code};
     job.FinishPart();
   }
   parts.clear();

@@ -26,7 +26,6 @@
 #ifndef TALLY_NET_SHARD_H_
 #define TALLY_NET_SHARD_H_
 
-#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -73,50 +72,19 @@ class JobSink {
 // result per command; the shard that finishes the last part hands it to
 // `sink`.  The server reuses jobs (their buffers keep their capacity), so a
 // frame in steady state allocates nothing.
-//
-// A small frame (at most small_commands_max commands, none with targets)
-// keeps its commands, their order and their results inside the job
-// (small_count > 0) instead of in `batch`, `order` and `results`: the job's
-// first line holds what a shard reads and writes besides the commands, so a
-// one-deduct part costs the shard the job's first two lines and its
-// command's three, at addresses it knows from the job's alone, where the
-// vectors cost about ten lines, each behind a pointer it had to load first
-// (all written on the other core: docs/BENCH.md, "Small jobs inline").
-struct alignas(64) ApplyJob {
-  static constexpr uint32_t small_commands_max = 4;
-
-  // Shard and I/O thread: the first line.
-  std::atomic<uint32_t> parts_left{0};
-  uint32_t small_count = 0;  // > 0: the commands are small_commands[0, small_count)
-  std::atomic<int64_t> time_us{0};
-  JobSink* sink = nullptr;
-  // The server changed a command after decoding it (named its actor): its
-  // bytes in `body` are no longer what is applied, so the log encodes them.
-  bool reencode = false;
-  // Indices into the commands grouped by shard, each group in request
-  // order; a part is one range of it.  Small jobs only.
-  std::array<uint8_t, small_commands_max> small_order{};
-  std::array<Result, small_commands_max> small_results;
-  alignas(64) std::array<Command, small_commands_max> small_commands;
-
-  // Frames that are not small.
+struct ApplyJob {
   std::string body;
   DecodedBatch batch;
   std::vector<Result> results;
+  // Indices into batch.commands grouped by shard, each group in request
+  // order; a part is one range of it.
   std::vector<uint32_t> order;
-
-  size_t command_count() const { return small_count > 0 ? small_count : batch.commands.size(); }
-  const Command* commands() const {
-    return small_count > 0 ? small_commands.data() : batch.commands.data();
-  }
-  Command* commands() { return small_count > 0 ? small_commands.data() : batch.commands.data(); }
-  Result* result_data() { return small_count > 0 ? small_results.data() : results.data(); }
-  std::span<const Result> result_span() const {
-    return small_count > 0 ? std::span<const Result>(small_results.data(), small_count)
-                           : std::span<const Result>(results);
-  }
-  // The index of the k-th command in part order.
-  uint32_t order_at(uint32_t k) const { return small_count > 0 ? small_order[k] : order[k]; }
+  // The server changed a command after decoding it (named its actor): its
+  // bytes in `body` are no longer what is applied, so the log encodes them.
+  bool reencode = false;
+  std::atomic<uint32_t> parts_left{0};
+  std::atomic<int64_t> time_us{0};
+  JobSink* sink = nullptr;
 
   // FinishPart counts one part done and hands the job to the sink after the
   // last.
@@ -127,7 +95,7 @@ struct alignas(64) ApplyJob {
 };
 
 // ApplyPart is the commands of one job that go to one shard:
-// the job's order[begin, end) (small_order when `small`).
+// job->order[begin, end).
 struct ApplyPart {
   ApplyJob* job = nullptr;
   uint32_t begin = 0;
@@ -136,9 +104,6 @@ struct ApplyPart {
   // bytes, plus an actor the server named): a round takes no more parts
   // than one record holds (wal_record_payload_bytes_max).  0: small.
   uint32_t log_bytes = 0;
-  // The job is small (job->small_count > 0), said here too so the shard
-  // need not load the job's first line before it knows where to look.
-  bool small = false;
   uint32_t size() const { return end - begin; }
 };
 
