@@ -172,15 +172,21 @@ absl::Status DecodeBatch(std::string_view bytes, DecodedBatch* batch) {
   if (!r.ok()) return r.status();
   batch->commands.reserve(count);
   batch->command_ends.reserve(count);
-  // (begin, count) of each command's targets, resolved once `targets` is final.
-  std::vector<std::pair<size_t, size_t>> spans;
-  spans.reserve(count);
+  // (command, begin, count) of each command that has targets, resolved once
+  // `targets` is final.  Only allocations have targets: a batch without them
+  // allocates nothing here (tallyd decodes a frame of one deduct this way).
+  struct TargetSpan {
+    size_t command = 0;
+    size_t begin = 0;
+    size_t count = 0;
+  };
+  std::vector<TargetSpan> spans;
   for (uint32_t i = 0; i < count && r.ok(); ++i) {
     size_t begin = 0;
     size_t n = 0;
     batch->commands.push_back(DecodeCommand(r, &batch->targets, &begin, &n));
     batch->command_ends.push_back(static_cast<uint32_t>(r.pos()));
-    spans.emplace_back(begin, n);
+    if (n != 0) spans.push_back(TargetSpan{i, begin, n});
   }
   if (r.ok() && r.left() != 0) r.Fail(r.pos(), "trailing bytes after the last command");
   if (!r.ok()) {
@@ -189,9 +195,8 @@ absl::Status DecodeBatch(std::string_view bytes, DecodedBatch* batch) {
     batch->command_ends.clear();
     return r.status();
   }
-  for (size_t i = 0; i < batch->commands.size(); ++i) {
-    auto [begin, n] = spans[i];
-    if (n != 0) batch->commands[i].targets = std::span(batch->targets.data() + begin, n);
+  for (const TargetSpan& t : spans) {
+    batch->commands[t.command].targets = std::span(batch->targets.data() + t.begin, t.count);
   }
   return absl::OkStatus();
 }
