@@ -133,14 +133,24 @@ class HistoryRing {
     TALLY_ASSERT(total_ == 0);
     total_ = total;
   }
+  // ReserveTexts sizes the side map of texts for `entries` entries with
+  // texts, before a snapshot's LoadAt()s: grown by doubling instead, each
+  // step takes a fresh table (first-touched memory, a host fault on this
+  // VM) and rehashes every text into it (bench/RESULTS.md: 28-42 % of the
+  // recovering threads' samples).
+  void ReserveTexts(uint64_t entries) { texts_.reserve(entries); }
   // LoadAt stores an entry of a snapshot at `index` (begin() <= index <
-  // total(), loaded in increasing order).
-  void LoadAt(uint64_t index, const HistoryEntry& entry, const HistoryTexts* texts) {
+  // total(), loaded in increasing order), with its texts when it has them.
+  void LoadAt(uint64_t index, const HistoryEntry& entry) {
     uint64_t pos = index & (capacity_ - 1);
     uint64_t chunk = pos / history_chunk_entries;
     while (chunk >= chunks_.size()) AddChunk();
     Chunk(chunk)[pos % history_chunk_entries] = entry;
-    if (texts != nullptr) texts_[index] = *texts;
+  }
+  void LoadAt(uint64_t index, const HistoryEntry& entry, std::string_view reference,
+              std::string_view actor) {
+    LoadAt(index, entry);
+    texts_.insert_or_assign(index, HistoryTexts{std::string(reference), std::string(actor)});
   }
 
   // MappedAhead is the memory of the mapped chunks in the order appends
