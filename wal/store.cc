@@ -346,9 +346,12 @@ absl::Status Store::LoadSnapshot(const std::vector<uint64_t>& candidates) {
     report_.snapshot_lsn = lsn;
     report_.snapshot_load_s = SecondsSince(start);
     report_.snapshot_load_cpu_s = ThreadCpuSeconds() - cpu_start;
-    Log(absl::StrFormat("recovery: %s: snapshot %s (LSN %d, %.1f MB) loaded in %.2f s", dir_,
-                        path, lsn, static_cast<double>(bytes.size()) / 1e6,
-                        report_.snapshot_load_s));
+    Log(absl::StrFormat(
+        "recovery: %s: snapshot %s (LSN %d, %.1f MB) loaded in %.2f s, %.2f s CPU, "
+        "%d page faults, %.0f MB pre-faulted beside it",
+        dir_, path, lsn, static_cast<double>(bytes.size()) / 1e6, report_.snapshot_load_s,
+        report_.snapshot_load_cpu_s, report_.snapshot_minor_faults,
+        static_cast<double>(report_.snapshot_prefaulted_bytes) / 1e6));
     return absl::OkStatus();
   }
   ledger_ = std::make_unique<Ledger>(options_.ledger);
