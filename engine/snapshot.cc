@@ -389,21 +389,6 @@ absl::Status Ledger::LoadSnapshot(std::string_view bytes) {
   if (in.ok()) s.history.Restart(total);
   uint64_t keep_from = std::max(begin, s.history.begin());
   if (in.ok()) {
-    // A first pass counts the kept entries with texts, so the side map is
-    // sized once (history.h, ReserveTexts).  It reads only each entry's
-    // word of flags and the texts' lengths; the pass that loads checks
-    // everything.  At most one per 48 bytes left: a damaged count cannot
-    // reserve more than the file could hold.
-    ByteReader scan = in;
-    uint64_t texts_kept = 0;
-    for (uint64_t i = begin; i < total && scan.Has(sizeof(HistoryEntry)); ++i) {
-      const HistoryEntry e = scan.Take<HistoryEntry>();
-      if (!e.has_text()) continue;
-      (void)scan.Text<uint32_t>(text_bytes_max);
-      (void)scan.Text<uint32_t>(text_bytes_max);
-      if (i >= keep_from && scan.ok()) ++texts_kept;
-    }
-    s.history.ReserveTexts(texts_kept);
     const size_t asset_bound = std::max<size_t>(1, s.assets.size());
     for (uint64_t i = begin; i < total; ++i) {
       if (!in.Has(sizeof(HistoryEntry))) break;

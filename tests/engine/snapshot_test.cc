@@ -112,11 +112,10 @@ TEST(Snapshot, ASmallerHistoryWindowKeepsTheNewestEntries) {
   }
 }
 
-// The decoder counts the kept entries with texts in a first pass and sizes
-// the texts' map once (engine/history.h, ReserveTexts): every kept entry's
-// texts come back, none of a dropped one's, into the same and into a
-// smaller window.
-TEST(Snapshot, EveryKeptEntrysTextsComeBackWithTheMapSizedOnce) {
+// The texts are held in index order beside the ring (engine/history.h) and
+// loaded by appending: every kept entry's texts come back, none of a
+// dropped one's, into the same and into a smaller window.
+TEST(Snapshot, EveryKeptEntrysTextsComeBack) {
   LedgerOptions big = SmallOptions();
   big.history_entries_max = 1 << 17;
   Ledger live(big);
@@ -182,7 +181,8 @@ TEST(Snapshot, EveryKeptEntrysTextsComeBackWithTheMapSizedOnce) {
       if (b->next_cursor == 0) break;
       q.cursor = b->next_cursor;
     }
-    EXPECT_GT(with_text, seen / 2) << "the test's entries carry texts";
+    // Two deducts in three carry texts: none of them lost (live or loaded).
+    EXPECT_GE(with_text * 100, seen * 66) << "the test's entries carry texts";
     EXPECT_GT(seen, window / 2);
   }
 }
