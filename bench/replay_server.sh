@@ -18,8 +18,8 @@
 #   <tallyd> round=R wall_s=W cpu_s=C commands=N agg_Mops_per_s=N/W
 #       shard<i>_replay_s=... (the replay alone, from the shard's line)
 # A --tallyd may carry flags of its own ("build/ci/tallyd --prefault off").
-# shard<i>_replay_cpu_s is the replaying thread's CPU (binaries that print
-# it).  Defaults: build/ci/tallyd, build/ci/tally-bench, 2 shards, 4 s, 3 rounds,
+# shard<i>_replay_cpu_s is the replaying thread's CPU, shard<i>_load_cpu_s
+# its CPU for the snapshot's load (binaries that print them).  Defaults: build/ci/tallyd, build/ci/tally-bench, 2 shards, 4 s, 3 rounds,
 # a fresh directory under ${TMPDIR:-/tmp} (removed at the end unless --dir).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -124,7 +124,8 @@ for round in $(seq 1 "$rounds"); do
     for ((i = 0; i < shards; i++)); do
       s=$(sed -n "s/^tallyd: shard $i: .*replayed .* in \([0-9.]*\) s,.*/\1/p" "$dir/err")
       c=$(sed -n "s/^tallyd: shard $i: .*replayed .*, \([0-9.]*\) s CPU$/\1/p" "$dir/err")
-      run+=" shard${i}_replay_s=${s:-?} shard${i}_replay_cpu_s=${c:-?}"
+      l=$(sed -n "s/^tallyd: shard $i: .* loaded in [0-9.]* s, \([0-9.]*\) s CPU.*/\1/p" "$dir/err")
+      run+=" shard${i}_replay_s=${s:-?} shard${i}_replay_cpu_s=${c:-?} shard${i}_load_cpu_s=${l:-?}"
     done
     runs+=("$wall_s|$run")
     echo "$run" >&2

@@ -3,13 +3,16 @@
 // Every change to a wallet appends one entry.  Entries of one wallet are
 // chained backwards (prev_distance), so a wallet's page walks only its own
 // entries.  Texts (reference, actor) are rare on the metered path, so they
-// live in a side map keyed by entry index, only for entries that have them.
+// live beside the ring, in index order, only for entries that have them.
 // When the ring is full the oldest entry is overwritten (its text dropped):
 // RAM holds a window, the log holds everything (docs/ENGINE.md).
 #ifndef TALLY_ENGINE_HISTORY_H_
 #define TALLY_ENGINE_HISTORY_H_
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <span>
 #include <string>
@@ -17,7 +20,6 @@
 #include <type_traits>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "engine/huge_pages.h"
 #include "tally/assert.h"
 #include "tally/limits.h"
@@ -112,7 +114,12 @@ class HistoryRing {
     uint64_t chunk = pos / history_chunk_entries;
     if (chunk >= chunks_.size()) [[unlikely]] AddChunk();
     HistoryEntry& slot = Chunk(chunk)[pos % history_chunk_entries];
-    if (index >= capacity_ && !texts_.empty() && slot.has_text()) texts_.erase(index - capacity_);
+    // The entry overwritten is the oldest; if it had texts, they are the
+    // oldest texts held (texts_ is in index order).
+    if (index >= capacity_ && slot.has_text() && !texts_.empty() &&
+        texts_.front().index == index - capacity_) {
+      texts_.pop_front();
+    }
     const bool has_text = !reference.empty() || !actor.empty();
     slot.meta = meta | (uint64_t{has_text} << 51);
     slot.amount = amount;
@@ -121,7 +128,7 @@ class HistoryRing {
     slot.wallet_slot = wallet_slot;
     slot.prev_distance = prev_distance;
     if (has_text) [[unlikely]] {
-      texts_[index] = HistoryTexts{std::string(reference), std::string(actor)};
+      texts_.push_back({index, HistoryTexts{std::string(reference), std::string(actor)}});
     }
     ++total_;
     return index;
@@ -134,13 +141,18 @@ class HistoryRing {
     total_ = total;
   }
   // LoadAt stores an entry of a snapshot at `index` (begin() <= index <
-  // total(), loaded in increasing order).
-  void LoadAt(uint64_t index, const HistoryEntry& entry, const HistoryTexts* texts) {
+  // total(), loaded in increasing order), with its texts when it has them.
+  void LoadAt(uint64_t index, const HistoryEntry& entry) {
     uint64_t pos = index & (capacity_ - 1);
     uint64_t chunk = pos / history_chunk_entries;
     while (chunk >= chunks_.size()) AddChunk();
     Chunk(chunk)[pos % history_chunk_entries] = entry;
-    if (texts != nullptr) texts_[index] = *texts;
+  }
+  void LoadAt(uint64_t index, const HistoryEntry& entry, std::string_view reference,
+              std::string_view actor) {
+    LoadAt(index, entry);
+    TALLY_ASSERT(texts_.empty() || texts_.back().index < index);
+    texts_.push_back({index, HistoryTexts{std::string(reference), std::string(actor)}});
   }
 
   // MappedAhead is the memory of the mapped chunks in the order appends
@@ -158,8 +170,21 @@ class HistoryRing {
   }
 
   const HistoryTexts* texts(uint64_t index) const {
-    auto it = texts_.find(index);
-    return it == texts_.end() ? nullptr : &it->second;
+    // Galloping back from the newest, then a binary search: the history
+    // file and most queries ask about recent entries, so a lookup costs
+    // about log2 of its distance from the newest texts.
+    const size_t n = texts_.size();
+    if (n == 0 || index > texts_.back().index || index < texts_.front().index) return nullptr;
+    size_t from = 0;
+    for (size_t step = 16; step < n; step *= 2) {
+      if (texts_[n - step].index < index) {
+        from = n - step;
+        break;
+      }
+    }
+    auto it = std::lower_bound(texts_.begin() + static_cast<std::ptrdiff_t>(from), texts_.end(),
+                               index, [](const IndexedTexts& t, uint64_t i) { return t.index < i; });
+    return it != texts_.end() && it->index == index ? &it->texts : nullptr;
   }
 
  private:
@@ -174,7 +199,17 @@ class HistoryRing {
   void AddChunk() { chunks_.emplace_back(history_chunk_entries * sizeof(HistoryEntry)); }
 
   std::vector<HugeBlock> chunks_;
-  absl::flat_hash_map<uint64_t, HistoryTexts> texts_;
+  // The texts of the entries that have them, in index order.  Entries
+  // enter and leave the ring in index order, so a deque holds exactly the
+  // ones in memory, 72 bytes each, written in order.  (A hash map by index
+  // was a power of two of 72-byte slots, first-touched at random and, in a
+  // snapshot's load, grown by doubling: 40 % of a loaded tallyd start's
+  // recovering CPU on this VM, bench/RESULTS.md, 2026-12-03.)
+  struct IndexedTexts {
+    uint64_t index;
+    HistoryTexts texts;
+  };
+  std::deque<IndexedTexts> texts_;
   uint64_t capacity_ = 0;
   uint64_t total_ = 0;
 };

@@ -162,6 +162,11 @@ class Ledger {
   // bytes (checksum, bounds, an index out of range).
   static absl::StatusOr<std::unique_ptr<Ledger>> DecodeSnapshot(std::string_view bytes,
                                                                 const LedgerOptions& options);
+  // LoadSnapshot is DecodeSnapshot into this ledger, which must be new (no
+  // batch applied, nothing loaded): a caller can then hand its
+  // PrefaultRegions() to another thread before the load writes them
+  // (wal::Store does).  On an error the ledger is half loaded: discard it.
+  absl::Status LoadSnapshot(std::string_view bytes);
 
   // Digest is XXH3-64 over a canonical encoding of the whole state (ordered
   // by id, independent of insertion order and hash seeds).

@@ -576,7 +576,8 @@ uint64_t Ledger::Digest() const {
     h.I64(e.balance_after);
     h.U64(e.related_id);
     h.U64(e.prev_distance);
-    if (const engine::HistoryTexts* t = s.history.texts(i)) {
+    // Only an entry flagged has_text has texts (a lookup is a search).
+    if (const engine::HistoryTexts* t = e.has_text() ? s.history.texts(i) : nullptr) {
       h.Str(t->reference);
       h.Str(t->actor);
     }

@@ -167,6 +167,14 @@ void Ledger::EncodeSnapshot(std::string* out) const {
 
 absl::StatusOr<std::unique_ptr<Ledger>> Ledger::DecodeSnapshot(std::string_view bytes,
                                                                const LedgerOptions& options) {
+  auto ledger = std::make_unique<Ledger>(options);
+  if (absl::Status s = ledger->LoadSnapshot(bytes); !s.ok()) return s;
+  return ledger;
+}
+
+absl::Status Ledger::LoadSnapshot(std::string_view bytes) {
+  TALLY_ASSERT(state_->wallets.size() == 0 && state_->orgs.empty() &&
+               state_->history.total() == 0 && state_->ops.size() == 0);
   if (bytes.size() < sizeof kMagic + 8 + 8) return absl::DataLossError("snapshot: truncated");
   uint64_t stored;
   std::memcpy(&stored, bytes.data() + bytes.size() - 8, 8);
@@ -182,8 +190,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::DecodeSnapshot(std::string_view 
   uint32_t version = in.Get<uint32_t>();
   in.Check(version == kVersion, "unknown version");
   in.Check(in.Get<uint32_t>() == 0, "reserved field not zero");
-  auto ledger = std::make_unique<Ledger>(options);
-  State& s = *ledger->state_;
+  State& s = *state_;
   s.now_us = in.Get<int64_t>();
 
   uint64_t assets = in.Count(16);
@@ -383,7 +390,6 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::DecodeSnapshot(std::string_view 
   uint64_t keep_from = std::max(begin, s.history.begin());
   if (in.ok()) {
     const size_t asset_bound = std::max<size_t>(1, s.assets.size());
-    engine::HistoryTexts texts;
     for (uint64_t i = begin; i < total; ++i) {
       if (!in.Has(sizeof(HistoryEntry))) break;
       HistoryEntry e = in.Take<HistoryEntry>();
@@ -392,17 +398,13 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::DecodeSnapshot(std::string_view 
         break;
       }
       if (!e.has_text()) {
-        if (i >= keep_from) s.history.LoadAt(i, e, nullptr);
+        if (i >= keep_from) s.history.LoadAt(i, e);
         continue;
       }
       const std::string_view reference = in.Text<uint32_t>(text_bytes_max);
       const std::string_view actor = in.Text<uint32_t>(text_bytes_max);
       if (!in.ok()) break;
-      if (i >= keep_from) {
-        texts.reference.assign(reference);
-        texts.actor.assign(actor);
-        s.history.LoadAt(i, e, &texts);
-      }
+      if (i >= keep_from) s.history.LoadAt(i, e, reference, actor);
     }
   }
 
@@ -434,8 +436,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::DecodeSnapshot(std::string_view 
     in.Check(loaded, "op-id entry without a result");
   }
   in.Check(in.done(), "trailing bytes");
-  if (!in.ok()) return in.status();
-  return ledger;
+  return in.status();
 }
 
 }  // namespace tally

@@ -121,6 +121,10 @@ struct RecoveryReport {
   double replay_cpu_s = 0;         // (what a shared machine's load does not inflate)
   // Faulted in ahead of the replay by its pre-fault thread (ledger.prefault).
   uint64_t replay_prefaulted_bytes = 0;
+  // Faulted in while the snapshot was decoded, by the same kind of thread.
+  uint64_t snapshot_prefaulted_bytes = 0;
+  // The opening thread's page faults during the snapshot's load.
+  uint64_t snapshot_minor_faults = 0;
   // The replaying thread's page faults (a first touch of fresh memory is
   // one; with ledger.prefault fewer, when the pre-fault thread keeps ahead).
   uint64_t replay_minor_faults = 0;

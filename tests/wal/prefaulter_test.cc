@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -124,6 +125,69 @@ TEST(Prefaulter, AStoreReplayingWithThePrefaultOnRecoversTheSameLedger) {
       EXPECT_EQ((*again)->recovery().replay_prefaulted_bytes, 0u);
     }
   }
+  std::filesystem::remove_all(dir);
+}
+
+// The snapshot's load runs beside a pre-fault thread too (prefault-load,
+// over a ledger made before the load: Ledger::LoadSnapshot).  Its ledger is
+// the live one; a damaged newest snapshot, whose half-loaded ledger goes
+// while such a thread ran, falls back to the one before it, as without.
+TEST(Prefaulter, AStoreLoadingASnapshotWithThePrefaultOnRecoversTheSameLedger) {
+  char tmpl[] = "/tmp/tally-prefault-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  PosixFileSystem fs;
+  StoreOptions options = SmallStoreOptions(1 << 20, /*quiet=*/true);
+  options.ledger = PrefaultedOptions();
+  options.snapshots_kept = 2;
+  options.replay_prefault_ahead_entries = 256;
+  tally::testing::Workload work(32);
+  uint64_t digest = 0;
+  {
+    auto store = Store::Open(&fs, dir, options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    BatchOutput out;
+    for (int b = 0; b < 300; ++b) {
+      ASSERT_TRUE((*store)->Apply(work.now_us(), work.Next(1 + b % 20), &out).ok());
+      if (b == 100 || b == 200) {
+        ASSERT_TRUE((*store)->WriteSnapshot().ok());
+      }
+    }
+    ASSERT_TRUE((*store)->Sync().ok());
+    digest = (*store)->ledger().Digest();
+  }
+  std::string newest;
+  for (bool prefault : {true, false}) {
+    SCOPED_TRACE(prefault);
+    options.ledger.prefault = prefault;
+    auto again = Store::Open(&fs, dir, options);
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_FALSE((*again)->recovery().snapshot_path.empty());
+    EXPECT_TRUE((*again)->recovery().snapshots_skipped.empty());
+    EXPECT_EQ((*again)->ledger().Digest(), digest);
+    if (!prefault) {
+      EXPECT_EQ((*again)->recovery().snapshot_prefaulted_bytes, 0u);
+    }
+    newest = (*again)->recovery().snapshot_path;
+  }
+  {
+    // One byte of the newest snapshot's wallets flipped: its checksum fails.
+    std::FILE* f = std::fopen(newest.c_str(), "r+b");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fseek(f, 40, SEEK_SET), 0);
+    const int c = std::fgetc(f);
+    ASSERT_EQ(std::fseek(f, 40, SEEK_SET), 0);
+    std::fputc(c ^ 0x10, f);
+    std::fclose(f);
+  }
+  options.ledger.prefault = true;
+  auto fallback = Store::Open(&fs, dir, options);
+  ASSERT_TRUE(fallback.ok()) << fallback.status();
+  EXPECT_EQ((*fallback)->recovery().snapshots_skipped.size(), 1u);
+  EXPECT_NE((*fallback)->recovery().snapshot_path, newest);
+  EXPECT_FALSE((*fallback)->recovery().snapshot_path.empty());
+  EXPECT_EQ((*fallback)->ledger().Digest(), digest);
+  fallback->reset();
   std::filesystem::remove_all(dir);
 }
 
