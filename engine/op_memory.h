@@ -18,7 +18,8 @@
 // memset.  A bucket that was full when an id had to go further says so in
 // its header (the tag of the generation that overflowed it last), so a
 // lookup goes on to the next bucket only while that tag is alive; a new id
-// lands in the first free slot of the buckets the lookup already read.  Tags
+// lands in the first free slot from its home bucket on (usually the home
+// bucket itself, whose free slot the lookup's one read already found).  Tags
 // come back after 65,535 generations; each retirement clears the dead slots
 // and headers of 1/16384 of the table, so nothing dead survives that long.
 // Memory: 64 bytes a bucket, one bucket per two ids of a generation (load at
@@ -243,7 +244,7 @@ class OpMemory {
   // BucketMasks reads one bucket in one pass: bit 4k+2 of `alive` says word
   // k holds a live generation's tag (k = 0 is the header: an overflow mark
   // still alive), bit 4k+2 of `matches` says slot k (1..7) is alive and
-  // carries `fingerprint`.  With SSE2 (every x86-64, so no -march needed)
+  // carries h's fingerprint; their other bits mean nothing.  With SSE2 (every x86-64, so no -march needed)
   // the eight words are compared at once: four 16-byte loads, each compared
   // 16 bits a lane with (fingerprint, tag) in the fields where a slot has
   // them, once per live tag, then packed to bytes and gathered by movemask
