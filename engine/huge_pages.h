@@ -31,22 +31,41 @@ namespace tally::engine {
 
 inline constexpr size_t huge_page_bytes = size_t{2} << 20;
 
-// Prefault asks the kernel to back [p, p + size_bytes) with memory now
-// (MADV_POPULATE_WRITE, Linux 5.14): the first writes into it then take no
-// page fault.  On this VM a first touch is also a fault in the host (free
-// page reporting gives freed memory back), ~30x a plain page clear, so a
-// server that faults its big tables in before (or beside) the load keeps that
-// cost off its batches (LedgerOptions::prefault).  Only whole 4 KiB pages
-// inside the range are touched; the contents do not change (memory not yet
-// written reads as zeros before and after).  Returns false when the kernel
-// refused (too old, or out of memory): a hint, nothing depends on it.
+// Prefault backs [p, p + size_bytes) with memory now, so that the first
+// writes into it take no page fault.  On this VM a first touch is also a
+// fault in the host (free page reporting gives freed memory back), ~30x a
+// plain page clear, so a server that faults its big tables in beside the
+// load keeps that cost off its batches (LedgerOptions::prefault).
+//
+// It writes every 4 KiB page once with an atomic no-op (an OR with zero),
+// rather than madvise(MADV_POPULATE_WRITE): a page fault takes only the
+// lock of its own mapping, while the madvise holds the whole address
+// space's lock for reading all through its call, and on a busy machine a
+// call that clears a 2 MiB page can last tens of milliseconds to seconds
+// (the pre-fault thread runs at nice 19).  Any thread that maps or
+// protects memory meanwhile (glibc grows a thread's heap with mprotect)
+// waits for it, and every later fault of the process waits behind that:
+// tallyd stalled for hundreds of milliseconds at a time (bench/RESULTS.md,
+// "The pre-fault without the address space's lock").
+//
+// The contents do not change: the locked OR reads and writes back the same
+// byte in one step, so a writer storing into the same byte at the same
+// moment is ordered before or after it and never lost (x86 `lock or`; an
+// exclusive-monitor loop elsewhere).  The writer's own accesses are plain,
+// so this is a race the C++ model does not bless; it is confined here, on
+// memory this process owns and maps writable.  Only whole 4 KiB pages
+// inside the range are touched.  Returns true (kept for callers that
+// treated a refusal as a hint).
 inline bool Prefault(void* p, size_t size_bytes) {
   constexpr uintptr_t small_page_bytes = 4096;
   const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + small_page_bytes - 1) &
                           ~(small_page_bytes - 1);
   const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + size_bytes) & ~(small_page_bytes - 1);
-  if (end <= begin) return true;
-  return ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE) == 0;
+  for (uintptr_t at = begin; at < end; at += small_page_bytes) {
+    std::atomic_ref<unsigned char>(*reinterpret_cast<unsigned char*>(at))
+        .fetch_or(0, std::memory_order_relaxed);
+  }
+  return true;
 }
 
 // mapped_bytes counts the bytes every HugeBlock of the process holds in its

@@ -52,9 +52,12 @@ bool Prefaulter::WaitUntilReached(uint64_t after_entries) {
 
 void Prefaulter::Run(std::vector<Ledger::PrefaultRegion> regions) {
   // Lowest priority: on a busy machine this thread takes the time the
-  // others leave (the shard's fdatasync waits), not theirs.  Small calls:
-  // each holds the address space's lock for reading only while it faults
-  // one huge page in, so nothing that maps memory waits long behind it.
+  // others leave (the shard's fdatasync waits), not theirs.  That is safe
+  // only because engine::Prefault holds no lock another thread needs: it
+  // write-faults pages (each fault takes its own mapping's lock), where a
+  // madvise(MADV_POPULATE_WRITE) held the address space's lock for as long
+  // as this starved thread took to clear 2 MiB, and stalled the server
+  // behind it (docs/MEMORY.md, "Why not MADV_POPULATE_WRITE").
   // A window ahead of the writer, not everything at once: the work and the
   // memory then follow the load (a server that takes few writes does not
   // spend seconds of CPU and a gigabyte on tables it will not fill soon).

@@ -2,7 +2,8 @@
 // thread that writes them (docs/MEMORY.md, "Pre-faulting").
 //
 // A Prefaulter takes Ledger::PrefaultRegions() and faults them in with
-// engine::Prefault, 2 MiB a call, at nice 19, keeping `ahead_entries`
+// engine::Prefault (a write fault a page; no address-space lock held),
+// 2 MiB a step, at nice 19, keeping `ahead_entries`
 // history entries ahead of what the writer has appended (the writer says so
 // with Advance()).  Two users: a shard thread of tallyd (the whole life of
 // the shard) and Store::Open while it replays the log (the replay grows into
@@ -62,7 +63,7 @@ class Prefaulter {
   // Advance publishes the writer's history_entries_total() (a relaxed store:
   // cheap enough for every batch).
   void Advance(uint64_t entries_total) { entries_.store(entries_total, std::memory_order_relaxed); }
-  // Stop ends the thread within one 2 MiB call and joins it.  Idempotent.
+  // Stop ends the thread within one 2 MiB step and joins it.  Idempotent.
   void Stop();
   // done_bytes is what the thread faulted in (valid after Stop()).
   uint64_t done_bytes() const { return done_bytes_.load(std::memory_order_relaxed); }
