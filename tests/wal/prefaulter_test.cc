@@ -90,14 +90,26 @@ TEST(Prefaulter, WithoutRegionsThereIsNoThreadAndStopReturns) {
 
 // A replay with the pre-fault on (tallyd's default) gives the ledger the
 // live store had, and counts the commands it replayed.
-TEST(Prefaulter, AStoreReplayingWithThePrefaultOnRecoversTheSameLedger) {
-  char tmpl[] = "/tmp/tally-prefault-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
-  PosixFileSystem fs;
+// PrefaultStoreOptions: a small store whose ledger pre-faults, with a window
+// small enough that the replay's pre-fault moves it many times.
+StoreOptions PrefaultStoreOptions() {
   StoreOptions options = SmallStoreOptions(1 << 20, /*quiet=*/true);
   options.ledger = PrefaultedOptions();
-  options.replay_prefault_ahead_entries = 256;  // the window moves many times
+  options.replay_prefault_ahead_entries = 256;
+  return options;
+}
+
+// MakeTempDir makes a fresh directory under /tmp; empty on failure.
+std::string MakeTempDir() {
+  char tmpl[] = "/tmp/tally-prefault-XXXXXX";
+  return mkdtemp(tmpl) == nullptr ? std::string() : std::string(tmpl);
+}
+
+TEST(Prefaulter, AStoreReplayingWithThePrefaultOnRecoversTheSameLedger) {
+  const std::string dir = MakeTempDir();
+  ASSERT_FALSE(dir.empty());
+  PosixFileSystem fs;
+  StoreOptions options = PrefaultStoreOptions();
   tally::testing::Workload work(31);
   uint64_t digest = 0;
   uint64_t commands = 0;
@@ -133,14 +145,11 @@ TEST(Prefaulter, AStoreReplayingWithThePrefaultOnRecoversTheSameLedger) {
 // the live one; a damaged newest snapshot, whose half-loaded ledger goes
 // while such a thread ran, falls back to the one before it, as without.
 TEST(Prefaulter, AStoreLoadingASnapshotWithThePrefaultOnRecoversTheSameLedger) {
-  char tmpl[] = "/tmp/tally-prefault-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
+  const std::string dir = MakeTempDir();
+  ASSERT_FALSE(dir.empty());
   PosixFileSystem fs;
-  StoreOptions options = SmallStoreOptions(1 << 20, /*quiet=*/true);
-  options.ledger = PrefaultedOptions();
+  StoreOptions options = PrefaultStoreOptions();
   options.snapshots_kept = 2;
-  options.replay_prefault_ahead_entries = 256;
   tally::testing::Workload work(32);
   uint64_t digest = 0;
   {
