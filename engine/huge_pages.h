@@ -54,9 +54,9 @@ inline constexpr size_t huge_page_bytes = size_t{2} << 20;
 // exclusive-monitor loop elsewhere).  The writer's own accesses are plain,
 // so this is a race the C++ model does not bless; it is confined here, on
 // memory this process owns and maps writable.  Only whole 4 KiB pages
-// inside the range are touched.  Returns true (kept for callers that
-// treated a refusal as a hint).
-inline bool Prefault(void* p, size_t size_bytes) {
+// inside the range are touched.  Nothing to refuse: a write fault that
+// finds no memory is the OOM killer's, as the writer's own would be.
+inline void Prefault(void* p, size_t size_bytes) {
   constexpr uintptr_t small_page_bytes = 4096;
   const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + small_page_bytes - 1) &
                           ~(small_page_bytes - 1);
@@ -65,7 +65,6 @@ inline bool Prefault(void* p, size_t size_bytes) {
     std::atomic_ref<unsigned char>(*reinterpret_cast<unsigned char*>(at))
         .fetch_or(0, std::memory_order_relaxed);
   }
-  return true;
 }
 
 // mapped_bytes counts the bytes every HugeBlock of the process holds in its

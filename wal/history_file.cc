@@ -12,7 +12,6 @@ namespace {
 
 constexpr uint32_t kEntryBodyBytes = history_record_bytes - 8;  // before the checksum
 
-
 uint64_t Sum(const char* bytes, size_t n, uint64_t seq) {
   uint64_t sum = XXH3_64bits_withSeed(bytes, n, seq);
   return sum == 0 ? 1 : sum;  // 0 never means "not checked"

@@ -6,11 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <utility>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/huge_pages.h"
 
@@ -71,13 +68,7 @@ void Prefaulter::Run(std::vector<Ledger::PrefaultRegion> regions) {
     for (size_t at = 0; at < region.memory.size(); at += step_bytes) {
       if (stop_.load(std::memory_order_relaxed)) break;
       const size_t n = std::min(step_bytes, region.memory.size() - at);
-      if (!engine::Prefault(region.memory.data() + at, n)) {
-        if (options_.log) {
-          options_.log(absl::StrCat("pre-fault stopped: ", std::strerror(errno)));
-        }
-        done_bytes_.store(done, std::memory_order_relaxed);
-        return;
-      }
+      engine::Prefault(region.memory.data() + at, n);
       done += n;
       done_bytes_.store(done, std::memory_order_relaxed);
     }

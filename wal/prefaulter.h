@@ -43,7 +43,7 @@ struct PrefaulterOptions {
   // poll_max while it does not.
   std::chrono::milliseconds poll_min{20};
   std::chrono::milliseconds poll_max{200};
-  // Where the closing line ("pre-faulted N MB in S s") or a refusal goes;
+  // Where the closing line ("pre-faulted N MB in S s") goes;
   // null: nowhere.
   std::function<void(std::string_view line)> log;
 };

@@ -50,7 +50,7 @@ uint64_t TotalBytes(const std::vector<Ledger::PrefaultRegion>& regions) {
 
 void PrefaultAll(const std::vector<Ledger::PrefaultRegion>& regions) {
   for (const auto& r : regions) {
-    ASSERT_TRUE(engine::Prefault(r.memory.data(), r.memory.size()));
+    engine::Prefault(r.memory.data(), r.memory.size());
   }
 }
 
