@@ -287,10 +287,11 @@ class Machine {
 
   // ---- prefetching ----
 
-  // Batches mostly repeat one org and one asset: remember the last of each.
+  // Batches mostly repeat a few orgs and one asset: remember them.
   Org* FindOrgCached(uint64_t org_id) {
-    if (cached_org_ == nullptr || cached_org_->id != org_id) cached_org_ = s_.FindOrg(org_id);
-    return cached_org_;
+    Org*& cached = cached_orgs_[org_id % cached_orgs_max];
+    if (cached == nullptr || cached->id != org_id) cached = s_.FindOrg(org_id);
+    return cached;
   }
   bool ValidAsset(Asset asset) {
     if (asset == valid_asset_) return true;
@@ -343,9 +344,11 @@ class Machine {
     if (found == nullptr) return;
     const Wallet& w = *found;
     if (w.heap_lots != nullptr) {
-      // Three lots are 96 bytes: two or three cache lines, not one.
+      // The first lot is all a deduct reads when the summary covers it
+      // (one asset, none expired); else every lot: three are 96 bytes, two
+      // or three cache lines.
       __builtin_prefetch(w.heap_lots);
-      if (w.lot_count > 1) {
+      if (w.lot_count > 1 && !(w.summary.asset != no_asset && w.summary.soonest_expiry_us > now_)) {
         __builtin_prefetch(w.heap_lots + (w.lot_count - 1) / 2);
         __builtin_prefetch(w.heap_lots + w.lot_count - 1);
       }
@@ -411,6 +414,7 @@ class Machine {
     for (uint32_t i = 0; i < w.lot_count; ++i) {
       if (lots[i].grant_id == lot.grant_id && lots[i].asset == lot.asset) {
         lots[i].remaining += lot.remaining;  // within the org's `in`: cannot overflow
+        w.RefreshSummary();
         return;
       }
       if (SpentBefore(lots[i], lot)) pos = i + 1;
@@ -423,6 +427,7 @@ class Machine {
     std::memmove(lots + pos + 1, lots + pos, (w.lot_count - pos) * sizeof(Lot));
     lots[pos] = lot;
     ++w.lot_count;
+    w.RefreshSummary();
     if (lot.expires_at_us != never_us) s_.lot_expiry.emplace(lot.expires_at_us, slot);
   }
 
@@ -432,8 +437,11 @@ class Machine {
   }
 
   Sums WalletSums(uint32_t slot, uint16_t asset) { return SumsIn(W(slot), asset); }
+  // SumsIn reads the lot summary when it covers the asset (a deduct over
+  // a wallet of several lots then reads none of them here), else the lots.
   Sums SumsIn(const Wallet& w, uint16_t asset) {
     if (asset == no_asset) return {};
+    if (w.SummaryCovers(asset, now_)) [[likely]] return {w.summary.book, w.summary.book};
     return SumLots(w.lots(), w.lot_count, asset, now_);
   }
 
@@ -443,12 +451,25 @@ class Machine {
   void Take(uint32_t slot, uint16_t asset, int64_t amount, Sink&& sink) {
     TakeFrom(W(slot), asset, amount, sink);
   }
+  // The usual deduct takes from the first lot alone, which keeps more than
+  // it gives: only that lot and the summary's book change (TakeLots' own
+  // first case, repeated here so the summary is not recomputed from every
+  // lot).  Anything else takes the general walk and recomputes the summary.
   template <typename Sink>
   void TakeFrom(Wallet& w, uint16_t asset, int64_t amount, Sink&& sink) {
+    Lot* lots = w.lots();
+    if (w.lot_count > 0 && amount > 0 && lots[0].asset == asset &&
+        lots[0].expires_at_us > now_ && lots[0].remaining > amount) [[likely]] {
+      sink(static_cast<const Lot&>(lots[0]), amount);
+      lots[0].remaining -= amount;
+      if (w.heap_lots != nullptr && w.summary.asset == asset) w.summary.book -= amount;
+      return;
+    }
     uint32_t count = w.lot_count;
-    int64_t taken = TakeLots(w.lots(), count, asset, amount, now_, sink);
+    int64_t taken = TakeLots(lots, count, asset, amount, now_, sink);
     TALLY_ASSERT(taken == amount);
     w.lot_count = static_cast<uint16_t>(count);
+    w.RefreshSummary();
   }
 
   void MarkSpread(Org& org, uint64_t grant_id) {
@@ -756,6 +777,7 @@ class Machine {
       Sums before = WalletSums(slot, lot.asset);
       std::memmove(lots + i, lots + i + 1, (w.lot_count - i - 1) * sizeof(Lot));
       --w.lot_count;
+      w.RefreshSummary();
       AssetTotals& t = org.totals_for(lot.asset);
       t.available -= lot.remaining;
       t.voided += lot.remaining;
@@ -1145,6 +1167,7 @@ class Machine {
       Lot* lots = w.lots();
       std::memmove(lots + i, lots + i + 1, (w.lot_count - i - 1) * sizeof(Lot));
       --w.lot_count;
+      w.RefreshSummary();
       AssetTotals& t = org.totals_for(lot.asset);
       t.available -= lot.remaining;
       t.expired += lot.remaining;
@@ -1196,7 +1219,13 @@ class Machine {
   const int64_t now_;
   const uint64_t time_meta_ = HistoryEntry::PackTime(now_);  // history entries' time bits
   bool settle_each_ = true;
-  Org* cached_org_ = nullptr;
+  // Orgs never move or go (unique_ptr each): a batch remembers the last it
+  // found per org id modulo cached_orgs_max, so a batch that mixes a few
+  // orgs finds each once (with one remembered org, a batch of four orgs at
+  // random looked three commands in four up in the hash map, in the walk
+  // and again in the apply).
+  static constexpr size_t cached_orgs_max = 8;
+  Org* cached_orgs_[cached_orgs_max] = {};
   Asset valid_asset_ = Asset::Credits();  // never the empty code: that one is invalid
   Asset cached_asset_;
   uint16_t cached_asset_index_ = no_asset;

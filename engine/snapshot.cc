@@ -233,6 +233,7 @@ absl::Status Ledger::LoadSnapshot(std::string_view bytes) {
       const char* raw = in.TakeBytes(lots * sizeof(Lot));
       if (lots > 0) std::memcpy(static_cast<void*>(to), raw, lots * sizeof(Lot));
       w.lot_count = static_cast<uint16_t>(lots);
+      w.RefreshSummary();
       bool lots_ok = true;
       for (uint64_t l = 0; l < lots; ++l) lots_ok &= valid_lot(to[l]);
       if (!lots_ok) {

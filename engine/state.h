@@ -57,10 +57,28 @@ inline bool SpentBefore(const Lot& a, const Lot& b) {
 
 inline constexpr uint8_t wallet_deleted = 1 << 0;
 
+// LotSummary is what a deduct needs of a wallet's lots without reading
+// them all: their sum and soonest expiry, when every lot is of one asset.
+// It lives in the inline lot's room while the lots are on the heap (that
+// room is free then), so a deduct over a wallet of three lots reads the
+// wallet's line and its first lot's, not every lot (docs/ENGINE.md, "The
+// lot summary").  Kept by RefreshSummary after any change to the lots but
+// the first lot's spend, which adjusts `book` itself.
+struct LotSummary {
+  int64_t book;                // sum of every lot's remaining
+  int64_t soonest_expiry_us;   // the soonest expiry of any lot
+  uint16_t asset;              // every lot's asset; no_asset when mixed or none
+  uint16_t reserved16;
+  uint32_t reserved32;
+  int64_t reserved64;
+};
+static_assert(sizeof(LotSummary) == sizeof(Lot));
+
 // Wallet is one user's balance in an org (the pool is wallet 0), one cache
 // line.  Its lots, sorted in consumption order, sit inline while there is one
 // and in the store's lot arena (capacity a power of two) once there were
-// more.  The store owns that memory: a Wallet is plain data.
+// more; the inline lot's room then holds their summary.  The store owns that
+// memory: a Wallet is plain data.
 struct Wallet {
   uint64_t id = 0;
   uint64_t history_head = 0;  // ledger history index + 1 of the newest entry
@@ -69,7 +87,10 @@ struct Wallet {
   uint8_t flags = 0;
   uint8_t heap_capacity_log2 = 0;
   Lot* heap_lots = nullptr;
-  Lot inline_lot{};
+  union {
+    Lot inline_lot{};         // while heap_lots is null
+    LotSummary summary;       // while heap_lots is set
+  };
 
   Wallet() = default;
   Wallet(const Wallet&) = delete;
@@ -81,8 +102,32 @@ struct Wallet {
     return heap_lots != nullptr ? (1u << heap_capacity_log2) : 1u;
   }
   bool deleted() const { return (flags & wallet_deleted) != 0; }
+
+  // RefreshSummary recomputes the summary from the heap lots; call it after
+  // changing them (nothing to do while the lot is inline).
+  void RefreshSummary();
+  // SummaryCovers says the summary alone gives `asset`'s sums at `now_us`:
+  // every lot is of that asset and none has expired.
+  bool SummaryCovers(uint16_t asset, int64_t now_us) const {
+    return heap_lots != nullptr && summary.asset == asset && summary.soonest_expiry_us > now_us;
+  }
 };
 static_assert(sizeof(Wallet) == 64);
+
+inline void Wallet::RefreshSummary() {
+  if (heap_lots == nullptr) return;
+  LotSummary s{.book = 0, .soonest_expiry_us = never_us, .asset = no_asset,
+               .reserved16 = 0, .reserved32 = 0, .reserved64 = 0};
+  if (lot_count > 0) s.asset = heap_lots[0].asset;
+  for (uint32_t i = 0; i < lot_count; ++i) {
+    const Lot& lot = heap_lots[i];
+    s.soonest_expiry_us = std::min(s.soonest_expiry_us, lot.expires_at_us);
+    if (lot.asset != s.asset) s.asset = no_asset;
+    // One asset's lots sum to at most the org's `in` of it: no overflow.
+    if (s.asset != no_asset) s.book += lot.remaining;
+  }
+  summary = s;
+}
 static_assert(std::is_trivially_destructible_v<Wallet>);
 
 // LotArena hands out the lot arrays of wallets: blocks of 2^k lots (k >= 1),
@@ -216,6 +261,7 @@ class WalletStore {
     if (w.heap_lots != nullptr) lots_.Release(w.heap_lots, w.heap_capacity_log2);
     w.heap_lots = bigger;
     w.heap_capacity_log2 = log2;
+    w.RefreshSummary();
   }
 
  private:
