@@ -19,7 +19,14 @@
 #       shard<i>_replay_s=... (the replay alone, from the shard's line)
 # A --tallyd may carry flags of its own ("build/ci/tallyd --prefault off").
 # shard<i>_replay_cpu_s is the replaying thread's CPU, shard<i>_load_cpu_s
-# its CPU for the snapshot's load (binaries that print them).  Defaults: build/ci/tallyd, build/ci/tally-bench, 2 shards, 4 s, 3 rounds,
+# its CPU for the snapshot's load (binaries that print them).
+# replay_Mops_per_s is the replay of all shards together: commands over the
+# window from the first shard's end of snapshot load to the last shard's end
+# of replay (the shards recover in parallel from the same moment, so the
+# window holds every shard's replay; it errs low, never high).
+# --drop-caches empties the page cache before each start (root; the whole
+# machine's cache): a recovery that reads its log and snapshot from the disk,
+# as after a reboot, instead of from the previous round's cache.  Defaults: build/ci/tallyd, build/ci/tally-bench, 2 shards, 4 s, 3 rounds,
 # a fresh directory under ${TMPDIR:-/tmp} (removed at the end unless --dir).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -30,6 +37,7 @@ shards=2
 fill_s=4
 rounds=3
 dir=""
+drop_caches=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --tallyd) tallyds+=("$2"); shift 2 ;;
@@ -38,6 +46,7 @@ while [[ $# -gt 0 ]]; do
     --fill-s) fill_s="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
     --dir) dir="$2"; shift 2 ;;
+    --drop-caches) drop_caches=1; shift ;;
     *) echo "replay_server.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -113,6 +122,7 @@ runs=()
 commands=0
 for round in $(seq 1 "$rounds"); do
   for bin in "${tallyds[@]}"; do
+    if [[ $drop_caches -eq 1 ]]; then sync; echo 3 >/proc/sys/vm/drop_caches; fi
     start "$bin" "${off[@]}"
     read -r utime stime < <(awk '{ print $14, $15 }' "/proc/$pid/stat")
     stop KILL
@@ -121,17 +131,35 @@ for round in $(seq 1 "$rounds"); do
         awk '{ s += $1 } END { print s + 0 }')
     [[ "$n" -gt 0 ]] && commands=$n
     run="$bin round=$round wall_s=$(printf %.3f "$wall_s") cpu_s=$(printf %.2f "$cpu_s")"
+    window_start=""
+    window_end=""
     for ((i = 0; i < shards; i++)); do
       s=$(sed -n "s/^tallyd: shard $i: .*replayed .* in \([0-9.]*\) s,.*/\1/p" "$dir/err")
       c=$(sed -n "s/^tallyd: shard $i: .*replayed .*, \([0-9.]*\) s CPU$/\1/p" "$dir/err")
       l=$(sed -n "s/^tallyd: shard $i: .* loaded in [0-9.]* s, \([0-9.]*\) s CPU.*/\1/p" "$dir/err")
+      lw=$(sed -n "s/^tallyd: shard $i: .* loaded in \([0-9.]*\) s,.*/\1/p" "$dir/err")
       run+=" shard${i}_replay_s=${s:-?} shard${i}_replay_cpu_s=${c:-?} shard${i}_load_cpu_s=${l:-?}"
+      if [[ -n "$s" ]]; then
+        lw=${lw:-0}
+        e=$(echo "$lw + $s" | bc -l)
+        if [[ -z "$window_start" ]] || (( $(echo "$lw < $window_start" | bc -l) )); then window_start=$lw; fi
+        if [[ -z "$window_end" ]] || (( $(echo "$e > $window_end" | bc -l) )); then window_end=$e; fi
+      fi
     done
-    runs+=("$wall_s|$run")
+    replay_window_s=""
+    [[ -n "$window_end" ]] && replay_window_s=$(echo "$window_end - $window_start" | bc -l)
+    runs+=("$wall_s|$replay_window_s|$run")
     echo "$run" >&2
   done
 done
 for r in "${runs[@]}"; do
   w=${r%%|*}
-  echo "${r#*|} commands=$commands agg_Mops_per_s=$(printf %.2f "$(echo "$commands / $w / 1000000" | bc -l)")"
+  rest=${r#*|}
+  rw=${rest%%|*}
+  line="${rest#*|} commands=$commands agg_Mops_per_s=$(printf %.2f "$(echo "$commands / $w / 1000000" | bc -l)")"
+  if [[ -n "$rw" ]]; then
+    line+=" replay_window_s=$(printf %.3f "$rw")"
+    line+=" replay_Mops_per_s=$(printf %.2f "$(echo "$commands / $rw / 1000000" | bc -l)")"
+  fi
+  echo "$line"
 done

@@ -298,6 +298,13 @@ absl::StatusOr<std::unique_ptr<MappedFile>> PosixFileSystem::MapReadOnly(const s
   return std::make_unique<MappedFile>(data, size);
 }
 
+void PosixFileSystem::ReadAhead(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);  // queues the reads; they outlive fd
+  ::close(fd);
+}
+
 // ------------------------------------------------------------ In memory ---
 
 class MemFile final : public File {

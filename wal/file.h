@@ -198,6 +198,12 @@ class PosixFileSystem final : public FileSystem {
   // (or a zero-filled buffer first).
   absl::StatusOr<std::unique_ptr<MappedFile>> MapReadOnly(const std::string& path);
 
+  // ReadAhead asks the kernel to start reading a whole file into the page
+  // cache and returns at once (POSIX_FADV_WILLNEED): a replay names the next
+  // segment while it applies the current one, so that segment's map finds
+  // its pages read.  Advice only: a file that cannot be opened is skipped.
+  void ReadAhead(const std::string& path);
+
   absl::StatusOr<std::unique_ptr<File>> Open(
       const std::string& path, OpenMode mode,
       WritePath write_path = WritePath::kPageCache) override;

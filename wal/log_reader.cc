@@ -144,6 +144,11 @@ absl::Status LogReader::LoadSegment() {
           absl::StrCat(path_, ": segment of ", bytes.size(), " bytes is over the limit"));
     }
     seg_ = std::span(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size());
+    // The map above read this segment (MAP_POPULATE), waiting on the disk
+    // when the log is not in the page cache, as after a reboot (the writer
+    // bypasses it: direct writes).  The next segment's reads start now and
+    // overlap this one's records.
+    if (segment_index_ + 1 < segments_.size()) posix->ReadAhead(segments_[segment_index_ + 1].second);
   } else {
     buf_.resize(*size);
     absl::StatusOr<size_t> read = (*file)->PRead(0, buf_);
