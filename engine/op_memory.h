@@ -22,8 +22,11 @@
 // bucket itself, whose free slot the lookup's one read already found).  Tags
 // come back after 65,535 generations; each retirement clears the dead slots
 // and headers of 1/16384 of the table, so nothing dead survives that long.
-// Memory: 64 bytes a bucket, one bucket per two ids of a generation (load at
-// most 4/7), plus 56 bytes an id remembered.
+// Memory: 64 bytes a bucket, one bucket per id of a generation (load at
+// most 2/7), plus 56 bytes an id remembered.  At 4/7 (a bucket per two ids)
+// about one home bucket in twenty was full and sent its lookups to the next
+// line, which no prefetch had asked for (bench/RESULTS.md, "The lot summary
+// and a sparser op-id table").
 #ifndef TALLY_ENGINE_OP_MEMORY_H_
 #define TALLY_ENGINE_OP_MEMORY_H_
 
@@ -66,7 +69,7 @@ class OpMemory {
   // generations grow as ids come.
   OpMemory(uint64_t ids_max, int64_t retention_us, bool map_all)
       : generation_max_(std::max<uint64_t>(1, ids_max / 2)),
-        buckets_(std::bit_ceil(std::max<uint64_t>(2, (generation_max_ + 1) / 2))),
+        buckets_(std::bit_ceil(std::max<uint64_t>(2, generation_max_))),
         sweep_buckets_(std::max<uint64_t>(1, buckets_ / sweeps_per_table_max)),
         retire_after_us_(retention_us / 2) {
     TALLY_ASSERT(generation_max_ < (uint64_t{1} << 32) - 1);
@@ -157,6 +160,7 @@ class OpMemory {
   const std::vector<Entry>& entries_of(int g) const { return generations_[g].entries; }
   int64_t began_us_of(int g) const { return generations_[g].began_us; }
   uint64_t generation_max() const { return generation_max_; }
+  uint64_t buckets() const { return buckets_; }  // a power of two
 
   // LoadBulk loads generation g of a memory that has not taken ids yet,
   // with `current` the current one: the n entries are appended by
@@ -377,7 +381,7 @@ class OpMemory {
       // as long as it lives, as tags only move forward).
       if (TagOf(bucket[0]) != generations_[current_].tag) bucket[0] = uint64_t{tag} << 32;
     }
-    TALLY_ASSERT(false && "op-id table full");  // load is at most 4/7
+    TALLY_ASSERT(false && "op-id table full");  // load is at most 2/7
   }
 
   // MapTable maps the table, zero.  Huge pages (huge_pages.h): a lookup is

@@ -7,8 +7,8 @@
 // tests drive both ways: ids chosen to share one home bucket (so it fills
 // and ids overflow into the next buckets), ids sharing bucket and
 // fingerprint, slots freed by a forgotten generation and taken again, ids
-// retried in the batch that claimed them, and a random walk over a table of
-// eight buckets checked claim by claim against the model.
+// retried in the batch that claimed them, and a random walk crowding three
+// buckets of a small table, checked claim by claim against the model.
 #include <algorithm>
 #include <cstdint>
 #include <deque>
@@ -69,24 +69,27 @@ void ExpectSeen(OpMemory& m, const std::vector<OpKey>& keys, const char* what) {
 }
 
 TEST(OpMemory, IdsSharingAHomeBucketOverflowIntoTheNextBucketsAndAreAllFound) {
-  // op_ids_max 32: generations of 16 ids, a table of 8 buckets of 7 slots.
+  // op_ids_max 32: generations of 16 ids, a table of 16 buckets of 7 slots.
   OpMemory m(32, kRetentionUs, /*map_all=*/false);
-  constexpr uint64_t buckets = 8;
-  // 16 ids homed at bucket 5: it holds 7, buckets 6 and 7 the rest.
-  std::vector<OpKey> first = KeysHomedAt(buckets, 5, 1, 16);
+  const uint64_t buckets = m.buckets();
+  ASSERT_EQ(buckets, 16u);
+  const uint64_t home = buckets - 3;
+  // 16 ids homed three buckets before the end: it holds 7, the next two
+  // buckets the rest.
+  std::vector<OpKey> first = KeysHomedAt(buckets, home, 1, 16);
   Batch b = ClaimAndSettle(m, first, kNow);
   for (const OpMemory::Claim& c : b.claims) EXPECT_EQ(c.kind, OpMemory::Claim::fresh);
   ExpectSeen(m, first, "first generation");
-  // 16 more at bucket 5: the first of them retires the full generation,
-  // which stays remembered, so they go past three full buckets (the probe
-  // wraps from bucket 7 to bucket 0).
-  std::vector<OpKey> second = KeysHomedAt(buckets, 5, first.back().op_id + 1, 16);
+  // 16 more at the same home: the first of them retires the full
+  // generation, which stays remembered, so they go past three full buckets
+  // (the probe wraps from the last bucket to bucket 0).
+  std::vector<OpKey> second = KeysHomedAt(buckets, home, first.back().op_id + 1, 16);
   ClaimAndSettle(m, second, kNow);
   ExpectSeen(m, first, "previous generation");
   ExpectSeen(m, second, "current generation");
-  // 16 more: the first generation is forgotten, its slots in bucket 5 are
-  // free again and new ids take them from the lookup's own read.
-  std::vector<OpKey> third = KeysHomedAt(buckets, 5, second.back().op_id + 1, 16);
+  // 16 more: the first generation is forgotten, its slots in the home
+  // bucket are free again and new ids take them from the lookup's own read.
+  std::vector<OpKey> third = KeysHomedAt(buckets, home, second.back().op_id + 1, 16);
   ClaimAndSettle(m, third, kNow);
   ExpectSeen(m, second, "previous generation, second time");
   ExpectSeen(m, third, "current generation, second time");
@@ -101,8 +104,11 @@ TEST(OpMemory, IdsSharingBucketAndFingerprintAreToldApart) {
   OpMemory m(32, kRetentionUs, /*map_all=*/false);
   const OpKey a{7, 1};
   const uint64_t ha = OpMemory::Hash(a);
+  const uint64_t mask = m.buckets() - 1;
   OpKey b{7, 2};
-  while ((OpMemory::Hash(b) & 7) != (ha & 7) || OpMemory::Hash(b) >> 48 != ha >> 48) ++b.op_id;
+  while ((OpMemory::Hash(b) & mask) != (ha & mask) || OpMemory::Hash(b) >> 48 != ha >> 48) {
+    ++b.op_id;
+  }
   ClaimAndSettle(m, {a}, kNow);
   Batch fresh_b = ClaimAndSettle(m, {b}, kNow);
   EXPECT_EQ(fresh_b.claims[0].kind, OpMemory::Claim::fresh) << "b is not a retry of a";
@@ -111,7 +117,7 @@ TEST(OpMemory, IdsSharingBucketAndFingerprintAreToldApart) {
 
 TEST(OpMemory, AnIdRetriedInItsOwnBatchFindsTheSlotItWasJustGiven) {
   OpMemory m(32, kRetentionUs, /*map_all=*/false);
-  std::vector<OpKey> keys = KeysHomedAt(8, 3, 1, 3);
+  std::vector<OpKey> keys = KeysHomedAt(m.buckets(), 3, 1, 3);
   // Fresh, fresh, the first again, fresh, the second again.
   std::vector<OpKey> batch = {keys[0], keys[1], keys[0], keys[2], keys[1]};
   std::vector<OpMemory::Claim> claims(batch.size());
@@ -167,26 +173,39 @@ class Model {
 };
 
 TEST(OpMemory, RandomClaimsOverASmallTableMatchTheModel) {
-  // A table of 8 buckets under 32 live ids at most: full buckets, overflow
-  // marks, probes that wrap, freed slots taken again; ids drawn from a
-  // small range so that retries (within and across batches, remembered and
-  // forgotten) are frequent; time moves so that age retires too.
+  // Up to 32 live ids crowded into three buckets of a 16-bucket table (21
+  // slots; every key is homed in the last two buckets or the first): full
+  // buckets, overflow marks, probes that wrap, freed slots taken again;
+  // keys drawn from a small set so that retries (within and across
+  // batches, remembered and forgotten) are frequent; time moves so that age
+  // retires too.
   for (uint64_t seed = 1; seed <= 4; ++seed) {
     std::mt19937_64 rng(seed);
     constexpr uint64_t ids_max = 32;
     constexpr int64_t retention_us = 1000;
     OpMemory m(ids_max, retention_us, /*map_all=*/seed % 2 == 0);
     Model model(ids_max, retention_us);
+    const uint64_t buckets = m.buckets();
+    std::vector<OpKey> pool;  // 60 keys of each of two orgs
+    for (uint64_t org = 1; org <= 2; ++org) {
+      size_t of_org = 0;
+      for (uint64_t op = 1; of_org < 60; ++op) {
+        const uint64_t home = OpMemory::Hash(OpKey{org, op}) & (buckets - 1);
+        if (home == 0 || home + 2 >= buckets) {
+          pool.push_back(OpKey{org, op});
+          ++of_org;
+        }
+      }
+    }
     int64_t now = kNow;
-    std::uniform_int_distribution<uint64_t> op(1, 120);
-    std::uniform_int_distribution<uint64_t> org(1, 2);
+    std::uniform_int_distribution<size_t> pick(0, pool.size() - 1);
     std::uniform_int_distribution<size_t> batch_size(1, 12);
     std::uniform_int_distribution<int64_t> step(0, 60);
     uint64_t seen = 0;
     for (int round = 0; round < 20000; ++round) {
       now += step(rng);
       std::vector<OpKey> keys(batch_size(rng));
-      for (OpKey& k : keys) k = OpKey{org(rng), op(rng)};
+      for (OpKey& k : keys) k = pool[pick(rng)];
       Batch b = ClaimAndSettle(m, keys, now);
       std::vector<uint64_t> generations(keys.size());
       for (size_t i = 0; i < keys.size(); ++i) {

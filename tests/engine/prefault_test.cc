@@ -64,10 +64,10 @@ TEST(Prefault, OnNamesTheRingTheTableAndBothGenerationsAndMakesThemResident) {
   std::vector<Ledger::PrefaultRegion> regions = ledger.PrefaultRegions();
   ASSERT_FALSE(regions.empty());
   // The ring (4 chunks of 40-byte entries), the op-id table (one 64-byte
-  // bucket per two ids of a generation) and room for both generations
-  // (56-byte entries, half the ids each).
+  // bucket per id of a generation) and room for both generations (56-byte
+  // entries, half the ids each).
   const uint64_t ring = history_chunk_entries * 4 * 40;
-  const uint64_t table = (uint64_t{1} << 15) / 2 * 64;
+  const uint64_t table = (uint64_t{1} << 15) * 64;
   const uint64_t entries = 2 * (uint64_t{1} << 15) * 56;
   EXPECT_GE(TotalBytes(regions), ring + table + entries);
   EXPECT_LE(TotalBytes(regions), ring + table + entries + 4 * 4096 * 4);
