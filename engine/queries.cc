@@ -45,33 +45,64 @@ int64_t HeldOf(const Org& org, uint32_t slot, uint16_t asset, int64_t now_us) {
   return held;
 }
 
-// FillView writes entry `index` (e, of wallet w) into *v, whose texts are
-// empty: in place, so an export of thousands of entries builds each record
-// once rather than building a view and moving it twice.
-void FillView(const State& s, uint64_t index, const HistoryEntry& e, const Wallet& w,
-              HistoryEntryView* v) {
-  v->seq = index + 1;
-  v->time_us = e.time_us();
-  v->wallet_id = w.id;
-  v->kind = e.kind();
-  v->out = e.out();
-  v->held = e.held();
-  v->asset = s.assets[e.asset()];
-  v->amount = e.amount;
-  v->balance_after = e.balance_after;
-  v->related_id = e.related_id;
+// FillRef writes entry `index` (e, of wallet w) into *ref: the one place
+// an entry's packed fields become values (queries, the export and the
+// history file all start here).
+void FillRef(const State& s, uint64_t index, const HistoryEntry& e, const Wallet& w,
+             HistoryEntryRef* ref) {
+  ref->seq = index + 1;
+  ref->org_id = s.orgs[w.org_slot]->id;
+  ref->wallet_id = w.id;
+  ref->time_us = e.time_us();
+  ref->kind = e.kind();
+  ref->out = e.out();
+  ref->held = e.held();
+  ref->has_text = false;
+  ref->reference = {};
+  ref->actor = {};
   if (e.has_text()) [[unlikely]] {
     if (const engine::HistoryTexts* t = s.history.texts(index)) {
-      v->reference = t->reference;
-      v->actor = t->actor;
+      ref->has_text = !t->reference.empty() || !t->actor.empty();
+      ref->reference = t->reference;
+      ref->actor = t->actor;
     }
+  }
+  ref->asset = s.assets[e.asset()];
+  ref->amount = e.amount;
+  ref->balance_after = e.balance_after;
+  ref->related_id = e.related_id;
+  ref->prev_seq = 0;
+  if (e.prev_distance != 0 && e.prev_distance != UINT32_MAX && e.prev_distance <= index) {
+    ref->prev_seq = index - e.prev_distance + 1;
+  }
+}
+
+// CopyRef writes a ref into *v, whose texts are empty: in place, so an
+// export of thousands of entries builds each record once rather than
+// building a view and moving it twice.
+void CopyRef(const HistoryEntryRef& ref, HistoryEntryView* v) {
+  v->seq = ref.seq;
+  v->time_us = ref.time_us;
+  v->wallet_id = ref.wallet_id;
+  v->kind = ref.kind;
+  v->out = ref.out;
+  v->held = ref.held;
+  v->asset = ref.asset;
+  v->amount = ref.amount;
+  v->balance_after = ref.balance_after;
+  v->related_id = ref.related_id;
+  if (ref.has_text) [[unlikely]] {
+    v->reference = ref.reference;
+    v->actor = ref.actor;
   }
 }
 
 HistoryEntryView ViewOf(const State& s, uint64_t index) {
   const HistoryEntry& e = s.history.at(index);
+  HistoryEntryRef ref;
+  FillRef(s, index, e, s.wallets.at(e.wallet_slot), &ref);
   HistoryEntryView v;
-  FillView(s, index, e, s.wallets.at(e.wallet_slot), &v);
+  CopyRef(ref, &v);
   return v;
 }
 
@@ -286,21 +317,7 @@ void Ledger::ExportHistory(uint64_t from_seq, uint64_t to_seq,
   out->reserve(out->size() + (to_seq - from_seq));
   VisitHistory(from_seq, to_seq, [out](const HistoryEntryRef& e) {
     HistoryRecord& r = out->emplace_back();
-    HistoryEntryView& v = r.view;
-    v.seq = e.seq;
-    v.time_us = e.time_us;
-    v.wallet_id = e.wallet_id;
-    v.kind = e.kind;
-    v.out = e.out;
-    v.held = e.held;
-    v.asset = e.asset;
-    v.amount = e.amount;
-    v.balance_after = e.balance_after;
-    v.related_id = e.related_id;
-    if (e.has_text) [[unlikely]] {
-      v.reference = e.reference;
-      v.actor = e.actor;
-    }
+    CopyRef(e, &r.view);
     r.org_id = e.org_id;
     r.prev_seq = e.prev_seq;
   });
@@ -322,32 +339,7 @@ void Ledger::VisitHistory(uint64_t from_seq, uint64_t to_seq,
       __builtin_prefetch(&s.wallets.at(s.history.at(index + ahead).wallet_slot));
     }
     const HistoryEntry& e = s.history.at(index);
-    const Wallet& w = s.wallets.at(e.wallet_slot);
-    ref.seq = index + 1;
-    ref.org_id = s.orgs[w.org_slot]->id;
-    ref.wallet_id = w.id;
-    ref.time_us = e.time_us();
-    ref.kind = e.kind();
-    ref.out = e.out();
-    ref.held = e.held();
-    ref.has_text = false;
-    ref.reference = {};
-    ref.actor = {};
-    if (e.has_text()) [[unlikely]] {
-      if (const engine::HistoryTexts* t = s.history.texts(index)) {
-        ref.has_text = !t->reference.empty() || !t->actor.empty();
-        ref.reference = t->reference;
-        ref.actor = t->actor;
-      }
-    }
-    ref.asset = s.assets[e.asset()];
-    ref.amount = e.amount;
-    ref.balance_after = e.balance_after;
-    ref.related_id = e.related_id;
-    ref.prev_seq = 0;
-    if (e.prev_distance != 0 && e.prev_distance != UINT32_MAX && e.prev_distance <= index) {
-      ref.prev_seq = index - e.prev_distance + 1;
-    }
+    FillRef(s, index, e, s.wallets.at(e.wallet_slot), &ref);
     visit(ref);
   }
 }
