@@ -233,13 +233,6 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
   // than the caches, so each source command is a miss: fetch a few ahead
   // (measured: the copy was ~80 % stalls on its first load).
   //
-  // A round of big parts goes to the store in chunks of whole parts, about
-  // chunk_commands_min commands each (one log record and one engine batch a
-  // chunk, one fdatasync for the round): a round of sixteen parts of 4,000
-  // deducts was 2.4 MB of Commands, past this core's L2, so the copy's
-  // stores and then the engine's reads of them went to L3; a chunk is
-  // applied while its copy is still in L2.
-  //
   // The log record is built at the same time.  A part of many commands is
   // logged as its frame carried them (they arrived in the log's encoding:
   // encoding them again was ~3.5 % of tallyd at frames of 8,000); a run of
@@ -250,48 +243,11 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
   // server changed (named an actor), and the sweep.
   constexpr uint32_t prefetch_ahead = 8;
   constexpr uint32_t slice_commands_min = 8;
-  constexpr size_t chunk_commands_min = 2048;  // 311 KB of Commands
-  absl::Status status = absl::OkStatus();
+  absl::Status encoded = absl::OkStatus();
   size_t unlogged_from = 0;  // commands_[unlogged_from, end) are not in record_ yet
-  size_t chunk_first_part = 0;
-  int64_t round_time_us = 0;
-  const int64_t now_us = WallClockUs();
-  round_events_.clear();
   commands_.resize(0);
   record_.resize(batch_header_bytes);  // Store::ApplyEncoded writes the header
-  // Flush applies and logs the chunk of parts [chunk_first_part, parts_end)
-  // and writes their results into their jobs (handed back only after the
-  // round's sync).
-  auto flush = [&](size_t parts_end, bool with_sweep) {
-    if (with_sweep) commands_.push_back(Command{.kind = CommandKind::expire_sweep});
-    if (status.ok() && commands_.size() > unlogged_from) {
-      status = EncodeCommands(std::span(commands_).subspan(unlogged_from), &record_);
-    }
-    TALLY_ASSERT(commands_.size() <= batch_commands_max);
-    if (status.ok()) {
-      absl::StatusOr<uint64_t> lsn = store_->ApplyEncoded(now_us, commands_, &record_, &out_);
-      if (!lsn.ok()) status = lsn.status();
-    }
-    if (status.ok()) {
-      TALLY_ASSERT(out_.results.size() == commands_.size());
-      size_t at = 0;
-      for (size_t p = chunk_first_part; p < parts_end; ++p) {
-        ApplyJob& job = *parts[p].job;
-        const uint32_t* order = job.order.data();
-        for (uint32_t k = parts[p].begin; k < parts[p].end; ++k) {
-          job.results[order[k]] = out_.results[at++];
-        }
-      }
-      round_time_us = std::max(round_time_us, out_.time_us);
-      round_events_.insert(round_events_.end(), out_.events.begin(), out_.events.end());
-    }
-    chunk_first_part = parts_end;
-    unlogged_from = 0;
-    commands_.resize(0);
-    record_.resize(batch_header_bytes);
-  };
-  for (size_t p = 0; p < parts.size() && status.ok(); ++p) {
-    const ApplyPart& part = parts[p];
+  for (const ApplyPart& part : parts) {
     const ApplyJob& job = *part.job;
     const Command* source = job.batch.commands.data();
     const uint32_t* order = job.order.data();
@@ -309,8 +265,8 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
                        job.batch.command_ends.size() == job.batch.commands.size();
     if (slice) {
       const size_t part_from = commands_.size() - part.size();
-      if (status.ok() && part_from > unlogged_from) {
-        status = EncodeCommands(
+      if (encoded.ok() && part_from > unlogged_from) {
+        encoded = EncodeCommands(
             std::span(commands_).subspan(unlogged_from, part_from - unlogged_from), &record_);
       }
       unlogged_from = commands_.size();
@@ -328,20 +284,30 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
       }
       record_.append(job.body, run_begin, run_end - run_begin);
     }
-    if (commands_.size() >= chunk_commands_min && p + 1 < parts.size()) flush(p + 1, false);
   }
-  if (status.ok()) flush(parts.size(), sweep);
-  absl::Status synced = status.ok() ? store_->Sync() : status;
+  if (sweep) commands_.push_back(Command{.kind = CommandKind::expire_sweep});
+  if (encoded.ok() && commands_.size() > unlogged_from) {
+    encoded = EncodeCommands(std::span(commands_).subspan(unlogged_from), &record_);
+  }
+  TALLY_ASSERT(commands_.size() <= batch_commands_max);
+
+  int64_t now_us = WallClockUs();
+  absl::StatusOr<uint64_t> lsn =
+      encoded.ok() ? store_->ApplyEncoded(now_us, commands_, &record_, &out_) : encoded;
+  absl::Status synced = lsn.ok() ? store_->Sync() : lsn.status();
   if (!synced.ok()) {
     Fail(synced);
     Refuse(parts, nullptr, ResultCode::unavailable, failed_reason_);
     return;
   }
+  TALLY_ASSERT(out_.results.size() == commands_.size());
+  size_t at = 0;
   for (ApplyPart& part : parts) {
     ApplyJob& job = *part.job;
+    for (uint32_t k = part.begin; k < part.end; ++k) job.results[job.order[k]] = out_.results[at++];
     int64_t seen = job.time_us.load(std::memory_order_relaxed);
-    while (seen < round_time_us &&
-           !job.time_us.compare_exchange_weak(seen, round_time_us, std::memory_order_relaxed)) {
+    while (seen < out_.time_us &&
+           !job.time_us.compare_exchange_weak(seen, out_.time_us, std::memory_order_relaxed)) {
     }
     if (job.LastPart()) finished_.push_back(&job);
   }
@@ -360,7 +326,7 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
     sink->FinishedAll(handing_);
     handing_.clear();
   }
-  if (!round_events_.empty() && events_) events_(round_events_);
+  if (!out_.events.empty() && events_) events_(out_.events);
   prefaulter_->Advance(store_->ledger().history_entries_total());
 }
 

@@ -8,9 +8,7 @@
 //   1. take everything queued, up to batch_commands_max commands;
 //   2. answer the queries on the state as of the last durable batch;
 //   3. stamp the time (this server's clock, µs), Store::Apply the commands
-//      (a round of big parts as a few batches of whole parts, each one log
-//      record, so each is applied while its gathered copy is in L2), plus
-//      an expire_sweep when the sweep timer is due;
+//      as one batch, plus an expire_sweep when the sweep timer is due;
 //   4. Store::Sync: one fdatasync for the whole batch (group commit: what
 //      queued during this sync goes into the next batch);
 //   5. hand the results and the events back;
@@ -211,8 +209,7 @@ class Shard {
   std::string failed_reason_;  // nonempty: the store failed, for good
   std::vector<Command> commands_;
   std::string record_;  // the round's log record, from the frames' bytes
-  BatchOutput out_;                  // one chunk's
-  std::vector<Event> round_events_;  // every chunk's of a round
+  BatchOutput out_;
   // The round's finished jobs, by sink, handed back after the results loop.
   std::vector<ApplyJob*> finished_;
   std::vector<ApplyJob*> handing_;  // one sink's of finished_

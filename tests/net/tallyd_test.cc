@@ -665,14 +665,12 @@ TEST_F(TallydTest, BigFramesQueuedTogetherFitTheLogRecordsAndAllApply) {
   Ok(*c, cmd::Deduct(kOrg, 0, 1));  // the shard still takes changes
 }
 
-// A round of several big frames goes to the store in chunks of whole parts
-// (net/shard.cc): frames of 3,000 deducts, each over the chunk size, queued
-// together on one org's pool.  Every result is the one of its own command
-// (the pool's balance after it counts down across the frames in order),
-// the deducts past the balance are refused where they fall, in a later
-// chunk than the first, and a restart replays the chunks' records to the
-// same balance.
-TEST_F(TallydTest, ARoundOfBigFramesAppliesInChunksWithEachResultInItsPlace) {
+// Several big frames queued together on one org's pool (a shard round of
+// several big parts): every result is the one of its own command (the
+// pool's balance after it counts down across the frames in order), the
+// deducts past the balance are refused where they fall, in a later frame
+// than the first, and a restart replays the log to the same balance.
+TEST_F(TallydTest, BigFramesQueuedTogetherHaveEachResultInItsPlace) {
   StartServer();
   constexpr int kFrames = 6;
   constexpr int kPerFrame = 3'000;
