@@ -253,18 +253,25 @@ absl::Status DecodeHelloReply(std::string_view body, HelloReply* reply) {
 
 void EncodeApplyReply(int64_t time_us, std::span<const Result> results, std::string* out) {
   TALLY_ASSERT(results.size() <= frame_commands_max);
-  ByteWriter w(out);
-  w.Put<int64_t>(time_us);
-  w.Put<uint32_t>(static_cast<uint32_t>(results.size()));
-  w.Put<uint32_t>(0);
+  // Sized once and written in place: a reply of 8,000 results was 48,000
+  // appends, each checking the capacity.
+  const size_t from = out->size();
+  out->resize(from + 16 + results.size() * size_t{result_bytes});
+  char* p = out->data() + from;
+  const uint32_t count = static_cast<uint32_t>(results.size());
+  std::memcpy(p, &time_us, 8);
+  std::memcpy(p + 8, &count, 4);
+  std::memset(p + 12, 0, 4);
+  p += 16;
   for (const Result& res : results) {
-    w.Put<uint16_t>(static_cast<uint16_t>(res.code));
-    w.Put<uint8_t>(res.replayed ? 1 : 0);
-    PutZeros(w, 5);
-    w.Put<uint64_t>(res.id);
-    w.Put<int64_t>(res.n[0]);
-    w.Put<int64_t>(res.n[1]);
-    w.Put<int64_t>(res.n[2]);
+    char row[result_bytes] = {};
+    const uint16_t code = static_cast<uint16_t>(res.code);
+    std::memcpy(row, &code, 2);
+    row[2] = res.replayed ? 1 : 0;
+    std::memcpy(row + 8, &res.id, 8);
+    std::memcpy(row + 16, res.n, 24);
+    std::memcpy(p, row, result_bytes);
+    p += result_bytes;
   }
 }
 
@@ -277,16 +284,21 @@ absl::Status DecodeApplyReply(std::string_view body, int64_t* time_us,
   results->clear();
   if (r.ok() && r.left() != n * size_t{result_bytes}) r.Fail(r.pos(), "body length != count");
   if (r.ok()) results->resize(n);
+  // The length is checked above: each row is read unchecked (Take), with
+  // its replayed flag and reserved bytes still checked.
   for (uint32_t i = 0; i < n && r.ok(); ++i) {
     Result& res = (*results)[i];
-    res.code = static_cast<ResultCode>(r.Get<uint16_t>());
-    size_t at = r.pos();
-    uint8_t replayed = r.Get<uint8_t>();
-    if (r.ok() && replayed > 1) r.Fail(at, "replayed is not 0 or 1");
+    res.code = static_cast<ResultCode>(r.Take<uint16_t>());
+    const size_t at = r.pos();
+    const uint8_t replayed = r.Take<uint8_t>();
+    if (replayed > 1) r.Fail(at, "replayed is not 0 or 1");
     res.replayed = replayed == 1;
-    Reserved(r, 5);
-    res.id = r.Get<uint64_t>();
-    for (int64_t& v : res.n) v = r.Get<int64_t>();
+    const char* reserved = r.TakeBytes(5);
+    for (size_t k = 0; k < 5; ++k) {
+      if (reserved[k] != 0) r.Fail(at + 1 + k, "reserved byte is not zero");
+    }
+    res.id = r.Take<uint64_t>();
+    for (int64_t& v : res.n) v = r.Take<int64_t>();
   }
   if (!r.ok()) results->clear();
   return Finish(r);

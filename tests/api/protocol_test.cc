@@ -169,6 +169,27 @@ TEST(Protocol, ApplyReplyRoundTripsEveryField) {
   }
 }
 
+TEST(Protocol, ApplyReplyRefusesABadReplayedFlagOrReservedByteInAnyRow) {
+  std::vector<Result> results(3);
+  results[1] = {ResultCode::ok, true, 7, {1, 2, 3}};
+  std::string body;
+  EncodeApplyReply(5, results, &body);
+  // Row r starts at 16 + 40 r: code (2 bytes), replayed (1), reserved (5).
+  for (size_t row = 0; row < 3; ++row) {
+    for (size_t offset = 2; offset < 8; ++offset) {
+      std::string bad = body;
+      bad[16 + row * result_bytes + offset] = 2;
+      int64_t time_us = 0;
+      std::vector<Result> got;
+      absl::Status s = DecodeApplyReply(bad, &time_us, &got);
+      EXPECT_FALSE(s.ok()) << "row " << row << " byte " << offset;
+      EXPECT_NE(s.message().find(offset == 2 ? "replayed" : "reserved"), std::string::npos)
+          << s.message();
+      EXPECT_TRUE(got.empty());
+    }
+  }
+}
+
 TEST(Protocol, BalanceRoundTripsWithLots) {
   Balance b;
   b.available = 150;

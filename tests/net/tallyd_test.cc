@@ -665,6 +665,64 @@ TEST_F(TallydTest, BigFramesQueuedTogetherFitTheLogRecordsAndAllApply) {
   Ok(*c, cmd::Deduct(kOrg, 0, 1));  // the shard still takes changes
 }
 
+// Several big frames queued together on one org's pool (a shard round of
+// several big parts): every result is the one of its own command (the
+// pool's balance after it counts down across the frames in order), the
+// deducts past the balance are refused where they fall, in a later frame
+// than the first, and a restart replays the log to the same balance.
+TEST_F(TallydTest, BigFramesQueuedTogetherHaveEachResultInItsPlace) {
+  StartServer();
+  constexpr int kFrames = 6;
+  constexpr int kPerFrame = 3'000;
+  constexpr int64_t kTopup = 4 * kPerFrame + 500;  // runs out in the fifth frame
+  {
+    auto c = Connect();
+    ASSERT_NE(c, nullptr);
+    Ok(*c, cmd::OrgCreate(kOrg));
+    Ok(*c, cmd::Topup(kOrg, kTopup));
+    std::vector<Command> frame(kPerFrame);
+    for (int f = 0; f < kFrames; ++f) {
+      for (Command& d : frame) {
+        d = cmd::Deduct(kOrg, 0, 1);
+        d.op_id = next_op_id_++;
+      }
+      ASSERT_TRUE(c->SendApply(frame).ok());
+    }
+    ASSERT_TRUE(c->Flush().ok());
+    int64_t expected_after = kTopup;
+    for (int f = 0; f < kFrames; ++f) {
+      absl::StatusOr<Reply> reply = c->Receive();
+      ASSERT_TRUE(reply.ok()) << reply.status();
+      ASSERT_TRUE(reply->ok()) << ResultCodeName(reply->status);
+      int64_t time_us = 0;
+      std::vector<Result> results;
+      ASSERT_TRUE(proto::DecodeApplyReply(reply->body, &time_us, &results).ok());
+      ASSERT_EQ(results.size(), static_cast<size_t>(kPerFrame));
+      for (int k = 0; k < kPerFrame; ++k) {
+        if (expected_after > 0) {
+          --expected_after;
+          ASSERT_EQ(results[k].code, ResultCode::ok) << "frame " << f << " command " << k;
+          ASSERT_EQ(results[k].balance_after(), expected_after) << "frame " << f << " command " << k;
+        } else {
+          ASSERT_EQ(results[k].code, ResultCode::insufficient_funds)
+              << "frame " << f << " command " << k;
+        }
+      }
+    }
+    auto pool = c->GetBalance({.org_id = kOrg});
+    ASSERT_TRUE(pool.ok()) << pool.status();
+    EXPECT_EQ(pool->available, 0);
+  }
+  Restart();
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  auto pool = c->GetBalance({.org_id = kOrg});
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  EXPECT_EQ(pool->available, 0);
+  Ok(*c, cmd::Topup(kOrg, 5));
+  Ok(*c, cmd::Deduct(kOrg, 0, 5));  // the shard still takes changes
+}
+
 // Three times the in-flight bound of requests pipelined on one connection
 // before the first reply is read: wherever the server pauses reading, it
 // resumes, and every reply comes back, matched by request id.

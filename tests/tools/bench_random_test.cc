@@ -2,10 +2,14 @@
 // scatter of ranks onto wallets is a bijection.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <set>
 #include <vector>
 
+#include "tally/shard.h"
 #include "tools/bench/random.h"
+#include "tools/bench/runner.h"
 
 namespace tally::bench {
 namespace {
@@ -100,6 +104,36 @@ TEST(BenchRng, SameSeedSameSequence) {
     differs = differs || x != c.Next();
   }
   EXPECT_TRUE(differs);
+}
+
+}  // namespace
+}  // namespace tally::bench
+
+namespace tally::bench {
+namespace {
+
+// The default org base spreads the orgs evenly over the server's shards,
+// and different seeds give different orgs (runs against one server never
+// meet).
+TEST(EvenOrgBase, SpreadsTheOrgsEvenlyOverTheShardsAndDiffersBySeed) {
+  struct Case {
+    uint32_t orgs;
+    uint32_t shards;
+  };
+  for (Case c : {Case{16, 2}, Case{16, 3}, Case{5, 4}, Case{24, 4}, Case{1, 2}, Case{3, 1}}) {
+    std::set<uint64_t> bases;
+    for (uint64_t seed = 1; seed <= 20; ++seed) {
+      const uint64_t base = EvenOrgBase(seed * 0x1234567, c.orgs, c.shards);
+      ASSERT_GE(base, 1u);
+      ASSERT_LT(base, uint64_t{1} << 41);
+      bases.insert(base);
+      std::vector<uint32_t> counts(c.shards);
+      for (uint32_t i = 0; i < c.orgs; ++i) ++counts[ShardOf(base + i, c.shards)];
+      const auto [lo, hi] = std::minmax_element(counts.begin(), counts.end());
+      EXPECT_LE(*hi - *lo, 1u) << c.orgs << " orgs over " << c.shards << " shards, seed " << seed;
+    }
+    EXPECT_EQ(bases.size(), 20u) << c.orgs << " orgs over " << c.shards << " shards";
+  }
 }
 
 }  // namespace

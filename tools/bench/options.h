@@ -65,7 +65,8 @@ struct Options {
   WorkloadKind workload = WorkloadKind::deduct;
   uint64_t wallets = 100000;
   uint32_t orgs = 16;     // wallets are spread over the orgs (and so over shards)
-  uint64_t org_base = 0;  // --org-base; 0: random, so runs never collide
+  uint64_t org_base = 0;  // --org-base; 0: random, so runs never collide, and
+                          // spread evenly over the server's shards (EvenOrgBase)
   Distribution dist = Distribution::uniform;
   double zipf_s = 0.99;
   Mix mix{};                       // filled from DefaultMix unless --mix

@@ -17,6 +17,7 @@
 #include "tally/client.h"
 #include "tally/commands.h"
 #include "tally/limits.h"
+#include "tally/shard.h"
 #include "tools/bench/model.h"
 #include "tools/bench/random.h"
 #include "tools/bench/strings.h"
@@ -1018,13 +1019,41 @@ uint64_t RunReport::error_count() const {
   return n;
 }
 
+uint64_t EvenOrgBase(uint64_t seed, uint32_t orgs, uint32_t shards) {
+  constexpr int tries_max = 4096;
+  if (shards <= 1 || orgs == 0) return (SplitMix64(seed) >> 24) + 1;
+  std::vector<uint32_t> counts(shards);
+  uint64_t best_base = 0;
+  uint32_t best_spread = UINT32_MAX;
+  uint64_t x = seed;
+  for (int t = 0; t < tries_max && best_spread > 1; ++t) {
+    x = SplitMix64(x);
+    // Below 2^40, far from the flag's 2^62 limit however many orgs follow.
+    const uint64_t base = (x >> 24) + 1;
+    std::fill(counts.begin(), counts.end(), 0);
+    for (uint32_t i = 0; i < orgs; ++i) ++counts[ShardOf(base + i, shards)];
+    const auto [lo, hi] = std::minmax_element(counts.begin(), counts.end());
+    if (*hi - *lo < best_spread) {
+      best_spread = *hi - *lo;
+      best_base = base;
+    }
+  }
+  return best_base;
+}
+
 absl::StatusOr<RunReport> Run(const Options& options, const std::string& address,
                               const std::string& token, std::ostream* live,
                               const std::atomic<bool>* stop) {
   Options o = options;
   if (o.org_base == 0) {
-    // New orgs every run, so runs against one server never meet.
-    o.org_base = (SplitMix64(static_cast<uint64_t>(NowNs())) >> 24) + 1;
+    // New orgs every run, so runs against one server never meet, spread
+    // evenly over the server's shards (its hello says how many).
+    const uint64_t seed = SplitMix64(static_cast<uint64_t>(NowNs()));
+    o.org_base = (seed >> 24) + 1;
+    absl::StatusOr<std::unique_ptr<Client>> probe =
+        Client::Connect(address, token, BenchClientOptions());
+    if (probe.ok()) o.org_base = EvenOrgBase(seed, o.orgs, (*probe)->shards());
+    // Otherwise the run's own connections report why they cannot connect.
   }
   Run_ run(o, address, token);
   return run.Go(live, stop);

@@ -58,6 +58,15 @@ struct RunReport {
   double ops_per_s() const { return measured_s > 0 ? static_cast<double>(ops) / measured_s : 0; }
 };
 
+// EvenOrgBase picks an org base for `orgs` orgs (ids base .. base+orgs-1)
+// that ShardOf spreads evenly over `shards` (no shard more than one org
+// ahead of another), from a sequence that starts at `seed`: runs with
+// different seeds get different orgs.  A random base splits 16 orgs 8 / 8
+// over two shards in only 20 % of runs, and the busier shard bounds the
+// throughput (bench/RESULTS.md, "The batched path outside the engine").
+// Tries a bounded number of bases; past it, the most even one seen.
+uint64_t EvenOrgBase(uint64_t seed, uint32_t orgs, uint32_t shards);
+
 // Run drives the tallyd at `address` with `token` (an admin token: setup
 // creates orgs).  Live lines go to *live (may be null) once a second.  Stops
 // early when *stop becomes true (SIGINT), still draining and verifying.
