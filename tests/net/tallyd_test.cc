@@ -35,6 +35,18 @@ inline void PrintTo(ResultCode code, std::ostream* os) { *os << ResultCodeName(c
 constexpr uint64_t kOrg = 7;
 
 // Server runs one tallyd for a test and hands out connected clients.
+// ResultsOf is an apply reply's results; a failed or refused reply fails
+// the test and has none.
+std::vector<Result> ResultsOf(const absl::StatusOr<Reply>& reply) {
+  std::vector<Result> results;
+  EXPECT_TRUE(reply.ok()) << reply.status();
+  if (!reply.ok()) return results;
+  EXPECT_TRUE(reply->ok()) << ResultCodeName(reply->status);
+  int64_t time_us = 0;
+  EXPECT_TRUE(proto::DecodeApplyReply(reply->body, &time_us, &results).ok());
+  return results;
+}
+
 class TallydTest : public ::testing::Test {
  protected:
   void StartServer(std::vector<std::string> flags = {}) {
@@ -650,12 +662,7 @@ TEST_F(TallydTest, BigFramesQueuedTogetherFitTheLogRecordsAndAllApply) {
   }
   ASSERT_TRUE(c->Flush().ok());
   for (int f = 0; f < kFrames; ++f) {
-    absl::StatusOr<Reply> reply = c->Receive();
-    ASSERT_TRUE(reply.ok()) << reply.status();
-    ASSERT_TRUE(reply->ok()) << ResultCodeName(reply->status);
-    int64_t time_us = 0;
-    std::vector<Result> results;
-    ASSERT_TRUE(proto::DecodeApplyReply(reply->body, &time_us, &results).ok());
+    const std::vector<Result> results = ResultsOf(c->Receive());
     ASSERT_EQ(results.size(), static_cast<size_t>(kPerFrame));
     for (const Result& r : results) ASSERT_EQ(r.code, ResultCode::ok) << "frame " << f;
   }
@@ -691,12 +698,7 @@ TEST_F(TallydTest, BigFramesQueuedTogetherHaveEachResultInItsPlace) {
     ASSERT_TRUE(c->Flush().ok());
     int64_t expected_after = kTopup;
     for (int f = 0; f < kFrames; ++f) {
-      absl::StatusOr<Reply> reply = c->Receive();
-      ASSERT_TRUE(reply.ok()) << reply.status();
-      ASSERT_TRUE(reply->ok()) << ResultCodeName(reply->status);
-      int64_t time_us = 0;
-      std::vector<Result> results;
-      ASSERT_TRUE(proto::DecodeApplyReply(reply->body, &time_us, &results).ok());
+      const std::vector<Result> results = ResultsOf(c->Receive());
       ASSERT_EQ(results.size(), static_cast<size_t>(kPerFrame));
       for (int k = 0; k < kPerFrame; ++k) {
         if (expected_after > 0) {
@@ -757,9 +759,7 @@ TEST_F(TallydTest, PipelinedRequestsBeyondTheInFlightBoundAreAllAnswered) {
     ASSERT_NE(it, kind_of.end()) << "reply to an unknown request id";
     EXPECT_EQ(reply->status, ResultCode::ok);
     if (it->second == 0) {
-      int64_t time_us = 0;
-      std::vector<Result> results;
-      ASSERT_TRUE(proto::DecodeApplyReply(reply->body, &time_us, &results).ok());
+      const std::vector<Result> results = ResultsOf(reply);
       ASSERT_EQ(results.size(), 1u);
       applied += results[0].ok() ? 1 : 0;
     }
@@ -914,12 +914,8 @@ TEST_F(TallydTokensTest, CommandsLoggedAsSentAndRenamedOnesAreReplayedAfterAKill
   }
   auto receive_all = [](Client& client, int frames) {
     for (int i = 0; i < frames; ++i) {
-      absl::StatusOr<Reply> reply = client.Receive();
-      ASSERT_TRUE(reply.ok()) << reply.status();
-      ASSERT_TRUE(reply->ok());
-      int64_t time_us = 0;
-      std::vector<Result> results;
-      ASSERT_TRUE(proto::DecodeApplyReply(reply->body, &time_us, &results).ok());
+      const std::vector<Result> results = ResultsOf(client.Receive());
+      ASSERT_FALSE(results.empty());
       for (const Result& r : results) EXPECT_EQ(r.code, ResultCode::ok);
     }
   };
