@@ -420,15 +420,21 @@ BENCHMARK(BM_SmallRecordSync)->Iterations(1)->Unit(benchmark::kMillisecond);
 // ---------------------------------------------------------------------------
 // BM_StartFromSnapshot: Store::Open on the million-wallet store, nothing to
 // replay (page cache warm: the file was just written or read).
+// BM_StartFromSnapshot/P: P 0 has LedgerOptions::prefault off, 1 on, as
+// tallyd runs (a prefault-load thread faults the new ledger's memory in
+// beside the decode: docs/MEMORY.md).  On this VM a first write to fresh
+// memory can cost a host fault; /1 shows what tallyd's start pays then.
 // ---------------------------------------------------------------------------
 void BM_StartFromSnapshot(benchmark::State& state) {
   World& world = World::Get();
   static const std::string dir = world.CopyTo("start");
   PosixFileSystem fs;
+  StoreOptions options = WorldStoreOptions();
+  options.ledger.prefault = state.range(0) != 0;
   double load_s = 0, total_s = 0, load_cpu_s = 0;
   for (auto _ : state) {
     const auto t0 = Clock::now();
-    auto store = Store::Open(&fs, dir, WorldStoreOptions());
+    auto store = Store::Open(&fs, dir, options);
     const auto t1 = Clock::now();
     Check(store.status(), "open");
     if ((*store)->ledger().wallet_count() < kWallets) Die("the world is not there");
@@ -447,7 +453,12 @@ void BM_StartFromSnapshot(benchmark::State& state) {
   state.counters["snapshot_MB"] = static_cast<double>(world.snapshot_bytes) / 1e6;
   state.counters["wallets"] = static_cast<double>(kWallets);
 }
-BENCHMARK(BM_StartFromSnapshot)->Iterations(3)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_StartFromSnapshot)
+    ->Arg(0)
+    ->Arg(1)
+    ->Iterations(3)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 
 // ---------------------------------------------------------------------------
 // BM_Replay: Store::Open replaying 4,194,304 deducts (4096 records of 1024)
