@@ -62,8 +62,9 @@ inline constexpr uint8_t wallet_deleted = 1 << 0;
 // It lives in the inline lot's room while the lots are on the heap (that
 // room is free then), so a deduct over a wallet of three lots reads the
 // wallet's line and its first lot's, not every lot (docs/ENGINE.md, "The
-// lot summary").  Kept by RefreshSummary after any change to the lots but
-// the first lot's spend, which adjusts `book` itself.
+// lot summary, eight remembered orgs, a sparser op-id table").  Kept by
+// RefreshSummary after any change to the lots but the first lot's spend,
+// which adjusts `book` itself.
 struct LotSummary {
   int64_t book;                // sum of every lot's remaining
   int64_t soonest_expiry_us;   // the soonest expiry of any lot
