@@ -25,11 +25,6 @@ std::optional<Asset> Asset::Parse(std::string_view name) {
   return Asset(words[0], words[1]);
 }
 
-Asset Asset::Credits() {
-  static const Asset credits = *Parse("credits");
-  return credits;
-}
-
 std::string Asset::name() const {
   std::string out;
   for (uint32_t i = 0; i < name_bytes_max; ++i) {

@@ -43,6 +43,8 @@ TEST(Asset, PacksLittleEndianWithZeroPadding) {
 }
 
 TEST(Asset, CreditsIsTheDefaultCode) {
+  // A compile-time constant: "credits" packed little-endian into lo.
+  static_assert(Asset::Credits() == Asset::FromPacked(0x0073746964657263));
   EXPECT_EQ(Asset::Credits().name(), "credits");
   EXPECT_EQ(Asset::Credits(), Asset::Parse("credits").value());
   EXPECT_TRUE(Asset::Credits().Valid());
