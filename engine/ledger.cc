@@ -348,7 +348,7 @@ class Machine {
       // (one asset, none expired); else every lot: three are 96 bytes, two
       // or three cache lines.
       __builtin_prefetch(w.heap_lots);
-      if (w.lot_count > 1 && !(w.summary.asset != no_asset && w.summary.soonest_expiry_us > now_)) {
+      if (w.lot_count > 1 && !w.SummaryLive(now_)) {
         __builtin_prefetch(w.heap_lots + (w.lot_count - 1) / 2);
         __builtin_prefetch(w.heap_lots + w.lot_count - 1);
       }
@@ -452,14 +452,13 @@ class Machine {
     TakeFrom(W(slot), asset, amount, sink);
   }
   // The usual deduct takes from the first lot alone, which keeps more than
-  // it gives: only that lot and the summary's book change (TakeLots' own
-  // first case, repeated here so the summary is not recomputed from every
-  // lot).  Anything else takes the general walk and recomputes the summary.
+  // it gives: only that lot and the summary's book change, so the summary
+  // is kept without a walk over every lot.  Anything else takes TakeLots'
+  // general walk and recomputes the summary.
   template <typename Sink>
   void TakeFrom(Wallet& w, uint16_t asset, int64_t amount, Sink&& sink) {
     Lot* lots = w.lots();
-    if (w.lot_count > 0 && amount > 0 && lots[0].asset == asset &&
-        lots[0].expires_at_us > now_ && lots[0].remaining > amount) [[likely]] {
+    if (FirstLotCovers(lots, w.lot_count, asset, amount, now_)) [[likely]] {
       sink(static_cast<const Lot&>(lots[0]), amount);
       lots[0].remaining -= amount;
       if (w.heap_lots != nullptr && w.summary.asset == asset) w.summary.book -= amount;

@@ -248,11 +248,12 @@ class OpMemory {
   // BucketMasks reads one bucket in one pass: bit 4k+2 of `alive` says word
   // k holds a live generation's tag (k = 0 is the header: an overflow mark
   // still alive), bit 4k+2 of `matches` says slot k (1..7) is alive and
-  // carries h's fingerprint; their other bits mean nothing.  With SSE2 (every x86-64, so no -march needed)
-  // the eight words are compared at once: four 16-byte loads, each compared
-  // 16 bits a lane with (fingerprint, tag) in the fields where a slot has
-  // them, once per live tag, then packed to bytes and gathered by movemask
-  // (bench/RESULTS.md, "Deduct, sixth round").
+  // carries h's fingerprint; their other bits mean nothing.  With SSE2
+  // (every x86-64, so no -march needed) the eight words are compared at
+  // once: four 16-byte loads, each compared 16 bits a lane with
+  // (fingerprint, tag) in the fields where a slot has them, once per live
+  // tag, then packed to bytes and gathered by movemask (bench/RESULTS.md,
+  // "Deduct, sixth round").
   struct Masks {
     uint32_t alive;
     uint32_t matches;

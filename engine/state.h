@@ -107,10 +107,14 @@ struct Wallet {
   // RefreshSummary recomputes the summary from the heap lots; call it after
   // changing them (nothing to do while the lot is inline).
   void RefreshSummary();
-  // SummaryCovers says the summary alone gives `asset`'s sums at `now_us`:
-  // every lot is of that asset and none has expired.
+  // SummaryLive says the summary holds at `now_us`: the lots are on the
+  // heap, all of one asset, and none has expired.
+  bool SummaryLive(int64_t now_us) const {
+    return heap_lots != nullptr && summary.asset != no_asset && summary.soonest_expiry_us > now_us;
+  }
+  // SummaryCovers says the summary alone gives `asset`'s sums at `now_us`.
   bool SummaryCovers(uint16_t asset, int64_t now_us) const {
-    return heap_lots != nullptr && summary.asset == asset && summary.soonest_expiry_us > now_us;
+    return SummaryLive(now_us) && summary.asset == asset;
   }
 };
 static_assert(sizeof(Wallet) == 64);
@@ -447,14 +451,20 @@ inline int64_t AvailableOf(const Lot* lots, uint32_t count, uint16_t asset, int6
 // TakeLots takes up to `amount` of `asset` from unexpired lots in consumption
 // order, calls sink(lot, taken) for each piece, drops emptied lots and
 // returns what it took.  `count` is updated.
+// FirstLotCovers says the usual deduct's case: the first lot can be spent
+// and holds more than `amount`, so taking `amount` changes that lot alone
+// and drops nothing (lots_test holds TakeLots' two ways to the same).
+inline bool FirstLotCovers(const Lot* lots, uint32_t count, uint16_t asset, int64_t amount,
+                           int64_t now_us) {
+  return count > 0 && amount > 0 && lots[0].asset == asset && lots[0].expires_at_us > now_us &&
+         lots[0].remaining > amount;
+}
+
 template <typename Sink>
 int64_t TakeLots(Lot* lots, uint32_t& count, uint16_t asset, int64_t amount, int64_t now_us,
                  Sink&& sink) {
-  // The usual deduct, in a few instructions: the first lot can be spent and
-  // holds more than `amount`, so the walk below would take it all from
-  // that lot, drop nothing and stop (lots_test holds the two to the same).
-  if (count > 0 && amount > 0 && lots[0].asset == asset && lots[0].expires_at_us > now_us &&
-      lots[0].remaining > amount) [[likely]] {
+  // The usual deduct, in a few instructions; else the walk below.
+  if (FirstLotCovers(lots, count, asset, amount, now_us)) [[likely]] {
     sink(static_cast<const Lot&>(lots[0]), amount);
     lots[0].remaining -= amount;
     return amount;
