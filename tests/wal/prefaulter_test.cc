@@ -8,7 +8,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -99,14 +98,9 @@ StoreOptions PrefaultStoreOptions() {
   return options;
 }
 
-// MakeTempDir makes a fresh directory under /tmp; empty on failure.
-std::string MakeTempDir() {
-  char tmpl[] = "/tmp/tally-prefault-XXXXXX";
-  return mkdtemp(tmpl) == nullptr ? std::string() : std::string(tmpl);
-}
-
 TEST(Prefaulter, AStoreReplayingWithThePrefaultOnRecoversTheSameLedger) {
-  const std::string dir = MakeTempDir();
+  const TempDir temp;
+  const std::string& dir = temp.path();
   ASSERT_FALSE(dir.empty());
   PosixFileSystem fs;
   StoreOptions options = PrefaultStoreOptions();
@@ -137,7 +131,6 @@ TEST(Prefaulter, AStoreReplayingWithThePrefaultOnRecoversTheSameLedger) {
       EXPECT_EQ((*again)->recovery().replay_prefaulted_bytes, 0u);
     }
   }
-  std::filesystem::remove_all(dir);
 }
 
 // The snapshot's load runs beside a pre-fault thread too (prefault-load,
@@ -145,7 +138,8 @@ TEST(Prefaulter, AStoreReplayingWithThePrefaultOnRecoversTheSameLedger) {
 // the live one; a damaged newest snapshot, whose half-loaded ledger goes
 // while such a thread ran, falls back to the one before it, as without.
 TEST(Prefaulter, AStoreLoadingASnapshotWithThePrefaultOnRecoversTheSameLedger) {
-  const std::string dir = MakeTempDir();
+  const TempDir temp;
+  const std::string& dir = temp.path();
   ASSERT_FALSE(dir.empty());
   PosixFileSystem fs;
   StoreOptions options = PrefaultStoreOptions();
@@ -197,7 +191,6 @@ TEST(Prefaulter, AStoreLoadingASnapshotWithThePrefaultOnRecoversTheSameLedger) {
   EXPECT_FALSE((*fallback)->recovery().snapshot_path.empty());
   EXPECT_EQ((*fallback)->ledger().Digest(), digest);
   fallback->reset();
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -24,20 +24,6 @@ using tally::testing::Workload;
 
 StoreOptions SmallOptions() { return SmallStoreOptions(8 << 10, /*quiet=*/true); }
 
-// TempDir is a fresh directory under /tmp, removed at the end.
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/tally-store-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 // WaitForSnapshot calls MaybeSnapshot until the child is reaped (≤ 30 s).
 absl::Status WaitForSnapshot(Store& store, int64_t now_ms) {
   for (int i = 0; i < 30'000 && store.snapshot_running(); ++i) {

@@ -3,7 +3,11 @@
 #ifndef TALLY_TESTS_WAL_STORE_TEST_UTIL_H_
 #define TALLY_TESTS_WAL_STORE_TEST_UTIL_H_
 
+#include <stdlib.h>
+
 #include <cstdint>
+#include <filesystem>
+#include <string>
 #include <string_view>
 
 #include "gtest/gtest.h"
@@ -11,6 +15,26 @@
 #include "wal/store.h"
 
 namespace tally::wal {
+
+// TempDir is a fresh directory under /tmp, removed with everything in it
+// when it goes (also when a test returns early on a failed assertion).
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/tally-store-XXXXXX";
+    if (mkdtemp(tmpl) != nullptr) path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }  // empty: mkdtemp failed
+
+ private:
+  std::string path_;
+};
 
 // SmallStoreOptions keeps a Store small enough for tests: a short history
 // window, few remembered op ids, and segments of `segment_bytes` so logs
