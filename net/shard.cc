@@ -47,8 +47,11 @@ void ApplyJob::FinishPart() {
 
 absl::StatusOr<std::unique_ptr<Shard>> Shard::Open(wal::FileSystem* fs, const ShardOptions& options,
                                                    EventSink events) {
+  // The loop applies a round while the last one syncs (shard.h).
+  wal::StoreOptions store_options = options.store;
+  store_options.log.background_sync = true;
   absl::StatusOr<std::unique_ptr<wal::Store>> store =
-      wal::Store::Open(fs, options.dir, options.store);
+      wal::Store::Open(fs, options.dir, store_options);
   if (!store.ok()) {
     return absl::Status(store.status().code(),
                         absl::StrCat("shard ", options.index, ": ", store.status().message()));
@@ -169,8 +172,10 @@ void Shard::Run() {
       queued_commands_ -= commands + queries.size();
     }
 
-    // Queries see the state as of the last durable batch: nothing they read
-    // can be lost by a crash in the middle of this one.
+    // Queries see the state as of the last durable round: nothing they read
+    // can be lost by a crash in the middle of this one.  So the round in
+    // flight is waited for first.
+    if (!queries.empty() || stopping) FinishInFlight();
     ShardView view;
     view.now_us = WallClockUs();
     if (failed_reason_.empty()) {
@@ -212,6 +217,7 @@ void Shard::Run() {
     if (failed_reason_.empty()) MaybeSnapshot();
 
     if (stopping) {
+      FinishInFlight();
       std::lock_guard lock(mu_);
       stopped_ = true;
       std::vector<ApplyPart> rest(std::make_move_iterator(parts_.begin()),
@@ -294,23 +300,60 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
   int64_t now_us = WallClockUs();
   absl::StatusOr<uint64_t> lsn =
       encoded.ok() ? store_->ApplyEncoded(now_us, commands_, &record_, &out_) : encoded;
-  absl::Status synced = lsn.ok() ? store_->Sync() : lsn.status();
-  if (!synced.ok()) {
-    Fail(synced);
+  if (!lsn.ok()) {
+    FinishInFlight();  // that round's sync may still have made it durable
+    if (failed_reason_.empty()) Fail(lsn.status());
     Refuse(parts, nullptr, ResultCode::unavailable, failed_reason_);
     return;
   }
+  // The results go into their jobs now; the jobs go back once durable.
   TALLY_ASSERT(out_.results.size() == commands_.size());
   size_t at = 0;
-  for (ApplyPart& part : parts) {
+  for (const ApplyPart& part : parts) {
     ApplyJob& job = *part.job;
     for (uint32_t k = part.begin; k < part.end; ++k) job.results[job.order[k]] = out_.results[at++];
+  }
+  prefaulter_->Advance(store_->ledger().history_entries_total());
+
+  FinishInFlight();
+  if (!failed_reason_.empty()) {  // the last round's sync failed: this one is not logged either
+    Refuse(parts, nullptr, ResultCode::unavailable, failed_reason_);
+    return;
+  }
+  in_flight_parts_.swap(parts);
+  in_flight_events_.swap(out_.events);
+  in_flight_time_us_ = out_.time_us;
+  in_flight_ = true;
+  // HandBack runs on the log's sync thread as soon as the round is durable,
+  // while this thread applies the next; it touches only the in_flight_
+  // fields, which this thread leaves alone until FinishInFlight.
+  (void)store_->StartSync([this](bool durable) { HandBack(durable); });
+}
+
+void Shard::FinishInFlight() {
+  if (!in_flight_) return;
+  in_flight_ = false;
+  // HandBack has run once this returns; a failure is the store's for good.
+  if (absl::Status synced = store_->WaitSync(); !synced.ok() && failed_reason_.empty()) {
+    Fail(synced);
+  }
+}
+
+void Shard::HandBack(bool durable) {
+  if (!durable) {
+    RefuseParts(in_flight_parts_, ResultCode::unavailable);
+    in_flight_events_.clear();
+    return;
+  }
+  for (ApplyPart& part : in_flight_parts_) {
+    ApplyJob& job = *part.job;
     int64_t seen = job.time_us.load(std::memory_order_relaxed);
-    while (seen < out_.time_us &&
-           !job.time_us.compare_exchange_weak(seen, out_.time_us, std::memory_order_relaxed)) {
+    while (seen < in_flight_time_us_ &&
+           !job.time_us.compare_exchange_weak(seen, in_flight_time_us_, std::memory_order_relaxed)) {
     }
     if (job.LastPart()) finished_.push_back(&job);
   }
+  in_flight_parts_.clear();
   // Hand the finished jobs back one sink (one I/O thread) at a time, all of
   // a sink's at once: one lock and at most one wake-up per sink a round,
   // instead of a lock per job and a wake-up each time the I/O thread had
@@ -326,8 +369,8 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
     sink->FinishedAll(handing_);
     handing_.clear();
   }
-  if (!out_.events.empty() && events_) events_(out_.events);
-  prefaulter_->Advance(store_->ledger().history_entries_total());
+  if (!in_flight_events_.empty() && events_) events_(in_flight_events_);
+  in_flight_events_.clear();
 }
 
 void RefuseParts(std::vector<ApplyPart>& parts, ResultCode code) {

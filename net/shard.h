@@ -6,14 +6,22 @@
 // this shard) and queries into the queue; the shard thread loops:
 //
 //   1. take everything queued, up to batch_commands_max commands;
-//   2. answer the queries on the state as of the last durable batch;
+//   2. if there are queries: wait for the round in flight (below), then
+//      answer them on the state as of that durable round;
 //   3. stamp the time (this server's clock, µs), Store::Apply the commands
-//      as one batch, plus an expire_sweep when the sweep timer is due;
-//   4. Store::Sync: one fdatasync for the whole batch (group commit: what
-//      queued during this sync goes into the next batch);
-//   5. hand the results and the events back;
+//      as one batch, plus an expire_sweep when the sweep timer is due, and
+//      write each result into its job;
+//   4. wait for the last round's sync to be over;
+//   5. Store::StartSync this round: the log's own thread writes it and
+//      fdatasyncs, then hands the jobs and events back at once (group
+//      commit: what queues meanwhile is the next round, which applies
+//      while this one syncs); it is the round in flight;
 //   6. Store::MaybeSnapshot: reap a finished snapshot child, start one when
 //      due (also when idle: the thread wakes at least every sweep period).
+//
+// Nothing is acknowledged before the sync that covers it returned: a job
+// goes back from the sync thread after its round's fdatasync.
+// docs/DURABILITY.md, "Applying while the last round syncs".
 //
 // With LedgerOptions::prefault, Start() also runs a pre-fault thread: it
 // faults the ledger's big tables in (Ledger::PrefaultRegions), 2 MiB a
@@ -181,8 +189,17 @@ class Shard {
   Shard(const ShardOptions& options, std::unique_ptr<wal::Store> store, EventSink events)
       : options_(options), store_(std::move(store)), events_(std::move(events)) {}
   void Run();
-  // ApplyBatch applies and syncs the taken parts (and a sweep when due).
+  // ApplyBatch applies the taken parts (and a sweep when due), hands the
+  // round in flight back and starts this round's sync.
   void ApplyBatch(std::vector<ApplyPart>& parts, bool sweep);
+  // FinishInFlight waits for the round in flight's sync (and its HandBack);
+  // when the sync failed the shard fails.  Nothing to do when no round is
+  // in flight.
+  void FinishInFlight();
+  // HandBack runs once a round's sync returned, on the log's sync thread:
+  // it hands the round's jobs and events back, or refuses its commands
+  // `unavailable` when the sync failed (not durable).
+  void HandBack(bool durable);
   void Refuse(std::vector<ApplyPart>& parts, std::vector<QueuedQuery>* queries, ResultCode code,
               const std::string& reason);
   void Fail(const absl::Status& status);
@@ -210,7 +227,16 @@ class Shard {
   std::vector<Command> commands_;
   std::string record_;  // the round's log record, from the frames' bytes
   BatchOutput out_;
-  // The round's finished jobs, by sink, handed back after the results loop.
+  // The round whose sync runs while the next one applies: its parts (their
+  // results are written into the jobs already), events and time.  Between
+  // StartSync and FinishInFlight only HandBack touches them (and finished_
+  // and handing_), on the sync thread.
+  bool in_flight_ = false;
+  std::vector<ApplyPart> in_flight_parts_;
+  std::vector<Event> in_flight_events_;
+  int64_t in_flight_time_us_ = 0;
+  // The round's finished jobs, by sink, handed back after the results loop
+  // (HandBack's).
   std::vector<ApplyJob*> finished_;
   std::vector<ApplyJob*> handing_;  // one sink's of finished_
 };

@@ -317,6 +317,7 @@ class MemFile final : public File {
   uint64_t write_alignment() const override { return direct_ ? direct_io_alignment_bytes : 1; }
 
   absl::Status PWrite(uint64_t offset, std::span<const std::byte> data) override {
+    std::lock_guard lock(fs_->mu_);
     if (!writable_) return Errno(EBADF, "pwrite", path_);
     if (absl::Status s = fs_->CheckWrite(path_); !s.ok()) return s;
     std::vector<std::byte>& bytes = data_->bytes;
@@ -341,6 +342,7 @@ class MemFile final : public File {
   }
 
   absl::StatusOr<size_t> PRead(uint64_t offset, std::span<std::byte> out) override {
+    std::lock_guard lock(fs_->mu_);
     const std::vector<std::byte>& bytes = data_->bytes;
     if (offset >= bytes.size()) return size_t{0};
     const size_t n = std::min<uint64_t>(out.size(), bytes.size() - offset);
@@ -352,10 +354,17 @@ class MemFile final : public File {
   absl::Status StartWriteOut(uint64_t, uint64_t) override { return absl::OkStatus(); }
   absl::Status AwaitWriteOut(uint64_t, uint64_t) override { return absl::OkStatus(); }
   absl::Status DropCached(uint64_t, uint64_t) override { return absl::OkStatus(); }
-  absl::Status DataSync() override { return fs_->CheckSync(path_); }
-  absl::Status Sync() override { return fs_->CheckSync(path_); }
+  absl::Status DataSync() override {
+    std::lock_guard lock(fs_->mu_);
+    return fs_->CheckSync(path_);
+  }
+  absl::Status Sync() override {
+    std::lock_guard lock(fs_->mu_);
+    return fs_->CheckSync(path_);
+  }
 
   absl::Status Preallocate(uint64_t bytes) override {
+    std::lock_guard lock(fs_->mu_);
     if (!writable_) return Errno(EBADF, "fallocate", path_);
     std::vector<std::byte>& data = data_->bytes;
     if (bytes <= data.size()) return absl::OkStatus();
@@ -365,6 +374,7 @@ class MemFile final : public File {
   }
 
   absl::Status Truncate(uint64_t bytes) override {
+    std::lock_guard lock(fs_->mu_);
     if (!writable_) return Errno(EBADF, "ftruncate", path_);
     if (absl::Status s = fs_->CheckWrite(path_); !s.ok()) return s;
     if (absl::Status s = fs_->CheckGrowth(path_, data_->bytes.size(), bytes); !s.ok()) return s;
@@ -372,7 +382,10 @@ class MemFile final : public File {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<uint64_t> Size() override { return uint64_t(data_->bytes.size()); }
+  absl::StatusOr<uint64_t> Size() override {
+    std::lock_guard lock(fs_->mu_);
+    return uint64_t(data_->bytes.size());
+  }
 
  private:
   MemFileSystem* fs_;
@@ -384,6 +397,7 @@ class MemFile final : public File {
 
 absl::StatusOr<std::unique_ptr<File>> MemFileSystem::Open(const std::string& path, OpenMode mode,
                                                           WritePath write_path) {
+  std::lock_guard lock(mu_);
   ++opens_;
   auto it = files_.find(path);
   if (mode == OpenMode::kCreate) {
@@ -398,6 +412,7 @@ absl::StatusOr<std::unique_ptr<File>> MemFileSystem::Open(const std::string& pat
 }
 
 absl::StatusOr<std::vector<std::string>> MemFileSystem::List(const std::string& dir) {
+  std::lock_guard lock(mu_);
   const std::string prefix = dir + "/";
   std::vector<std::string> names;
   for (const auto& [path, data] : files_) {
@@ -409,6 +424,7 @@ absl::StatusOr<std::vector<std::string>> MemFileSystem::List(const std::string& 
 }
 
 absl::Status MemFileSystem::Rename(const std::string& from, const std::string& to) {
+  std::lock_guard lock(mu_);
   auto it = files_.find(from);
   if (it == files_.end()) return Errno(ENOENT, "rename", from);
   std::shared_ptr<Data> data = it->second;
@@ -417,9 +433,13 @@ absl::Status MemFileSystem::Rename(const std::string& from, const std::string& t
   return absl::OkStatus();
 }
 
-absl::Status MemFileSystem::SyncDir(const std::string& dir) { return CheckSync(dir); }
+absl::Status MemFileSystem::SyncDir(const std::string& dir) {
+  std::lock_guard lock(mu_);
+  return CheckSync(dir);
+}
 
 absl::Status MemFileSystem::Remove(const std::string& path) {
+  std::lock_guard lock(mu_);
   if (files_.erase(path) == 0) return Errno(ENOENT, "unlink", path);
   return absl::OkStatus();
 }
@@ -427,18 +447,21 @@ absl::Status MemFileSystem::Remove(const std::string& path) {
 absl::Status MemFileSystem::CreateDir(const std::string&) { return absl::OkStatus(); }
 
 void MemFileSystem::FailWrite(int error_number, int after, std::string only_path) {
+  std::lock_guard lock(mu_);
   write_error_ = error_number;
   write_error_after_ = after;
   write_error_path_ = std::move(only_path);
 }
 
 void MemFileSystem::FailSync(int error_number, int after, std::string only_path) {
+  std::lock_guard lock(mu_);
   sync_error_ = error_number;
   sync_error_after_ = after;
   sync_error_path_ = std::move(only_path);
 }
 
 void MemFileSystem::TearNextWrite(size_t drop_bytes) {
+  std::lock_guard lock(mu_);
   tear_pending_ = true;
   tear_bytes_ = drop_bytes;
 }
@@ -485,6 +508,7 @@ uint64_t MemFileSystem::TotalBytes() const {
 }
 
 std::vector<std::byte>& MemFileSystem::Contents(const std::string& path) {
+  std::lock_guard lock(mu_);
   auto it = files_.find(path);
   TALLY_ASSERT(it != files_.end());
   return it->second->bytes;

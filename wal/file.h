@@ -34,6 +34,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -94,6 +95,13 @@ class AlignedBuffer {
   // ShrinkTo gives memory back when the capacity is over `bytes_max` (after
   // one huge record), keeping the contents (which must fit).
   void ShrinkTo(size_t bytes_max);
+  // Swap exchanges the two buffers' memory and contents (no copy): the log
+  // writer fills one while its sync thread writes the other.
+  void Swap(AlignedBuffer& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(size_, other.size_);
+    std::swap(capacity_, other.capacity_);
+  }
 
  private:
   std::byte* data_ = nullptr;
@@ -220,7 +228,10 @@ class PosixFileSystem final : public FileSystem {
 // MemFileSystem keeps files in memory and injects faults on request.  Paths
 // are plain strings; a directory's entries are the files named "<dir>/<name>".
 // Files opened from it share its storage, so editing helpers act on open files
-// too.  Not thread-safe.  Faults are one-shot unless said otherwise.
+// too.  Thread-safe as a disk is (one lock over everything: a log's sync
+// thread writes while its owner writes other files), but what Contents()
+// returns is only safe to use while no other thread uses the files.  Faults
+// are one-shot unless said otherwise.
 class MemFileSystem final : public FileSystem {
  public:
   absl::StatusOr<std::unique_ptr<File>> Open(
@@ -248,37 +259,53 @@ class MemFileSystem final : public FileSystem {
   // disk with direct writes of direct_io_alignment_bytes: write_alignment()
   // says so and PWrite counts the bytes that would go direct
   // (direct_bytes_written), checking their alignment.  Sticky.
-  void SimulateDirect(bool on) { simulate_direct_ = on; }
+  void SimulateDirect(bool on) {
+    std::lock_guard lock(mu_);
+    simulate_direct_ = on;
+  }
   // SetCapacity bounds the sum of all file sizes; a write or preallocation
   // that would cross it fails with ENOSPC and changes nothing.  Sticky.
-  void SetCapacity(uint64_t bytes) { capacity_bytes_ = bytes; }
+  void SetCapacity(uint64_t bytes) {
+    std::lock_guard lock(mu_);
+    capacity_bytes_ = bytes;
+  }
 
   // --- Byte-editing helpers (abort on a missing file: test bugs) ---
   void FlipBit(const std::string& path, uint64_t offset, int bit);
   void ZeroRange(const std::string& path, uint64_t offset, uint64_t bytes);
   void Truncate(const std::string& path, uint64_t bytes);
-  bool Exists(const std::string& path) const { return files_.count(path) != 0; }
+  bool Exists(const std::string& path) const {
+    std::lock_guard lock(mu_);
+    return files_.count(path) != 0;
+  }
   std::vector<std::byte>& Contents(const std::string& path);
 
   // --- Counters ---
-  uint64_t writes() const { return writes_; }
-  uint64_t opens() const { return opens_; }
-  uint64_t syncs() const { return syncs_; }
+  uint64_t writes() const { return Read(writes_); }
+  uint64_t opens() const { return Read(opens_); }
+  uint64_t syncs() const { return Read(syncs_); }
   // Bytes written direct and through the (simulated) page cache.
-  uint64_t direct_bytes_written() const { return direct_bytes_; }
-  uint64_t cached_bytes_written() const { return cached_bytes_; }
+  uint64_t direct_bytes_written() const { return Read(direct_bytes_); }
+  uint64_t cached_bytes_written() const { return Read(cached_bytes_); }
 
  private:
   friend class MemFile;
   struct Data {
     std::vector<std::byte> bytes;
   };
+  uint64_t Read(const uint64_t& counter) const {
+    std::lock_guard lock(mu_);
+    return counter;
+  }
   // Check* consume a pending fault; they return the error to report, if any.
+  // Callers hold mu_.
   absl::Status CheckWrite(const std::string& path);
   absl::Status CheckSync(const std::string& path);
   absl::Status CheckGrowth(const std::string& path, uint64_t old_size, uint64_t new_size);
   uint64_t TotalBytes() const;
 
+  // Guards everything below and every file's bytes.
+  mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Data>> files_;
   int write_error_ = 0, write_error_after_ = 0;
   int sync_error_ = 0, sync_error_after_ = 0;

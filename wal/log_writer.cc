@@ -32,6 +32,10 @@ WritePath PathFor(const LogWriterOptions& options) {
 // The buffer holds wal_write_buffer_bytes_max of records plus the partial
 // block before them, and room to pad the last block.
 constexpr size_t kBufferBytes = wal_write_buffer_bytes_max + 2 * direct_io_alignment_bytes;
+// A buffer that grew for a big record (tallyd's rounds of big frames are one
+// record of a few MB each) keeps up to this much: giving the memory back and
+// taking it again next round cleared fresh pages every round.
+constexpr size_t kBufferKeepBytes = 4 * kBufferBytes;
 
 }  // namespace
 
@@ -42,6 +46,17 @@ LogWriter::LogWriter(FileSystem* fs, std::string dir, LogWriterOptions options, 
       buffer_(kBufferBytes),
       next_lsn_(next_lsn),
       synced_lsn_(next_lsn - 1) {}
+
+LogWriter::~LogWriter() {
+  if (!sync_thread_.joinable()) return;
+  {
+    std::unique_lock lock(mu_);
+    wake_.wait(lock, [this] { return !job_ready_; });
+    stop_ = true;
+  }
+  wake_.notify_all();
+  sync_thread_.join();
+}
 
 absl::StatusOr<std::unique_ptr<LogWriter>> LogWriter::Create(FileSystem* fs, std::string dir,
                                                              uint64_t first_lsn,
@@ -142,6 +157,7 @@ absl::StatusOr<uint64_t> LogWriter::Append(RecordType type, std::span<const std:
     if (absl::Status s = Roll(); !s.ok()) return s;
   }
   if (end() > written_end_ && end() - written_end_ + record_bytes > wal_write_buffer_bytes_max) {
+    if (absl::Status s = WaitSync(); !s.ok()) return s;  // the sync thread writes the segment
     if (absl::Status s = Flush(); !s.ok()) return s;
   }
   std::byte* record = buffer_.Append(record_bytes);
@@ -167,18 +183,129 @@ absl::Status LogWriter::Flush() {
   const size_t kept = size % alignment_;  // the new partial block, written again next time
   buffer_offset_ += size - kept;
   buffer_.KeepLast(kept);
-  buffer_.ShrinkTo(kBufferBytes);  // after one huge record
+  buffer_.ShrinkTo(kBufferKeepBytes);  // after one huge record
   return absl::OkStatus();
 }
 
 absl::Status LogWriter::Sync() {
-  if (!failed_.ok()) return failed_;
-  if (synced_lsn_ + 1 == next_lsn_) return absl::OkStatus();  // nothing new
-  const uint64_t synced_bytes = end() - written_end_;
-  if (absl::Status s = Flush(); !s.ok()) return s;
-  if (absl::Status s = file_->DataSync(); !s.ok()) return Fail("fdatasync", s);
-  synced_lsn_ = next_lsn_ - 1;
-  return PrepareSpare(synced_bytes);  // after the sync: it never delays one
+  if (absl::Status s = StartSync(); !s.ok()) return s;
+  return WaitSync();
+}
+
+absl::Status LogWriter::StartSync(SyncDone then) {
+  // One in flight at a time.
+  if (absl::Status s = WaitSync(); !s.ok()) {
+    if (then) then(false);
+    return s;
+  }
+  if (synced_lsn_ + 1 == next_lsn_) {  // nothing new
+    if (then) then(true);
+    return absl::OkStatus();
+  }
+  // The job: the dirty range, whole blocks from the start of the last
+  // partial one, the end padded with zeros (what the segment holds there
+  // already), as Flush writes it.  It moves to flushing_; the buffer keeps
+  // the new partial block, written again with what follows it next time.
+  SyncJob job;
+  job.offset = buffer_offset_;
+  job.lsn = next_lsn_ - 1;
+  job.synced_bytes = end() - written_end_;
+  job.written_end = end();
+  job.then = std::move(then);
+  if (end() > written_end_) {
+    const size_t size = buffer_.size();
+    const size_t padded = (size + alignment_ - 1) / alignment_ * alignment_;
+    TALLY_ASSERT(buffer_offset_ % alignment_ == 0 && buffer_offset_ + padded <= capacity_bytes_);
+    buffer_.ZeroPadTo(padded);
+    job.padded_bytes = padded;
+    const size_t kept = size % alignment_;
+    flushing_.Swap(buffer_);
+    buffer_.Clear();
+    buffer_.ShrinkTo(kBufferKeepBytes);  // after one huge record
+    buffer_.Reserve(kBufferBytes);
+    if (kept > 0) std::memcpy(buffer_.Append(kept), flushing_.data() + (size - kept), kept);
+    buffer_offset_ += size - kept;
+    written_end_ = job.written_end;
+  }
+  in_flight_ = true;
+  if (!options_.background_sync) {
+    job_ = std::move(job);
+    RunSync(job_);
+    return WaitSync();
+  }
+  {
+    std::lock_guard lock(mu_);
+    job_ = std::move(job);
+    job_ready_ = true;
+    job_done_ = false;
+  }
+  if (!sync_thread_.joinable()) {
+    try {
+      sync_thread_ = std::thread([this] { SyncLoop(); });
+    } catch (const std::system_error& e) {  // no thread: sync here instead, from now on
+      options_.background_sync = false;
+      {
+        std::lock_guard lock(mu_);
+        job_ready_ = false;
+      }
+      RunSync(job_);
+      return WaitSync();
+    }
+  } else {
+    wake_.notify_all();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LogWriter::WaitSync() {
+  if (!in_flight_) return failed_;
+  if (options_.background_sync) {
+    std::unique_lock lock(mu_);
+    wake_.wait(lock, [this] { return job_done_; });
+    job_done_ = false;
+  }
+  in_flight_ = false;
+  job_.then = nullptr;
+  if (job_.synced) synced_lsn_ = job_.lsn;
+  if (!job_.status.ok()) return Fail(job_.failed_what, job_.status);
+  return absl::OkStatus();
+}
+
+void LogWriter::SyncLoop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    wake_.wait(lock, [this] { return job_ready_ || stop_; });
+    if (!job_ready_) return;  // stopping, nothing left to do
+    lock.unlock();
+    RunSync(job_);
+    lock.lock();
+    job_ready_ = false;
+    job_done_ = true;
+    wake_.notify_all();
+  }
+}
+
+void LogWriter::RunSync(SyncJob& job) {
+  job.status = absl::OkStatus();
+  job.synced = false;
+  if (job.padded_bytes > 0) {
+    job.status = file_->PWrite(job.offset, std::span(flushing_.data(), job.padded_bytes));
+    if (!job.status.ok()) {
+      job.failed_what = "write";
+      if (job.then) job.then(false);
+      return;
+    }
+  }
+  job.status = file_->DataSync();
+  if (!job.status.ok()) {
+    job.failed_what = "fdatasync";
+    if (job.then) job.then(false);
+    return;
+  }
+  job.synced = true;
+  if (job.then) job.then(true);  // before the spare: that is not the caller's wait
+  // After the sync: it never delays one.
+  job.status = PrepareSpare(job.synced_bytes, job.written_end, &job.failed_what);
 }
 
 absl::Status LogWriter::RemoveSpare() {
@@ -188,7 +315,8 @@ absl::Status LogWriter::RemoveSpare() {
   return absl::OkStatus();
 }
 
-absl::Status LogWriter::PrepareSpare(uint64_t synced_bytes) {
+absl::Status LogWriter::PrepareSpare(uint64_t synced_bytes, uint64_t written_end,
+                                     const char** what) {
   // The spare keeps a quarter ahead of the current segment's fill, so it is
   // complete when the current one is 80 % full, before the roll; and each
   // step is bounded by twice what this Sync wrote (room to catch up), so it
@@ -196,8 +324,7 @@ absl::Status LogWriter::PrepareSpare(uint64_t synced_bytes) {
   // direct writes the zeros are device time on this thread: 1.25 times the
   // log's own bytes in the steady state (it was twice, when they were a
   // copy into the page cache written back by the kernel).
-  const uint64_t wanted =
-      std::min(options_.segment_bytes, written_end_ + written_end_ / 4);
+  const uint64_t wanted = std::min(options_.segment_bytes, written_end + written_end / 4);
   if (spare_filled_ >= wanted) return absl::OkStatus();
   if (wanted - spare_filled_ < kSpareStepBytes && wanted < options_.segment_bytes) {
     return absl::OkStatus();  // too little yet: a later Sync does it in one step
@@ -213,7 +340,10 @@ absl::Status LogWriter::PrepareSpare(uint64_t synced_bytes) {
     const std::string path = absl::StrCat(dir_, "/", kSpareSegmentName);
     absl::StatusOr<std::unique_ptr<File>> file =
         fs_->Open(path, OpenMode::kCreate, PathFor(options_));
-    if (!file.ok()) return Fail("create the next segment", file.status());
+    if (!file.ok()) {
+      *what = "create the next segment";
+      return file.status();
+    }
     spare_ = std::move(*file);
     spare_filled_ = 0;
   }
@@ -221,13 +351,15 @@ absl::Status LogWriter::PrepareSpare(uint64_t synced_bytes) {
   for (uint64_t at = from; at < to; at += kSpareStepBytes) {
     const uint64_t n = std::min(kSpareStepBytes, to - at);
     if (absl::Status s = spare_->PWrite(at, std::span(kZeros, n)); !s.ok()) {
-      return Fail("zero-fill the next segment", s);
+      *what = "zero-fill the next segment";
+      return s;
     }
   }
   // Written out now, a step at a time, rather than by the kernel's flusher
   // in one burst (or by the fsync at the roll).
   if (absl::Status s = spare_->StartWriteOut(from, to - from); !s.ok()) {
-    return Fail("write out the next segment", s);
+    *what = "write out the next segment";
+    return s;
   }
   spare_filled_ = to;
   return absl::OkStatus();

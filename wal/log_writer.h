@@ -34,6 +34,17 @@
 // cache, as before.  wal/FORMAT.md, "Direct writes", says why a rewritten
 // tail block cannot hurt an acknowledged record.
 //
+// Background sync (LogWriterOptions::background_sync, tallyd's shards):
+// StartSync() hands the buffered records to the writer's own sync thread,
+// which writes them and fdatasyncs, and returns at once; the caller appends
+// the next records into a second buffer meanwhile, and WaitSync() waits for
+// the sync and moves synced_lsn().  One sync is in flight at a time: the next
+// StartSync waits for it first.  Everything that touches the segment files
+// from the caller's thread (an early write of a full buffer, a roll) waits
+// for the sync in flight first, so the sync thread is the only one writing a
+// segment while it runs.  Without the option StartSync syncs before it
+// returns, and Sync() is StartSync + WaitSync either way.
+//
 // Failure is final.  The first failed write, sync, preallocation or rename
 // puts the writer in a failed state: every later call returns that same error
 // and nothing is retried.  After a failed fdatasync the kernel may already
@@ -43,11 +54,15 @@
 #ifndef TALLY_WAL_LOG_WRITER_H_
 #define TALLY_WAL_LOG_WRITER_H_
 
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -67,6 +82,9 @@ struct LogWriterOptions {
   // Write the segments (and the spare's zeros) with O_DIRECT where the file
   // system allows it.  TALLY_DIRECT_IO=0 turns it off for a whole process.
   bool direct_io = true;
+  // Write and fdatasync on the writer's own thread (StartSync / WaitSync),
+  // so its owner can apply the next batch while the last one syncs.
+  bool background_sync = false;
 };
 
 // LogWriter appends to one log directory.  Not thread-safe: one writer per
@@ -81,6 +99,12 @@ class LogWriter {
   // Resume continues a log after a LogReader read it to its clean end: a torn
   // tail (end.dropped_bytes) is overwritten with zeros and synced first, so it
   // can never be mistaken for damage once newer records follow it.
+  // The destructor waits for a sync in flight (its result is dropped: a
+  // writer that goes unsynced acknowledged nothing) and ends the thread.
+  ~LogWriter();
+  LogWriter(const LogWriter&) = delete;
+  LogWriter& operator=(const LogWriter&) = delete;
+
   static absl::StatusOr<std::unique_ptr<LogWriter>> Resume(FileSystem* fs, std::string dir,
                                                            const LogEnd& end,
                                                            LogWriterOptions options = {});
@@ -94,6 +118,19 @@ class LogWriter {
   // Sync makes every record appended so far durable: one write of the buffer
   // and one fdatasync.
   absl::Status Sync();
+  // StartSync begins making every record appended so far durable: with
+  // background_sync the sync thread writes and fdatasyncs them while this
+  // returns; without, they are durable when it returns.  `then` runs exactly
+  // once: on the sync thread as soon as the fdatasync returned (durable:
+  // it returned OK), or on this thread before StartSync returns (nothing
+  // to sync: true; a writer that failed: false).  It must not call the
+  // writer.  WaitSync waits for what StartSync began, `then` included (at
+  // once when nothing is in flight); synced_lsn() covers it once WaitSync
+  // returned OK.
+  using SyncDone = std::function<void(bool durable)>;
+  absl::Status StartSync(SyncDone then = nullptr);
+  absl::Status WaitSync();
+  bool sync_in_flight() const { return in_flight_; }
 
   // next_lsn is the LSN the next Append will get.
   uint64_t next_lsn() const { return next_lsn_; }
@@ -114,7 +151,26 @@ class LogWriter {
  private:
   LogWriter(FileSystem* fs, std::string dir, LogWriterOptions options, uint64_t next_lsn);
 
+  // SyncJob is one sync's work: write flushing_ (padded_bytes of it) at
+  // `offset`, fdatasync, zero-fill a step of the spare.
+  struct SyncJob {
+    uint64_t offset = 0;
+    size_t padded_bytes = 0;  // 0: everything is written already; only the fdatasync
+    uint64_t lsn = 0;         // synced_lsn_ once it is done
+    uint64_t synced_bytes = 0;
+    uint64_t written_end = 0;  // written_end_ once written: where the spare keeps ahead of
+    bool synced = false;  // the fdatasync returned OK (the spare may still fail after it)
+    SyncDone then;
+    const char* failed_what = nullptr;
+    absl::Status status;
+  };
+
   absl::Status Fail(const char* what, const absl::Status& cause);
+  // RunSync does a job: on the sync thread, or inline without one.  It
+  // touches only the segment, the spare and flushing_; a failure is left in
+  // the job for the caller's thread to Fail() with.
+  void RunSync(SyncJob& job);
+  void SyncLoop();
   // end is the segment offset just after the last appended record.
   uint64_t end() const { return buffer_offset_ + buffer_.size(); }
   // UseSegment makes `file` (`capacity` bytes long) the current segment,
@@ -126,7 +182,7 @@ class LogWriter {
   absl::Status Roll();
   absl::Status OpenNewSegment(uint64_t first_lsn);
   absl::Status RemoveSpare();
-  absl::Status PrepareSpare(uint64_t synced_bytes);
+  absl::Status PrepareSpare(uint64_t synced_bytes, uint64_t written_end, const char** what);
 
   FileSystem* fs_;
   std::string dir_;
@@ -151,6 +207,19 @@ class LogWriter {
   std::unique_ptr<File> spare_;  // the next segment, being zero-filled
   uint64_t spare_filled_ = 0;    // bytes of it written with zeros
   absl::Status failed_;
+
+  // The sync in flight.  The caller's thread hands a job over (and takes it
+  // back) under mu_; in between only the sync thread touches job_,
+  // flushing_, file_'s writes and the spare.
+  AlignedBuffer flushing_;
+  SyncJob job_;
+  bool in_flight_ = false;  // the caller's view: a job is handed over and not yet waited for
+  std::thread sync_thread_;  // started by the first background StartSync
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool job_ready_ = false;  // guarded by mu_: the sync thread has a job to do
+  bool job_done_ = false;   // guarded by mu_
+  bool stop_ = false;       // guarded by mu_
 };
 
 }  // namespace tally::wal

@@ -523,6 +523,20 @@ absl::Status Store::Sync() {
   return absl::OkStatus();
 }
 
+absl::Status Store::StartSync(LogWriter::SyncDone then) {
+  if (!failed_.ok()) {
+    if (then) then(false);
+    return failed_;
+  }
+  if (absl::Status s = writer_->StartSync(std::move(then)); !s.ok()) return Fail(s);
+  return absl::OkStatus();
+}
+
+absl::Status Store::WaitSync() {
+  if (absl::Status s = writer_->WaitSync(); !s.ok()) return Fail(s);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<HistoryPage> Store::GetHistory(const HistoryQuery& query) const {
   return history_->GetHistory(*ledger_, query);
 }

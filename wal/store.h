@@ -154,6 +154,16 @@ class Store {
                                         std::string* record, BatchOutput* out);
   // Sync makes every applied batch durable.
   absl::Status Sync();
+  // StartSync begins making every applied batch durable and WaitSync waits
+  // for it (LogWriter's, with options.log.background_sync: the fdatasync
+  // runs on the log's thread while the caller applies the next batch, and
+  // `then(true)` says the batches are durable as soon as they are).
+  // WaitSync's answer is about the log alone: a batch the log synced is
+  // durable even when the store failed since.
+  // `then` runs exactly once, as LogWriter::StartSync says (false also when
+  // the store had failed).
+  absl::Status StartSync(LogWriter::SyncDone then = nullptr);
+  absl::Status WaitSync();
   // WriteSnapshot syncs, then writes the ledger as snapshot-<last LSN>.snap
   // (temp file, fsync, rename, directory fsync) on the calling thread, then
   // commits it (history synced, manifest, retirement).  Waits for a snapshot

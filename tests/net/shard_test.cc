@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cerrno>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -46,7 +48,7 @@ Command WithOp(Command c, uint64_t op_id) {
   return c;
 }
 
-std::unique_ptr<Shard> OpenShard(wal::MemFileSystem* fs, uint32_t index) {
+std::unique_ptr<Shard> OpenShard(wal::FileSystem* fs, uint32_t index) {
   ShardOptions options;
   options.index = index;
   options.dir = "/shard-" + std::to_string(index);
@@ -167,6 +169,167 @@ TEST(ShardTest, AFailedSyncMakesTheShardRefuseEverythingWhileAnotherCarriesOn) {
   EXPECT_EQ(other.Wait()[0].code, ResultCode::ok);
   broken->Stop();
   good->Stop();
+}
+
+// GatedFileSystem is a MemFileSystem whose log segments' fdatasyncs wait
+// while its gate is closed, so a test can hold a round's sync and watch what
+// the shard does meanwhile.  It counts the writes of the history file (one
+// or more a round that made history entries).
+class GatedFileSystem final : public wal::FileSystem {
+ public:
+  void CloseGate() {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+  }
+  void OpenGate() {
+    {
+      std::lock_guard lock(mu_);
+      closed_ = false;
+    }
+    opened_.notify_all();
+  }
+  int syncs_waiting() {
+    std::lock_guard lock(mu_);
+    return waiting_;
+  }
+  uint64_t history_writes() {
+    std::lock_guard lock(mu_);
+    return history_writes_;
+  }
+
+  absl::StatusOr<std::unique_ptr<wal::File>> Open(const std::string& path, wal::OpenMode mode,
+                                                  wal::WritePath write_path) override {
+    absl::StatusOr<std::unique_ptr<wal::File>> file = mem_.Open(path, mode, write_path);
+    if (!file.ok()) return file.status();
+    return std::unique_ptr<wal::File>(new GatedFile(this, path, std::move(*file)));
+  }
+  absl::StatusOr<std::vector<std::string>> List(const std::string& dir) override {
+    return mem_.List(dir);
+  }
+  absl::Status Rename(const std::string& from, const std::string& to) override {
+    return mem_.Rename(from, to);
+  }
+  absl::Status SyncDir(const std::string& dir) override { return mem_.SyncDir(dir); }
+  absl::Status Remove(const std::string& path) override { return mem_.Remove(path); }
+  absl::Status CreateDir(const std::string& dir) override { return mem_.CreateDir(dir); }
+
+ private:
+  class GatedFile final : public wal::File {
+   public:
+    GatedFile(GatedFileSystem* fs, std::string path, std::unique_ptr<wal::File> file)
+        : fs_(fs), path_(std::move(path)), file_(std::move(file)) {}
+    absl::Status PWrite(uint64_t offset, std::span<const std::byte> data) override {
+      if (path_.find("/history") != std::string::npos) {
+        std::lock_guard lock(fs_->mu_);
+        ++fs_->history_writes_;
+      }
+      return file_->PWrite(offset, data);
+    }
+    uint64_t write_alignment() const override { return file_->write_alignment(); }
+    absl::StatusOr<size_t> PRead(uint64_t offset, std::span<std::byte> out) override {
+      return file_->PRead(offset, out);
+    }
+    absl::Status DataSync() override {
+      if (path_.find("/wal-") != std::string::npos) {
+        std::unique_lock lock(fs_->mu_);
+        ++fs_->waiting_;
+        fs_->opened_.wait(lock, [this] { return !fs_->closed_; });
+        --fs_->waiting_;
+      }
+      return file_->DataSync();
+    }
+    absl::Status Sync() override { return file_->Sync(); }
+    absl::Status StartWriteOut(uint64_t offset, uint64_t bytes) override {
+      return file_->StartWriteOut(offset, bytes);
+    }
+    absl::Status AwaitWriteOut(uint64_t offset, uint64_t bytes) override {
+      return file_->AwaitWriteOut(offset, bytes);
+    }
+    absl::Status DropCached(uint64_t offset, uint64_t bytes) override {
+      return file_->DropCached(offset, bytes);
+    }
+    absl::Status Preallocate(uint64_t bytes) override { return file_->Preallocate(bytes); }
+    absl::Status Truncate(uint64_t bytes) override { return file_->Truncate(bytes); }
+    absl::StatusOr<uint64_t> Size() override { return file_->Size(); }
+
+   private:
+    GatedFileSystem* fs_;
+    std::string path_;
+    std::unique_ptr<wal::File> file_;
+  };
+
+  wal::MemFileSystem mem_;
+  std::mutex mu_;
+  std::condition_variable opened_;
+  bool closed_ = false;       // guarded by mu_
+  int waiting_ = 0;           // guarded by mu_
+  uint64_t history_writes_ = 0;  // guarded by mu_
+};
+
+// Eventually polls `done` for up to 10 s.
+bool Eventually(const std::function<bool()>& done) {
+  for (int i = 0; i < 10'000; ++i) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return done();
+}
+
+// The shard applies a round while the last one's fdatasync runs, and no job
+// goes back before the sync of its own round returned; a query waits for
+// the round in flight and then sees it.
+TEST(ShardTest, ARoundAppliesWhileTheLastSyncsAndNothingGoesBackBeforeItsOwnSync) {
+  GatedFileSystem fs;
+  auto shard = OpenShard(&fs, 0);
+  ASSERT_NE(shard, nullptr);
+  shard->Start();
+  Job org({WithOp(cmd::OrgCreate(1), 1)});
+  ASSERT_EQ(shard->PushApply(org.Part()), Shard::Push::accepted);
+  ASSERT_EQ(org.Wait()[0].code, ResultCode::ok);
+
+  fs.CloseGate();
+  Job first({WithOp(cmd::Topup(1, 10), 2)});
+  auto first_back = first.promise.get_future();
+  ASSERT_EQ(shard->PushApply(first.Part()), Shard::Push::accepted);
+  ASSERT_TRUE(Eventually([&] { return fs.syncs_waiting() == 1; })) << "the first round syncs";
+  const uint64_t history_writes = fs.history_writes();
+  Job second({WithOp(cmd::Topup(1, 20), 3)});
+  auto second_back = second.promise.get_future();
+  ASSERT_EQ(shard->PushApply(second.Part()), Shard::Push::accepted);
+  ASSERT_TRUE(Eventually([&] { return fs.history_writes() > history_writes; }))
+      << "the second round applies while the first one's sync waits";
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(first_back.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
+      << "acknowledged before its sync returned";
+  EXPECT_EQ(second_back.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
+  EXPECT_EQ(fs.syncs_waiting(), 1) << "one sync in flight at a time";
+  fs.OpenGate();
+  EXPECT_EQ(first_back.get()[0].code, ResultCode::ok);
+  EXPECT_EQ(second_back.get()[0].code, ResultCode::ok);
+
+  // A query that comes while a round syncs (the shard thread otherwise
+  // idle) waits for that sync, then sees the round.
+  fs.CloseGate();
+  Job third({WithOp(cmd::Topup(1, 5), 4)});
+  auto third_back = third.promise.get_future();
+  ASSERT_EQ(shard->PushApply(third.Part()), Shard::Push::accepted);
+  ASSERT_TRUE(Eventually([&] { return fs.syncs_waiting() == 1; }));
+  std::promise<int64_t> pool;
+  auto pool_seen = pool.get_future();
+  ASSERT_EQ(shard->PushQuery([&](const ShardView& view) {
+              pool.set_value(view.store->ledger()
+                                 .GetBalance(1, 0, Asset::Credits(), view.now_us)
+                                 ->available);
+            }),
+            Shard::Push::accepted);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(pool_seen.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
+      << "a query answered on a state not yet durable";
+  EXPECT_EQ(third_back.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
+  fs.OpenGate();
+  EXPECT_EQ(pool_seen.get(), 35);
+  EXPECT_EQ(third_back.get()[0].code, ResultCode::ok);
+  shard->Stop();
 }
 
 TEST(ShardTest, AFullQueueSaysFullAndAStoppedShardSaysStopped) {

@@ -10,13 +10,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -644,6 +647,139 @@ std::optional<bool> UnwrittenExtents(const std::string& path) {
 // segment header, the records (the partial last block zero-padded, and
 // written again by the next Sync) and the spare's zeros.  Nothing goes
 // through the page cache.
+// Background sync: the caller appends the next records while the sync
+// thread writes and fdatasyncs the last ones.  Each sync covers exactly what
+// was appended before its StartSync; its `then` runs once, when those
+// records are in the file (read back from inside it); records appended
+// meanwhile (small ones, records big enough to force an early write of the
+// buffer, and segment rolls) all read back at the end.
+TEST_P(LogWriterIo, BackgroundSyncCoversWhatCameBeforeItWhileTheNextRecordsAppend) {
+  constexpr uint64_t kSegment = 2 << 20;
+  constexpr int kRounds = 60;
+  // All payloads up front: the sync thread's `then` reads them.
+  std::vector<Bytes> payloads;
+  std::vector<uint64_t> round_end;  // payloads appended by the end of each round
+  std::mt19937_64 rng(7);
+  for (int round = 0; round < kRounds; ++round) {
+    const uint64_t count = 1 + rng() % 40;
+    for (uint64_t i = 0; i < count; ++i) {
+      // One round in five has a record of 300-600 KiB: the 1 MiB buffer
+      // fills and is written early, and the 2 MiB segments roll.
+      const bool big = i == 0 && round % 5 == 4;
+      payloads.push_back(big ? Bytes((300 << 10) + rng() % (300 << 10), std::byte(round))
+                             : Payload(payloads.size()));
+    }
+    round_end.push_back(payloads.size());
+  }
+  auto writer = LogWriter::Create(&fs, kDir, 1,
+                                  {.segment_bytes = kSegment, .background_sync = true});
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  std::mutex mu;
+  std::vector<std::pair<uint64_t, bool>> thens;  // (records covered, durable), guarded by mu
+  std::vector<std::string> mismatches;            // guarded by mu
+  uint64_t appended = 0;
+  int rolls_during_a_sync = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    const uint64_t segments = (*writer)->segments_started();
+    for (; appended < round_end[round]; ++appended) {
+      absl::StatusOr<uint64_t> lsn = (*writer)->Append(RecordType::kBatch, payloads[appended]);
+      ASSERT_TRUE(lsn.ok()) << lsn.status();
+      ASSERT_EQ(*lsn, appended + 1);
+    }
+    if (round > 0) {
+      ASSERT_TRUE((*writer)->WaitSync().ok());
+      if ((*writer)->segments_started() == segments) {
+        ASSERT_EQ((*writer)->synced_lsn(), round_end[round - 1])
+            << "round " << round << ": the sync covers what came before its start, no more";
+      } else {  // a roll syncs the full segment, whatever is in flight
+        ++rolls_during_a_sync;
+        ASSERT_GE((*writer)->synced_lsn(), round_end[round - 1]);
+        ASSERT_LT((*writer)->synced_lsn(), appended);
+      }
+    }
+    const uint64_t covered = appended;
+    ASSERT_TRUE((*writer)
+                    ->StartSync([&, covered](bool durable) {
+                      const ReadResult read = ReadAll(&fs, kDir);
+                      std::lock_guard lock(mu);
+                      thens.emplace_back(covered, durable);
+                      if (!read.status.ok() || read.payloads.size() < covered ||
+                          !std::equal(payloads.begin(), payloads.begin() + ptrdiff_t(covered),
+                                      read.payloads.begin())) {
+                        mismatches.push_back(absl::StrCat("sync of ", covered, " records: read ",
+                                                          read.payloads.size(), " ",
+                                                          read.status.ToString()));
+                      }
+                    })
+                    .ok());
+    EXPECT_TRUE((*writer)->sync_in_flight());
+  }
+  ASSERT_TRUE((*writer)->Sync().ok());
+  EXPECT_EQ((*writer)->synced_lsn(), payloads.size());
+  EXPECT_GT(rolls_during_a_sync, 2) << "the log rolled while syncs ran";
+  {
+    std::lock_guard lock(mu);
+    EXPECT_TRUE(mismatches.empty()) << mismatches.front();
+    ASSERT_EQ(thens.size(), size_t{kRounds}) << "one `then` per StartSync";
+    for (int round = 0; round < kRounds; ++round) {
+      EXPECT_EQ(thens[round], std::make_pair(round_end[round], true)) << "round " << round;
+    }
+  }
+  ExpectPrefix(ReadAll(&fs, kDir), Written{.payloads = payloads}, payloads.size());
+  if (GetParam()) {
+    EXPECT_EQ(fs.cached_bytes_written(), 0u) << "direct writes only";
+  }
+  // A writer that goes with a sync in flight finishes it first.
+  ASSERT_TRUE((*writer)->Append(RecordType::kBatch, Payload(1)).ok());
+  bool last_then = false;
+  ASSERT_TRUE((*writer)->StartSync([&](bool durable) { last_then = durable; }).ok());
+  writer->reset();
+  EXPECT_TRUE(last_then);
+  EXPECT_EQ(ReadAll(&fs, kDir).payloads.size(), payloads.size() + 1);
+}
+
+// A background sync that fails tells its `then` (not durable) and fails the
+// writer for good: every later StartSync says so to its own `then` at once.
+TEST_P(LogWriterIo, AFailedBackgroundSyncIsNotDurableAndFailsTheWriter) {
+  for (const bool fail_write : {false, true}) {
+    SCOPED_TRACE(fail_write ? "the write fails" : "the fdatasync fails");
+    MemFileSystem fs;
+    fs.SimulateDirect(GetParam());
+    auto writer = LogWriter::Create(&fs, kDir, 1,
+                                    {.segment_bytes = 64 << 10, .background_sync = true});
+    ASSERT_TRUE(writer.ok()) << writer.status();
+    ASSERT_TRUE((*writer)->Append(RecordType::kBatch, Payload(1, 100)).ok());
+    ASSERT_TRUE((*writer)->Sync().ok());
+    ASSERT_TRUE((*writer)->Append(RecordType::kBatch, Payload(2, 100)).ok());
+    if (fail_write) {
+      fs.FailWrite(EIO);
+    } else {
+      fs.FailSync(EIO);
+    }
+    std::atomic<int> thens{0};
+    std::atomic<bool> durable{true};
+    ASSERT_TRUE((*writer)
+                    ->StartSync([&](bool d) {
+                      durable = d;
+                      ++thens;
+                    })
+                    .ok());
+    ASSERT_TRUE((*writer)->Append(RecordType::kBatch, Payload(3, 100)).ok());  // while it runs
+    const absl::Status failed = (*writer)->WaitSync();
+    ASSERT_FALSE(failed.ok());
+    EXPECT_NE(failed.message().find(fail_write ? "(write)" : "(fdatasync)"), std::string::npos)
+        << failed;
+    EXPECT_EQ(thens.load(), 1);
+    EXPECT_FALSE(durable.load());
+    EXPECT_EQ((*writer)->synced_lsn(), 1u);
+    bool later = true;
+    EXPECT_EQ((*writer)->StartSync([&](bool d) { later = d; }), failed);
+    EXPECT_FALSE(later);
+    EXPECT_EQ((*writer)->Append(RecordType::kBatch, Payload(4, 100)).status(), failed);
+    EXPECT_EQ((*writer)->synced_lsn(), 1u);
+  }
+}
+
 TEST(LogWriterDirect, EveryWriteIsWholeBlocksAndNothingGoesThroughThePageCache) {
   MemFileSystem fs;
   fs.SimulateDirect(true);
