@@ -50,6 +50,7 @@ absl::StatusOr<std::unique_ptr<Shard>> Shard::Open(wal::FileSystem* fs, const Sh
   // The loop applies a round while the last one syncs (shard.h).
   wal::StoreOptions store_options = options.store;
   store_options.log.background_sync = true;
+  store_options.log.sync_thread_name = absl::StrCat("sync-", options.index);
   absl::StatusOr<std::unique_ptr<wal::Store>> store =
       wal::Store::Open(fs, options.dir, store_options);
   if (!store.ok()) {
@@ -326,8 +327,18 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
   in_flight_ = true;
   // HandBack runs on the log's sync thread as soon as the round is durable,
   // while this thread applies the next; it touches only the in_flight_
-  // fields, which this thread leaves alone until FinishInFlight.
-  (void)store_->StartSync([this](bool durable) { HandBack(durable); });
+  // fields, which this thread leaves alone until FinishInFlight.  With
+  // nothing queued there is nothing to apply meanwhile: the sync runs here,
+  // sparing a request alone in the system two thread hand-offs (measured:
+  // 50 clients with one deduct in flight each lost ~15 % without this).
+  bool queue_empty = false;
+  {
+    std::lock_guard lock(mu_);
+    queue_empty = parts_.empty() && queries_.empty();
+  }
+  (void)store_->StartSync([this](bool durable) { HandBack(durable); },
+                          queue_empty ? wal::LogWriter::SyncOn::kThisThread
+                                      : wal::LogWriter::SyncOn::kSyncThread);
 }
 
 void Shard::FinishInFlight() {

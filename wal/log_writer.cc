@@ -1,5 +1,7 @@
 #include "wal/log_writer.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -192,7 +194,7 @@ absl::Status LogWriter::Sync() {
   return WaitSync();
 }
 
-absl::Status LogWriter::StartSync(SyncDone then) {
+absl::Status LogWriter::StartSync(SyncDone then, SyncOn on) {
   // One in flight at a time.
   if (absl::Status s = WaitSync(); !s.ok()) {
     if (then) then(false);
@@ -228,7 +230,8 @@ absl::Status LogWriter::StartSync(SyncDone then) {
     written_end_ = job.written_end;
   }
   in_flight_ = true;
-  if (!options_.background_sync) {
+  in_background_ = options_.background_sync && on == SyncOn::kSyncThread;
+  if (!in_background_) {
     job_ = std::move(job);
     RunSync(job_);
     return WaitSync();
@@ -244,6 +247,7 @@ absl::Status LogWriter::StartSync(SyncDone then) {
       sync_thread_ = std::thread([this] { SyncLoop(); });
     } catch (const std::system_error& e) {  // no thread: sync here instead, from now on
       options_.background_sync = false;
+      in_background_ = false;
       {
         std::lock_guard lock(mu_);
         job_ready_ = false;
@@ -259,7 +263,7 @@ absl::Status LogWriter::StartSync(SyncDone then) {
 
 absl::Status LogWriter::WaitSync() {
   if (!in_flight_) return failed_;
-  if (options_.background_sync) {
+  if (in_background_) {
     std::unique_lock lock(mu_);
     wake_.wait(lock, [this] { return job_done_; });
     job_done_ = false;
@@ -272,6 +276,7 @@ absl::Status LogWriter::WaitSync() {
 }
 
 void LogWriter::SyncLoop() {
+  (void)::pthread_setname_np(::pthread_self(), options_.sync_thread_name.substr(0, 15).c_str());
   std::unique_lock lock(mu_);
   for (;;) {
     wake_.wait(lock, [this] { return job_ready_ || stop_; });

@@ -85,6 +85,8 @@ struct LogWriterOptions {
   // Write and fdatasync on the writer's own thread (StartSync / WaitSync),
   // so its owner can apply the next batch while the last one syncs.
   bool background_sync = false;
+  // The sync thread's name (for perf and /proc; at most 15 characters).
+  std::string sync_thread_name = "wal-sync";
 };
 
 // LogWriter appends to one log directory.  Not thread-safe: one writer per
@@ -127,8 +129,12 @@ class LogWriter {
   // writer.  WaitSync waits for what StartSync began, `then` included (at
   // once when nothing is in flight); synced_lsn() covers it once WaitSync
   // returned OK.
+  //
+  // SyncOn::kThisThread syncs before returning even with background_sync:
+  // a caller with nothing to apply meanwhile saves the two thread hand-offs.
   using SyncDone = std::function<void(bool durable)>;
-  absl::Status StartSync(SyncDone then = nullptr);
+  enum class SyncOn { kSyncThread, kThisThread };
+  absl::Status StartSync(SyncDone then = nullptr, SyncOn on = SyncOn::kSyncThread);
   absl::Status WaitSync();
   bool sync_in_flight() const { return in_flight_; }
 
@@ -214,6 +220,7 @@ class LogWriter {
   AlignedBuffer flushing_;
   SyncJob job_;
   bool in_flight_ = false;  // the caller's view: a job is handed over and not yet waited for
+  bool in_background_ = false;  // that job runs on the sync thread
   std::thread sync_thread_;  // started by the first background StartSync
   std::mutex mu_;
   std::condition_variable wake_;

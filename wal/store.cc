@@ -523,12 +523,12 @@ absl::Status Store::Sync() {
   return absl::OkStatus();
 }
 
-absl::Status Store::StartSync(LogWriter::SyncDone then) {
+absl::Status Store::StartSync(LogWriter::SyncDone then, LogWriter::SyncOn on) {
   if (!failed_.ok()) {
     if (then) then(false);
     return failed_;
   }
-  if (absl::Status s = writer_->StartSync(std::move(then)); !s.ok()) return Fail(s);
+  if (absl::Status s = writer_->StartSync(std::move(then), on); !s.ok()) return Fail(s);
   return absl::OkStatus();
 }
 

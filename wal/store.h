@@ -162,7 +162,8 @@ class Store {
   // durable even when the store failed since.
   // `then` runs exactly once, as LogWriter::StartSync says (false also when
   // the store had failed).
-  absl::Status StartSync(LogWriter::SyncDone then = nullptr);
+  absl::Status StartSync(LogWriter::SyncDone then = nullptr,
+                         LogWriter::SyncOn on = LogWriter::SyncOn::kSyncThread);
   absl::Status WaitSync();
   // WriteSnapshot syncs, then writes the ledger as snapshot-<last LSN>.snap
   // (temp file, fsync, rename, directory fsync) on the calling thread, then

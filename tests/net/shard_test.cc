@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "gtest/gtest.h"
 #include "tally/commands.h"
 #include "wal/file.h"
@@ -180,11 +181,21 @@ class GatedFileSystem final : public wal::FileSystem {
   void CloseGate() {
     std::lock_guard lock(mu_);
     closed_ = true;
+    passes_ = 0;
   }
   void OpenGate() {
     {
       std::lock_guard lock(mu_);
       closed_ = false;
+    }
+    opened_.notify_all();
+  }
+  // LetOneThrough lets one sync pass the closed gate (one waiting now, or
+  // the next to come).
+  void LetOneThrough() {
+    {
+      std::lock_guard lock(mu_);
+      ++passes_;
     }
     opened_.notify_all();
   }
@@ -195,6 +206,12 @@ class GatedFileSystem final : public wal::FileSystem {
   uint64_t history_writes() {
     std::lock_guard lock(mu_);
     return history_writes_;
+  }
+  // history_writes_at_wait is history_writes() when the last sync to reach
+  // the gate came to it.
+  uint64_t history_writes_at_wait() {
+    std::lock_guard lock(mu_);
+    return history_writes_at_wait_;
   }
 
   absl::StatusOr<std::unique_ptr<wal::File>> Open(const std::string& path, wal::OpenMode mode,
@@ -232,8 +249,10 @@ class GatedFileSystem final : public wal::FileSystem {
     absl::Status DataSync() override {
       if (path_.find("/wal-") != std::string::npos) {
         std::unique_lock lock(fs_->mu_);
+        fs_->history_writes_at_wait_ = fs_->history_writes_;
         ++fs_->waiting_;
-        fs_->opened_.wait(lock, [this] { return !fs_->closed_; });
+        fs_->opened_.wait(lock, [this] { return !fs_->closed_ || fs_->passes_ > 0; });
+        if (fs_->closed_) --fs_->passes_;
         --fs_->waiting_;
       }
       return file_->DataSync();
@@ -262,8 +281,10 @@ class GatedFileSystem final : public wal::FileSystem {
   std::mutex mu_;
   std::condition_variable opened_;
   bool closed_ = false;       // guarded by mu_
+  int passes_ = 0;            // guarded by mu_: syncs let through the closed gate
   int waiting_ = 0;           // guarded by mu_
   uint64_t history_writes_ = 0;  // guarded by mu_
+  uint64_t history_writes_at_wait_ = 0;  // guarded by mu_
 };
 
 // Eventually polls `done` for up to 10 s.
@@ -275,60 +296,82 @@ bool Eventually(const std::function<bool()>& done) {
   return done();
 }
 
-// The shard applies a round while the last one's fdatasync runs, and no job
-// goes back before the sync of its own round returned; a query waits for
-// the round in flight and then sees it.
+// Deducts is a job of `count` deducts of 1 from org 1's wallet 7, op ids
+// from `first_op`.
+std::unique_ptr<Job> Deducts(uint32_t count, uint64_t first_op) {
+  std::vector<Command> commands;
+  for (uint32_t i = 0; i < count; ++i) {
+    commands.push_back(WithOp(cmd::Deduct(1, 7, 1), first_op + i));
+  }
+  return std::make_unique<Job>(std::move(commands));
+}
+
+// The shard applies a round while the last one's fdatasync runs (when more
+// work is queued; with none it syncs on its own thread), and no job goes
+// back before the sync of its own round returned; a query waits for the
+// round in flight and then sees it.
 TEST(ShardTest, ARoundAppliesWhileTheLastSyncsAndNothingGoesBackBeforeItsOwnSync) {
   GatedFileSystem fs;
   auto shard = OpenShard(&fs, 0);
   ASSERT_NE(shard, nullptr);
   shard->Start();
-  Job org({WithOp(cmd::OrgCreate(1), 1)});
-  ASSERT_EQ(shard->PushApply(org.Part()), Shard::Push::accepted);
-  ASSERT_EQ(org.Wait()[0].code, ResultCode::ok);
-
   fs.CloseGate();
-  Job first({WithOp(cmd::Topup(1, 10), 2)});
-  auto first_back = first.promise.get_future();
-  ASSERT_EQ(shard->PushApply(first.Part()), Shard::Push::accepted);
-  ASSERT_TRUE(Eventually([&] { return fs.syncs_waiting() == 1; })) << "the first round syncs";
-  const uint64_t history_writes = fs.history_writes();
-  Job second({WithOp(cmd::Topup(1, 20), 3)});
-  auto second_back = second.promise.get_future();
-  ASSERT_EQ(shard->PushApply(second.Part()), Shard::Push::accepted);
-  ASSERT_TRUE(Eventually([&] { return fs.history_writes() > history_writes; }))
-      << "the second round applies while the first one's sync waits";
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_EQ(first_back.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
-      << "acknowledged before its sync returned";
-  EXPECT_EQ(second_back.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
-  EXPECT_EQ(fs.syncs_waiting(), 1) << "one sync in flight at a time";
-  fs.OpenGate();
-  EXPECT_EQ(first_back.get()[0].code, ResultCode::ok);
-  EXPECT_EQ(second_back.get()[0].code, ResultCode::ok);
-
-  // A query that comes while a round syncs (the shard thread otherwise
-  // idle) waits for that sync, then sees the round.
-  fs.CloseGate();
-  Job third({WithOp(cmd::Topup(1, 5), 4)});
-  auto third_back = third.promise.get_future();
-  ASSERT_EQ(shard->PushApply(third.Part()), Shard::Push::accepted);
-  ASSERT_TRUE(Eventually([&] { return fs.syncs_waiting() == 1; }));
-  std::promise<int64_t> pool;
-  auto pool_seen = pool.get_future();
+  // Whatever fails below, the gate opens before the shard stops.
+  absl::Cleanup open_gate = [&fs] { fs.OpenGate(); };
+  // A alone: nothing else queued, so the shard thread syncs it itself.
+  Job a({WithOp(cmd::OrgCreate(1), 1), WithOp(cmd::Grant(1, 7, 1'000'000), 2)});
+  auto a_back = a.promise.get_future();
+  ASSERT_EQ(shard->PushApply(a.Part()), Shard::Push::accepted);
+  ASSERT_TRUE(Eventually([&] { return fs.syncs_waiting() == 1; })) << "A syncs";
+  // Meanwhile B (four parts, 64,000 commands) and C queue; one round holds
+  // at most batch_commands_max, so B is the next round and C the one after.
+  std::vector<std::unique_ptr<Job>> b;
+  std::vector<std::future<std::vector<Result>>> b_back;
+  for (uint64_t i = 0; i < 4; ++i) {
+    b.push_back(Deducts(16'000, 100'000 + i * 16'000));
+    b_back.push_back(b.back()->promise.get_future());
+    ASSERT_EQ(shard->PushApply(b.back()->Part()), Shard::Push::accepted);
+  }
+  auto c = Deducts(2'000, 200'000);
+  auto c_back = c->promise.get_future();
+  ASSERT_EQ(shard->PushApply(c->Part()), Shard::Push::accepted);
+  static_assert(4 * 16'000 + 2'000 > batch_commands_max);
+  fs.LetOneThrough();  // A's sync
+  EXPECT_EQ(a_back.get()[1].code, ResultCode::ok);
+  // B's sync waits at the gate (on the log's thread: C was queued), and C
+  // applies meanwhile.
+  ASSERT_TRUE(Eventually([&] { return fs.syncs_waiting() == 1; })) << "B syncs";
+  ASSERT_TRUE(Eventually([&] { return fs.history_writes() > fs.history_writes_at_wait(); }))
+      << "C applies while B's sync waits: " << fs.history_writes() << " history writes, "
+      << fs.history_writes_at_wait() << " when B's sync came to the gate";
+  // A query now: it must wait for C's sync, which starts after B's.
+  std::promise<int64_t> balance;
+  auto balance_seen = balance.get_future();
   ASSERT_EQ(shard->PushQuery([&](const ShardView& view) {
-              pool.set_value(view.store->ledger()
-                                 .GetBalance(1, 0, Asset::Credits(), view.now_us)
-                                 ->available);
+              balance.set_value(view.store->ledger()
+                                    .GetBalance(1, 7, Asset::Credits(), view.now_us)
+                                    ->available);
             }),
             Shard::Push::accepted);
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_EQ(pool_seen.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
+  for (auto& back : b_back) {
+    EXPECT_EQ(back.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
+        << "acknowledged before its sync returned";
+  }
+  EXPECT_EQ(c_back.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
+  EXPECT_EQ(fs.syncs_waiting(), 1) << "one sync in flight at a time";
+
+  fs.LetOneThrough();  // B's sync
+  for (auto& back : b_back) EXPECT_EQ(back.get().back().code, ResultCode::ok);
+  ASSERT_TRUE(Eventually([&] { return fs.syncs_waiting() == 1; })) << "C syncs";
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(c_back.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
+  EXPECT_EQ(balance_seen.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
       << "a query answered on a state not yet durable";
-  EXPECT_EQ(third_back.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
   fs.OpenGate();
-  EXPECT_EQ(pool_seen.get(), 35);
-  EXPECT_EQ(third_back.get()[0].code, ResultCode::ok);
+  EXPECT_EQ(c_back.get().back().code, ResultCode::ok);
+  EXPECT_EQ(balance_seen.get(), 1'000'000 - 66'000)
+      << "B and C are durable before the query is answered";
   shard->Stop();
 }
 
