@@ -11,11 +11,12 @@
 //   3. stamp the time (this server's clock, µs), Store::Apply the commands
 //      as one batch, plus an expire_sweep when the sweep timer is due, and
 //      write each result into its job;
-//   4. wait for the last round's sync to be over;
-//   5. Store::StartSync this round: the log's own thread writes it and
-//      fdatasyncs, then hands the jobs and events back at once (group
-//      commit: what queues meanwhile is the next round, which applies
-//      while this one syncs); it is the round in flight;
+//   4. if no sync runs (or the last one has returned), Store::StartSync
+//      the rounds applied since the last one: the log's own thread writes
+//      them and fdatasyncs, then hands their jobs and events back at once.
+//      While it runs the thread goes on taking and applying rounds, which
+//      share the next sync (group commit over rounds); with nothing queued
+//      it syncs on its own thread instead;
 //   6. Store::MaybeSnapshot: reap a finished snapshot child, start one when
 //      due (also when idle: the thread wakes at least every sweep period).
 //
@@ -189,16 +190,21 @@ class Shard {
   Shard(const ShardOptions& options, std::unique_ptr<wal::Store> store, EventSink events)
       : options_(options), store_(std::move(store)), events_(std::move(events)) {}
   void Run();
-  // ApplyBatch applies the taken parts (and a sweep when due), hands the
-  // round in flight back and starts this round's sync.
+  // ApplyBatch applies the taken parts (and a sweep when due) and makes it a
+  // pending round; it starts the pending rounds' sync when no sync runs.
   void ApplyBatch(std::vector<ApplyPart>& parts, bool sweep);
-  // FinishInFlight waits for the round in flight's sync (and its HandBack);
-  // when the sync failed the shard fails.  Nothing to do when no round is
-  // in flight.
+  // StartPending waits for the sync in flight, then starts one for the
+  // pending rounds (on this thread when nothing is queued).  When the shard
+  // has failed they are refused `unavailable` instead.
+  void StartPending();
+  // SyncAll makes every round applied durable and handed back (or refused).
+  void SyncAll();
+  // FinishInFlight waits for the sync in flight (and its HandBack); when the
+  // sync failed the shard fails.  Nothing to do when none is in flight.
   void FinishInFlight();
-  // HandBack runs once a round's sync returned, on the log's sync thread:
-  // it hands the round's jobs and events back, or refuses its commands
-  // `unavailable` when the sync failed (not durable).
+  // HandBack runs once a sync returned, on the log's sync thread (or this
+  // one): it hands its rounds' jobs and events back, or refuses their
+  // commands `unavailable` when the sync failed (not durable).
   void HandBack(bool durable);
   void Refuse(std::vector<ApplyPart>& parts, std::vector<QueuedQuery>* queries, ResultCode code,
               const std::string& reason);
@@ -227,14 +233,16 @@ class Shard {
   std::vector<Command> commands_;
   std::string record_;  // the round's log record, from the frames' bytes
   BatchOutput out_;
-  // The round whose sync runs while the next one applies: its parts (their
-  // results are written into the jobs already), events and time.  Between
-  // StartSync and FinishInFlight only HandBack touches them (and finished_
-  // and handing_), on the sync thread.
+  // Rounds applied and not yet syncing (their results and times are in
+  // their jobs already): a sync was running when they were applied.
+  bool pending_ = false;
+  std::vector<ApplyPart> pending_parts_;
+  std::vector<Event> pending_events_;
+  // The rounds whose sync runs.  Between StartSync and FinishInFlight only
+  // HandBack touches them (and finished_ and handing_), on the sync thread.
   bool in_flight_ = false;
   std::vector<ApplyPart> in_flight_parts_;
   std::vector<Event> in_flight_events_;
-  int64_t in_flight_time_us_ = 0;
   // The round's finished jobs, by sink, handed back after the results loop
   // (HandBack's).
   std::vector<ApplyJob*> finished_;

@@ -275,6 +275,12 @@ absl::Status LogWriter::WaitSync() {
   return absl::OkStatus();
 }
 
+bool LogWriter::SyncReturned() {
+  if (!in_flight_ || !in_background_) return true;
+  std::lock_guard lock(mu_);
+  return job_done_;
+}
+
 void LogWriter::SyncLoop() {
   (void)::pthread_setname_np(::pthread_self(), options_.sync_thread_name.substr(0, 15).c_str());
   std::unique_lock lock(mu_);

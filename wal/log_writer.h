@@ -137,6 +137,9 @@ class LogWriter {
   absl::Status StartSync(SyncDone then = nullptr, SyncOn on = SyncOn::kSyncThread);
   absl::Status WaitSync();
   bool sync_in_flight() const { return in_flight_; }
+  // SyncReturned: no sync is in flight, or its `then` has run (WaitSync
+  // would not block).
+  bool SyncReturned();
 
   // next_lsn is the LSN the next Append will get.
   uint64_t next_lsn() const { return next_lsn_; }

@@ -165,6 +165,8 @@ class Store {
   absl::Status StartSync(LogWriter::SyncDone then = nullptr,
                          LogWriter::SyncOn on = LogWriter::SyncOn::kSyncThread);
   absl::Status WaitSync();
+  // SyncReturned: WaitSync would not block.
+  bool SyncReturned() { return writer_->SyncReturned(); }
   // WriteSnapshot syncs, then writes the ledger as snapshot-<last LSN>.snap
   // (temp file, fsync, rename, directory fsync) on the calling thread, then
   // commits it (history synced, manifest, retirement).  Waits for a snapshot

@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "tally/commands.h"
 #include "wal/file.h"
+#include "wal/history_file.h"
 
 namespace tally::net {
 namespace {
@@ -174,8 +175,9 @@ TEST(ShardTest, AFailedSyncMakesTheShardRefuseEverythingWhileAnotherCarriesOn) {
 
 // GatedFileSystem is a MemFileSystem whose log segments' fdatasyncs wait
 // while its gate is closed, so a test can hold a round's sync and watch what
-// the shard does meanwhile.  It counts the writes of the history file (one
-// or more a round that made history entries).
+// the shard does meanwhile: how many history entries it has written
+// (wal/HISTORY.md: fixed-size records in history/entries) tells what it has
+// applied.
 class GatedFileSystem final : public wal::FileSystem {
  public:
   void CloseGate() {
@@ -203,15 +205,9 @@ class GatedFileSystem final : public wal::FileSystem {
     std::lock_guard lock(mu_);
     return waiting_;
   }
-  uint64_t history_writes() {
+  uint64_t history_entries() {
     std::lock_guard lock(mu_);
-    return history_writes_;
-  }
-  // history_writes_at_wait is history_writes() when the last sync to reach
-  // the gate came to it.
-  uint64_t history_writes_at_wait() {
-    std::lock_guard lock(mu_);
-    return history_writes_at_wait_;
+    return history_entries_end_ / wal::history_record_bytes;
   }
 
   absl::StatusOr<std::unique_ptr<wal::File>> Open(const std::string& path, wal::OpenMode mode,
@@ -236,9 +232,10 @@ class GatedFileSystem final : public wal::FileSystem {
     GatedFile(GatedFileSystem* fs, std::string path, std::unique_ptr<wal::File> file)
         : fs_(fs), path_(std::move(path)), file_(std::move(file)) {}
     absl::Status PWrite(uint64_t offset, std::span<const std::byte> data) override {
-      if (path_.find("/history") != std::string::npos) {
+      if (path_.ends_with("/history/entries")) {
         std::lock_guard lock(fs_->mu_);
-        ++fs_->history_writes_;
+        fs_->history_entries_end_ = std::max<uint64_t>(fs_->history_entries_end_,
+                                                       offset + data.size());
       }
       return file_->PWrite(offset, data);
     }
@@ -249,7 +246,6 @@ class GatedFileSystem final : public wal::FileSystem {
     absl::Status DataSync() override {
       if (path_.find("/wal-") != std::string::npos) {
         std::unique_lock lock(fs_->mu_);
-        fs_->history_writes_at_wait_ = fs_->history_writes_;
         ++fs_->waiting_;
         fs_->opened_.wait(lock, [this] { return !fs_->closed_ || fs_->passes_ > 0; });
         if (fs_->closed_) --fs_->passes_;
@@ -283,8 +279,7 @@ class GatedFileSystem final : public wal::FileSystem {
   bool closed_ = false;       // guarded by mu_
   int passes_ = 0;            // guarded by mu_: syncs let through the closed gate
   int waiting_ = 0;           // guarded by mu_
-  uint64_t history_writes_ = 0;  // guarded by mu_
-  uint64_t history_writes_at_wait_ = 0;  // guarded by mu_
+  uint64_t history_entries_end_ = 0;  // guarded by mu_: bytes of history/entries written
 };
 
 // Eventually polls `done` for up to 10 s.
@@ -341,9 +336,8 @@ TEST(ShardTest, ARoundAppliesWhileTheLastSyncsAndNothingGoesBackBeforeItsOwnSync
   // B's sync waits at the gate (on the log's thread: C was queued), and C
   // applies meanwhile.
   ASSERT_TRUE(Eventually([&] { return fs.syncs_waiting() == 1; })) << "B syncs";
-  ASSERT_TRUE(Eventually([&] { return fs.history_writes() > fs.history_writes_at_wait(); }))
-      << "C applies while B's sync waits: " << fs.history_writes() << " history writes, "
-      << fs.history_writes_at_wait() << " when B's sync came to the gate";
+  ASSERT_TRUE(Eventually([&] { return fs.history_entries() == 1 + 64'000 + 2'000; }))
+      << "C applies while B's sync waits: " << fs.history_entries() << " history entries";
   // A query now: it must wait for C's sync, which starts after B's.
   std::promise<int64_t> balance;
   auto balance_seen = balance.get_future();
