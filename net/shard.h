@@ -197,6 +197,8 @@ class Shard {
   // pending rounds (on this thread when nothing is queued).  When the shard
   // has failed they are refused `unavailable` instead.
   void StartPending();
+  // QueueEmpty: no part and no query waits (takes mu_).
+  bool QueueEmpty();
   // SyncAll makes every round applied durable and handed back (or refused).
   void SyncAll();
   // FinishInFlight waits for the sync in flight (and its HandBack); when the

@@ -187,12 +187,6 @@ void AlignedBuffer::ZeroPadTo(size_t padded) {
   if (padded > size_) std::memset(data_ + size_, 0, padded - size_);
 }
 
-void AlignedBuffer::KeepLast(size_t bytes) {
-  TALLY_ASSERT(bytes <= size_);
-  if (bytes > 0 && bytes < size_) std::memmove(data_, data_ + (size_ - bytes), bytes);
-  size_ = bytes;
-}
-
 void AlignedBuffer::ShrinkTo(size_t bytes_max) {
   if (capacity_ <= bytes_max) return;
   TALLY_ASSERT(size_ <= bytes_max);

@@ -89,8 +89,6 @@ class AlignedBuffer {
   }
   // ZeroPadTo zero-fills [size, padded) (padded ≤ capacity) without changing size.
   void ZeroPadTo(size_t padded);
-  // KeepLast moves the last `bytes` to the front and makes them the contents.
-  void KeepLast(size_t bytes);
   void Clear() { size_ = 0; }
   // ShrinkTo gives memory back when the capacity is over `bytes_max` (after
   // one huge record), keeping the contents (which must fit).

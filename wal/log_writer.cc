@@ -168,8 +168,7 @@ absl::StatusOr<uint64_t> LogWriter::Append(RecordType type, std::span<const std:
   return next_lsn_++;
 }
 
-absl::Status LogWriter::Flush() {
-  if (end() == written_end_) return absl::OkStatus();
+LogWriter::Dirty LogWriter::TakeDirty() {
   // Whole blocks from the start of the last partial one, the end padded with
   // zeros (what the segment holds there already): with alignment_ > 1 one
   // direct write, else just the new bytes.  The padded end stays inside the
@@ -178,14 +177,26 @@ absl::Status LogWriter::Flush() {
   const size_t padded = (size + alignment_ - 1) / alignment_ * alignment_;
   TALLY_ASSERT(buffer_offset_ % alignment_ == 0 && buffer_offset_ + padded <= capacity_bytes_);
   buffer_.ZeroPadTo(padded);
-  if (absl::Status s = file_->PWrite(buffer_offset_, std::span(buffer_.data(), padded)); !s.ok()) {
+  const Dirty dirty{.offset = buffer_offset_, .padded_bytes = padded};
+  const size_t kept = size % alignment_;  // the new partial block, written again next time
+  flushing_.Swap(buffer_);
+  buffer_.Clear();
+  buffer_.ShrinkTo(kBufferKeepBytes);  // after one huge record
+  buffer_.Reserve(kBufferBytes);
+  if (kept > 0) std::memcpy(buffer_.Append(kept), flushing_.data() + (size - kept), kept);
+  buffer_offset_ += size - kept;
+  written_end_ = end();  // the same end: the kept block moved, nothing else
+  return dirty;
+}
+
+absl::Status LogWriter::Flush() {
+  if (end() == written_end_) return absl::OkStatus();
+  const Dirty dirty = TakeDirty();
+  if (absl::Status s =
+          file_->PWrite(dirty.offset, std::span(flushing_.data(), dirty.padded_bytes));
+      !s.ok()) {
     return Fail("write", s);
   }
-  written_end_ = end();
-  const size_t kept = size % alignment_;  // the new partial block, written again next time
-  buffer_offset_ += size - kept;
-  buffer_.KeepLast(kept);
-  buffer_.ShrinkTo(kBufferKeepBytes);  // after one huge record
   return absl::OkStatus();
 }
 
@@ -204,31 +215,15 @@ absl::Status LogWriter::StartSync(SyncDone then, SyncOn on) {
     if (then) then(true);
     return absl::OkStatus();
   }
-  // The job: the dirty range, whole blocks from the start of the last
-  // partial one, the end padded with zeros (what the segment holds there
-  // already), as Flush writes it.  It moves to flushing_; the buffer keeps
-  // the new partial block, written again with what follows it next time.
+  // The job: the dirty range, moved to flushing_ (TakeDirty), for the sync
+  // thread to write and fdatasync.
   SyncJob job;
   job.offset = buffer_offset_;
   job.lsn = next_lsn_ - 1;
   job.synced_bytes = end() - written_end_;
   job.written_end = end();
   job.then = std::move(then);
-  if (end() > written_end_) {
-    const size_t size = buffer_.size();
-    const size_t padded = (size + alignment_ - 1) / alignment_ * alignment_;
-    TALLY_ASSERT(buffer_offset_ % alignment_ == 0 && buffer_offset_ + padded <= capacity_bytes_);
-    buffer_.ZeroPadTo(padded);
-    job.padded_bytes = padded;
-    const size_t kept = size % alignment_;
-    flushing_.Swap(buffer_);
-    buffer_.Clear();
-    buffer_.ShrinkTo(kBufferKeepBytes);  // after one huge record
-    buffer_.Reserve(kBufferBytes);
-    if (kept > 0) std::memcpy(buffer_.Append(kept), flushing_.data() + (size - kept), kept);
-    buffer_offset_ += size - kept;
-    written_end_ = job.written_end;
-  }
+  if (end() > written_end_) job.padded_bytes = TakeDirty().padded_bytes;
   in_flight_ = true;
   in_background_ = options_.background_sync && on == SyncOn::kSyncThread;
   if (!in_background_) {

@@ -101,15 +101,14 @@ class LogWriter {
   // Resume continues a log after a LogReader read it to its clean end: a torn
   // tail (end.dropped_bytes) is overwritten with zeros and synced first, so it
   // can never be mistaken for damage once newer records follow it.
+  static absl::StatusOr<std::unique_ptr<LogWriter>> Resume(FileSystem* fs, std::string dir,
+                                                           const LogEnd& end,
+                                                           LogWriterOptions options = {});
   // The destructor waits for a sync in flight (its result is dropped: a
   // writer that goes unsynced acknowledged nothing) and ends the thread.
   ~LogWriter();
   LogWriter(const LogWriter&) = delete;
   LogWriter& operator=(const LogWriter&) = delete;
-
-  static absl::StatusOr<std::unique_ptr<LogWriter>> Resume(FileSystem* fs, std::string dir,
-                                                           const LogEnd& end,
-                                                           LogWriterOptions options = {});
 
   // Append adds one record and returns its LSN.  It is durable only after a
   // later Sync() returned OK.  A payload over wal_record_payload_bytes_max, or
@@ -175,6 +174,15 @@ class LogWriter {
   };
 
   absl::Status Fail(const char* what, const absl::Status& cause);
+  // TakeDirty moves the bytes not yet written (whole blocks from the start
+  // of the last partial one, zero-padded) into flushing_, keeps the new
+  // partial block in the buffer and counts them written: the caller writes
+  // flushing_ (Flush at once, a sync job on its thread).
+  struct Dirty {
+    uint64_t offset = 0;
+    size_t padded_bytes = 0;
+  };
+  Dirty TakeDirty();
   // RunSync does a job: on the sync thread, or inline without one.  It
   // touches only the segment, the spare and flushing_; a failure is left in
   // the job for the caller's thread to Fail() with.
