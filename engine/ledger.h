@@ -101,6 +101,10 @@ class Ledger {
   // batch's is raised to it, so time never runs backwards inside a ledger.
   // More than batch_commands_max commands is a programmer error.
   void Apply(int64_t time_us, std::span<const Command> commands, BatchOutput* out);
+  // The same for commands that are not side by side: tallyd applies each
+  // frame's commands where its I/O thread decoded them, without gathering
+  // them into one array first.
+  void Apply(int64_t time_us, std::span<const Command* const> commands, BatchOutput* out);
 
   // GetBalance: unknown_org / unknown_wallet as a Status (NotFound) whose
   // message is the result code's name.

@@ -249,20 +249,19 @@ void Shard::Run() {
 }
 
 void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
-  // The round's commands into one span for Store::ApplyEncoded.  The I/O
-  // thread decoded them on another core, and a batch of big frames is larger
-  // than the caches, so each source command is a miss: fetch a few ahead
-  // (measured: the copy was ~80 % stalls on its first load).
+  // The round's commands are applied where the I/O threads decoded them:
+  // the engine reads them through pointers and fetches them a few ahead
+  // itself (Ledger::Apply of pointers).  Gathering them into one array
+  // first, 152 bytes each from the other core, was ~10 % of the shard's
+  // CPU at frames of 8,000 (bench/RESULTS.md, 2026-12-03 evening).
   //
   // The log record is built at the same time.  A part of many commands is
   // logged as its frame carried them (they arrived in the log's encoding:
   // encoding them again was ~3.5 % of tallyd at frames of 8,000); a run of
   // them side by side in the frame is one copy.  Small parts (frames of one
-  // deduct) are encoded from the copies just made, which are in cache,
-  // rather than fetching their frames' bytes and offsets from the other
-  // core, all those in a row with one call; so are parts whose commands the
-  // server changed (named an actor), and the sweep.
-  constexpr uint32_t prefetch_ahead = 8;
+  // deduct) are encoded from their commands, all those in a row with one
+  // call, rather than fetching their frames' bytes and offsets; so are
+  // parts whose commands the server changed (named an actor), and the sweep.
   constexpr uint32_t slice_commands_min = 8;
   absl::Status encoded = absl::OkStatus();
   size_t unlogged_from = 0;  // commands_[unlogged_from, end) are not in record_ yet
@@ -272,15 +271,7 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
     const ApplyJob& job = *part.job;
     const Command* source = job.batch.commands.data();
     const uint32_t* order = job.order.data();
-    for (uint32_t k = part.begin; k < part.end; ++k) {
-      if (k + prefetch_ahead < part.end) {
-        const char* ahead = reinterpret_cast<const char*>(source + order[k + prefetch_ahead]);
-        for (size_t line = 0; line < sizeof(Command) + 63; line += 64) {
-          __builtin_prefetch(ahead + line);
-        }
-      }
-      commands_.push_back(source[order[k]]);
-    }
+    for (uint32_t k = part.begin; k < part.end; ++k) commands_.push_back(source + order[k]);
     // A job whose commands were not decoded from its body has no bytes.
     const bool slice = part.size() >= slice_commands_min && !job.reencode &&
                        job.batch.command_ends.size() == job.batch.commands.size();
@@ -306,7 +297,7 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
       record_.append(job.body, run_begin, run_end - run_begin);
     }
   }
-  if (sweep) commands_.push_back(Command{.kind = CommandKind::expire_sweep});
+  if (sweep) commands_.push_back(&sweep_command_);
   if (encoded.ok() && commands_.size() > unlogged_from) {
     encoded = EncodeCommands(std::span(commands_).subspan(unlogged_from), &record_);
   }

@@ -232,7 +232,8 @@ class Shard {
 
   // Shard thread only.
   std::string failed_reason_;  // nonempty: the store failed, for good
-  std::vector<Command> commands_;
+  std::vector<const Command*> commands_;  // the round's, where they were decoded
+  const Command sweep_command_{.kind = CommandKind::expire_sweep};
   std::string record_;  // the round's log record, from the frames' bytes
   BatchOutput out_;
   // Rounds applied and not yet syncing (their results and times are in

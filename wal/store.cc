@@ -486,10 +486,12 @@ absl::StatusOr<uint64_t> Store::Apply(int64_t time_us, std::span<const Command> 
   // The batch is logged as applied: at the time the ledger applied it.
   int64_t at_us = std::max(time_us, ledger_->last_time_us());
   if (absl::Status s = EncodeBatch(at_us, commands, &encoded_); !s.ok()) return s;
-  return ApplyLogged(at_us, commands, encoded_, out);
+  ledger_->Apply(at_us, commands, out);
+  return AppendApplied(encoded_);
 }
 
-absl::StatusOr<uint64_t> Store::ApplyEncoded(int64_t time_us, std::span<const Command> commands,
+absl::StatusOr<uint64_t> Store::ApplyEncoded(int64_t time_us,
+                                             std::span<const Command* const> commands,
                                              std::string* record, BatchOutput* out) {
   if (!failed_.ok()) return failed_;
   if (commands.size() > batch_commands_max) {
@@ -498,12 +500,11 @@ absl::StatusOr<uint64_t> Store::ApplyEncoded(int64_t time_us, std::span<const Co
   TALLY_ASSERT(record->size() >= batch_header_bytes + commands.size() * command_core_bytes);
   int64_t at_us = std::max(time_us, ledger_->last_time_us());
   WriteBatchHeader(at_us, static_cast<uint32_t>(commands.size()), record->data());
-  return ApplyLogged(at_us, commands, *record, out);
+  ledger_->Apply(at_us, commands, out);
+  return AppendApplied(*record);
 }
 
-absl::StatusOr<uint64_t> Store::ApplyLogged(int64_t at_us, std::span<const Command> commands,
-                                            std::string_view record, BatchOutput* out) {
-  ledger_->Apply(at_us, commands, out);
+absl::StatusOr<uint64_t> Store::AppendApplied(std::string_view record) {
   absl::StatusOr<uint64_t> lsn = writer_->Append(
       RecordType::kBatch, std::as_bytes(std::span(record.data(), record.size())));
   if (!lsn.ok()) return Fail(lsn.status());  // the ledger is now ahead of the log: stop

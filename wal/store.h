@@ -148,9 +148,10 @@ class Store {
   // logs the bytes its clients sent instead of encoding the commands again.
   // `record` is batch_header_bytes (any value) followed by the encodings of
   // `commands` in order, e.g. slices of frames cut at DecodedBatch's
-  // command_ends.  The store writes the header (its time, the count) and
-  // logs `record` as it is.  Same results and failure rules as Apply.
-  absl::StatusOr<uint64_t> ApplyEncoded(int64_t time_us, std::span<const Command> commands,
+  // command_ends.  The commands are read where they are (Ledger::Apply of
+  // pointers).  The store writes the header (its time, the count) and logs
+  // `record` as it is.  Same results and failure rules as Apply.
+  absl::StatusOr<uint64_t> ApplyEncoded(int64_t time_us, std::span<const Command* const> commands,
                                         std::string* record, BatchOutput* out);
   // Sync makes every applied batch durable.
   absl::Status Sync();
@@ -249,9 +250,9 @@ class Store {
   Manifest manifest_;
   uint64_t next_lsn_ = 1;
   std::string encoded_;  // scratch: the batch being appended
-  // ApplyLogged applies a batch at at_us and appends its encoding `record`.
-  absl::StatusOr<uint64_t> ApplyLogged(int64_t at_us, std::span<const Command> commands,
-                                       std::string_view record, BatchOutput* out);
+  // AppendApplied logs `record`, the encoding of the batch the ledger just
+  // applied, and the batch's history entries.
+  absl::StatusOr<uint64_t> AppendApplied(std::string_view record);
   absl::Status failed_;
   // Periodic snapshots.
   int64_t last_snapshot_ms_ = -1;  // -1: not yet (the first MaybeSnapshot sets it)

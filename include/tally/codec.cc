@@ -135,15 +135,20 @@ void DecodeCommand(ByteReader& r, Command& c, std::vector<WalletAmount>* targets
   }
 }
 
-// CheckCommands refuses a command the format cannot hold.
+// CheckCommand refuses a command the format cannot hold.
+absl::Status CheckCommand(const Command& c) {
+  if (c.text.size() > text_bytes_max || c.actor.size() > text_bytes_max) {
+    return absl::InvalidArgumentError("batch: text or actor over text_bytes_max");
+  }
+  if (c.targets.size() > allocate_targets_max) {
+    return absl::InvalidArgumentError("batch: more than allocate_targets_max targets");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckCommands(std::span<const Command> commands) {
   for (const Command& c : commands) {
-    if (c.text.size() > text_bytes_max || c.actor.size() > text_bytes_max) {
-      return absl::InvalidArgumentError("batch: text or actor over text_bytes_max");
-    }
-    if (c.targets.size() > allocate_targets_max) {
-      return absl::InvalidArgumentError("batch: more than allocate_targets_max targets");
-    }
+    if (absl::Status s = CheckCommand(c); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -165,6 +170,14 @@ absl::Status EncodeBatch(int64_t time_us, std::span<const Command> commands, std
 absl::Status EncodeCommands(std::span<const Command> commands, std::string* out) {
   if (absl::Status s = CheckCommands(commands); !s.ok()) return s;
   for (const Command& c : commands) EncodeCommand(c, out);
+  return absl::OkStatus();
+}
+
+absl::Status EncodeCommands(std::span<const Command* const> commands, std::string* out) {
+  for (const Command* c : commands) {
+    if (absl::Status s = CheckCommand(*c); !s.ok()) return s;
+  }
+  for (const Command* c : commands) EncodeCommand(*c, out);
   return absl::OkStatus();
 }
 

@@ -37,6 +37,7 @@ absl::Status EncodeBatch(int64_t time_us, std::span<const Command> commands, std
 // EncodeCommands appends the encodings of `commands` alone, no batch
 // header, to *out; the same refusals as EncodeBatch, *out then unchanged.
 absl::Status EncodeCommands(std::span<const Command> commands, std::string* out);
+absl::Status EncodeCommands(std::span<const Command* const> commands, std::string* out);
 
 // WriteBatchHeader writes the batch_header_bytes that open a batch (time,
 // command count, reserved zero) at `out`, over what is there: for a batch

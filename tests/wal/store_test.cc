@@ -75,15 +75,17 @@ TEST(Store, ApplyEncodedOfSlicesOfOtherBatchesRecoversLikeApply) {
       std::vector<uint32_t> order;
       for (uint32_t i = 1; i < commands.size(); i += 2) order.push_back(i);
       for (uint32_t i = 0; i < commands.size(); i += 2) order.push_back(i);
-      std::vector<Command> picked;
+      std::vector<Command> picked;  // side by side, for Apply
+      std::vector<const Command*> in_place;  // where they were decoded, for ApplyEncoded
       std::string record(batch_header_bytes, '\x5a');  // the store writes the header
       for (uint32_t i : order) {
         picked.push_back(decoded.commands[i]);
+        in_place.push_back(&decoded.commands[i]);
         uint32_t begin = i == 0 ? batch_header_bytes : decoded.command_ends[i - 1];
         record.append(frame, begin, decoded.command_ends[i] - begin);
       }
       ASSERT_TRUE((*plain)->Apply(work.now_us(), picked, &plain_out).ok());
-      ASSERT_TRUE((*sliced)->ApplyEncoded(work.now_us(), picked, &record, &sliced_out).ok());
+      ASSERT_TRUE((*sliced)->ApplyEncoded(work.now_us(), in_place, &record, &sliced_out).ok());
       ASSERT_TRUE((*plain)->Sync().ok());
       ASSERT_TRUE((*sliced)->Sync().ok());
       ASSERT_EQ(sliced_out.results.size(), plain_out.results.size());
