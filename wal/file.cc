@@ -349,6 +349,12 @@ class MemFile final : public File {
   absl::Status AwaitWriteOut(uint64_t, uint64_t) override { return absl::OkStatus(); }
   absl::Status DropCached(uint64_t, uint64_t) override { return absl::OkStatus(); }
   absl::Status DataSync() override {
+    std::function<void(const std::string&)> hook;
+    {
+      std::lock_guard lock(fs_->mu_);
+      hook = fs_->before_data_sync_;
+    }
+    if (hook) hook(path_);
     std::lock_guard lock(fs_->mu_);
     return fs_->CheckSync(path_);
   }

@@ -32,6 +32,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -261,6 +262,14 @@ class MemFileSystem final : public FileSystem {
     std::lock_guard lock(mu_);
     simulate_direct_ = on;
   }
+  // BeforeDataSync sets a hook that each file's DataSync calls with the
+  // file's path before it syncs, outside the file system's lock: a test may
+  // block in it to hold a sync while it watches what the writer does
+  // meanwhile.  Set it before the files are used; empty: none.
+  void BeforeDataSync(std::function<void(const std::string& path)> hook) {
+    std::lock_guard lock(mu_);
+    before_data_sync_ = std::move(hook);
+  }
   // SetCapacity bounds the sum of all file sizes; a write or preallocation
   // that would cross it fails with ENOSPC and changes nothing.  Sticky.
   void SetCapacity(uint64_t bytes) {
@@ -275,6 +284,13 @@ class MemFileSystem final : public FileSystem {
   bool Exists(const std::string& path) const {
     std::lock_guard lock(mu_);
     return files_.count(path) != 0;
+  }
+  // FileSize is a file's length, 0 when it does not exist; safe while other
+  // threads write (unlike Contents).
+  uint64_t FileSize(const std::string& path) const {
+    std::lock_guard lock(mu_);
+    auto it = files_.find(path);
+    return it == files_.end() ? 0 : it->second->bytes.size();
   }
   std::vector<std::byte>& Contents(const std::string& path);
 
@@ -314,6 +330,7 @@ class MemFileSystem final : public FileSystem {
   uint64_t writes_ = 0, syncs_ = 0, opens_ = 0;
   bool simulate_direct_ = false;
   uint64_t direct_bytes_ = 0, cached_bytes_ = 0;
+  std::function<void(const std::string& path)> before_data_sync_;
 };
 
 }  // namespace tally::wal

@@ -173,19 +173,27 @@ TEST(ShardTest, AFailedSyncMakesTheShardRefuseEverythingWhileAnotherCarriesOn) {
   good->Stop();
 }
 
-// GatedFileSystem is a MemFileSystem whose log segments' fdatasyncs wait
-// while its gate is closed, so a test can hold a round's sync and watch what
-// the shard does meanwhile: how many history entries it has written
-// (wal/HISTORY.md: fixed-size records in history/entries) tells what it has
-// applied.
-class GatedFileSystem final : public wal::FileSystem {
+// SyncGate holds the fdatasyncs of a MemFileSystem's log segments while it
+// is closed, so a test can hold a round's sync and watch what the shard does
+// meanwhile.  Declared after the file system and before the shard, so the
+// shard stops before the gate goes.
+class SyncGate {
  public:
-  void CloseGate() {
+  explicit SyncGate(wal::MemFileSystem* fs) : fs_(fs) {
+    fs_->BeforeDataSync([this](const std::string& path) {
+      if (path.find("/wal-") != std::string::npos) Pass();
+    });
+  }
+  ~SyncGate() { fs_->BeforeDataSync(nullptr); }
+  SyncGate(const SyncGate&) = delete;
+  SyncGate& operator=(const SyncGate&) = delete;
+
+  void Close() {
     std::lock_guard lock(mu_);
     closed_ = true;
     passes_ = 0;
   }
-  void OpenGate() {
+  void Open() {
     {
       std::lock_guard lock(mu_);
       closed_ = false;
@@ -205,82 +213,30 @@ class GatedFileSystem final : public wal::FileSystem {
     std::lock_guard lock(mu_);
     return waiting_;
   }
-  uint64_t history_entries() {
-    std::lock_guard lock(mu_);
-    return history_entries_end_ / wal::history_record_bytes;
-  }
-
-  absl::StatusOr<std::unique_ptr<wal::File>> Open(const std::string& path, wal::OpenMode mode,
-                                                  wal::WritePath write_path) override {
-    absl::StatusOr<std::unique_ptr<wal::File>> file = mem_.Open(path, mode, write_path);
-    if (!file.ok()) return file.status();
-    return std::unique_ptr<wal::File>(new GatedFile(this, path, std::move(*file)));
-  }
-  absl::StatusOr<std::vector<std::string>> List(const std::string& dir) override {
-    return mem_.List(dir);
-  }
-  absl::Status Rename(const std::string& from, const std::string& to) override {
-    return mem_.Rename(from, to);
-  }
-  absl::Status SyncDir(const std::string& dir) override { return mem_.SyncDir(dir); }
-  absl::Status Remove(const std::string& path) override { return mem_.Remove(path); }
-  absl::Status CreateDir(const std::string& dir) override { return mem_.CreateDir(dir); }
 
  private:
-  class GatedFile final : public wal::File {
-   public:
-    GatedFile(GatedFileSystem* fs, std::string path, std::unique_ptr<wal::File> file)
-        : fs_(fs), path_(std::move(path)), file_(std::move(file)) {}
-    absl::Status PWrite(uint64_t offset, std::span<const std::byte> data) override {
-      if (path_.ends_with("/history/entries")) {
-        std::lock_guard lock(fs_->mu_);
-        fs_->history_entries_end_ = std::max<uint64_t>(fs_->history_entries_end_,
-                                                       offset + data.size());
-      }
-      return file_->PWrite(offset, data);
-    }
-    uint64_t write_alignment() const override { return file_->write_alignment(); }
-    absl::StatusOr<size_t> PRead(uint64_t offset, std::span<std::byte> out) override {
-      return file_->PRead(offset, out);
-    }
-    absl::Status DataSync() override {
-      if (path_.find("/wal-") != std::string::npos) {
-        std::unique_lock lock(fs_->mu_);
-        ++fs_->waiting_;
-        fs_->opened_.wait(lock, [this] { return !fs_->closed_ || fs_->passes_ > 0; });
-        if (fs_->closed_) --fs_->passes_;
-        --fs_->waiting_;
-      }
-      return file_->DataSync();
-    }
-    absl::Status Sync() override { return file_->Sync(); }
-    absl::Status StartWriteOut(uint64_t offset, uint64_t bytes) override {
-      return file_->StartWriteOut(offset, bytes);
-    }
-    absl::Status AwaitWriteOut(uint64_t offset, uint64_t bytes) override {
-      return file_->AwaitWriteOut(offset, bytes);
-    }
-    absl::Status DropCached(uint64_t offset, uint64_t bytes) override {
-      return file_->DropCached(offset, bytes);
-    }
-    absl::Status Preallocate(uint64_t bytes) override { return file_->Preallocate(bytes); }
-    absl::Status Truncate(uint64_t bytes) override { return file_->Truncate(bytes); }
-    absl::StatusOr<uint64_t> Size() override { return file_->Size(); }
+  void Pass() {
+    std::unique_lock lock(mu_);
+    ++waiting_;
+    opened_.wait(lock, [this] { return !closed_ || passes_ > 0; });
+    if (closed_) --passes_;
+    --waiting_;
+  }
 
-   private:
-    GatedFileSystem* fs_;
-    std::string path_;
-    std::unique_ptr<wal::File> file_;
-  };
-
-  wal::MemFileSystem mem_;
+  wal::MemFileSystem* fs_;
   std::mutex mu_;
   std::condition_variable opened_;
-  bool closed_ = false;       // guarded by mu_
-  int passes_ = 0;            // guarded by mu_: syncs let through the closed gate
-  int waiting_ = 0;           // guarded by mu_
-  uint64_t history_entries_end_ = 0;  // guarded by mu_: bytes of history/entries written
+  bool closed_ = false;  // guarded by mu_
+  int passes_ = 0;       // guarded by mu_: syncs let through the closed gate
+  int waiting_ = 0;      // guarded by mu_
 };
+
+// HistoryEntries is how many history entries shard 0 has written to its
+// file (wal/HISTORY.md: fixed-size records in history/entries): what it has
+// applied.
+uint64_t HistoryEntries(const wal::MemFileSystem& fs) {
+  return fs.FileSize("/shard-0/history/entries") / wal::history_record_bytes;
+}
 
 // Eventually polls `done` for up to 10 s.
 bool Eventually(const std::function<bool()>& done) {
@@ -306,18 +262,19 @@ std::unique_ptr<Job> Deducts(uint32_t count, uint64_t first_op) {
 // back before the sync of its own round returned; a query waits for the
 // round in flight and then sees it.
 TEST(ShardTest, ARoundAppliesWhileTheLastSyncsAndNothingGoesBackBeforeItsOwnSync) {
-  GatedFileSystem fs;
+  wal::MemFileSystem fs;
+  SyncGate gate(&fs);
   auto shard = OpenShard(&fs, 0);
   ASSERT_NE(shard, nullptr);
   shard->Start();
-  fs.CloseGate();
+  gate.Close();
   // Whatever fails below, the gate opens before the shard stops.
-  absl::Cleanup open_gate = [&fs] { fs.OpenGate(); };
+  absl::Cleanup open_gate = [&gate] { gate.Open(); };
   // A alone: nothing else queued, so the shard thread syncs it itself.
   Job a({WithOp(cmd::OrgCreate(1), 1), WithOp(cmd::Grant(1, 7, 1'000'000), 2)});
   auto a_back = a.promise.get_future();
   ASSERT_EQ(shard->PushApply(a.Part()), Shard::Push::accepted);
-  ASSERT_TRUE(Eventually([&] { return fs.syncs_waiting() == 1; })) << "A syncs";
+  ASSERT_TRUE(Eventually([&] { return gate.syncs_waiting() == 1; })) << "A syncs";
   // Meanwhile B (four parts, 64,000 commands) and C queue; one round holds
   // at most batch_commands_max, so B is the next round and C the one after.
   std::vector<std::unique_ptr<Job>> b;
@@ -331,13 +288,13 @@ TEST(ShardTest, ARoundAppliesWhileTheLastSyncsAndNothingGoesBackBeforeItsOwnSync
   auto c_back = c->promise.get_future();
   ASSERT_EQ(shard->PushApply(c->Part()), Shard::Push::accepted);
   static_assert(4 * 16'000 + 2'000 > batch_commands_max);
-  fs.LetOneThrough();  // A's sync
+  gate.LetOneThrough();  // A's sync
   EXPECT_EQ(a_back.get()[1].code, ResultCode::ok);
   // B's sync waits at the gate (on the log's thread: C was queued), and C
   // applies meanwhile.
-  ASSERT_TRUE(Eventually([&] { return fs.syncs_waiting() == 1; })) << "B syncs";
-  ASSERT_TRUE(Eventually([&] { return fs.history_entries() == 1 + 64'000 + 2'000; }))
-      << "C applies while B's sync waits: " << fs.history_entries() << " history entries";
+  ASSERT_TRUE(Eventually([&] { return gate.syncs_waiting() == 1; })) << "B syncs";
+  ASSERT_TRUE(Eventually([&] { return HistoryEntries(fs) == 1 + 64'000 + 2'000; }))
+      << "C applies while B's sync waits: " << HistoryEntries(fs) << " history entries";
   // A query now: it must wait for C's sync, which starts after B's.
   std::promise<int64_t> balance;
   auto balance_seen = balance.get_future();
@@ -353,16 +310,16 @@ TEST(ShardTest, ARoundAppliesWhileTheLastSyncsAndNothingGoesBackBeforeItsOwnSync
         << "acknowledged before its sync returned";
   }
   EXPECT_EQ(c_back.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
-  EXPECT_EQ(fs.syncs_waiting(), 1) << "one sync in flight at a time";
+  EXPECT_EQ(gate.syncs_waiting(), 1) << "one sync in flight at a time";
 
-  fs.LetOneThrough();  // B's sync
+  gate.LetOneThrough();  // B's sync
   for (auto& back : b_back) EXPECT_EQ(back.get().back().code, ResultCode::ok);
-  ASSERT_TRUE(Eventually([&] { return fs.syncs_waiting() == 1; })) << "C syncs";
+  ASSERT_TRUE(Eventually([&] { return gate.syncs_waiting() == 1; })) << "C syncs";
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_EQ(c_back.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
   EXPECT_EQ(balance_seen.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
       << "a query answered on a state not yet durable";
-  fs.OpenGate();
+  gate.Open();
   EXPECT_EQ(c_back.get().back().code, ResultCode::ok);
   EXPECT_EQ(balance_seen.get(), 1'000'000 - 66'000)
       << "B and C are durable before the query is answered";

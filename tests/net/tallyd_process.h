@@ -36,35 +36,13 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "tests/temp_dir.h"
 
 #ifndef TALLYD_PATH
 #error "TALLYD_PATH must name the tallyd binary (a compile definition)"
 #endif
 
 namespace tally::testing {
-
-// TempDir is a fresh temporary directory, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base != nullptr ? base : "/tmp") + "/tally-test-XXXXXX";
-    std::vector<char> buffer(pattern.begin(), pattern.end());
-    buffer.push_back('\0');
-    if (::mkdtemp(buffer.data()) == nullptr) std::abort();
-    path_ = buffer.data();
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 class TallydProcess {
  public:

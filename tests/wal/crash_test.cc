@@ -25,6 +25,7 @@
 
 #include "gtest/gtest.h"
 #include "tally/commands.h"
+#include "tests/temp_dir.h"
 #include "wal/file.h"
 #include "wal/store.h"
 
@@ -86,9 +87,8 @@ int64_t Deducted(const Store& store) {
 TEST(Crash, EveryAcknowledgedBatchSurvivesKillNine) {
   int cycles = 50;
   if (const char* env = std::getenv("TALLY_CRASH_CYCLES")) cycles = std::atoi(env);
-  char tmpl[] = "/tmp/tally-crash-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
+  const tally::testing::TempDir temp("tally-crash");
+  const std::string& dir = temp.path();
   std::mt19937_64 rng(std::random_device{}());
   uint64_t acked_max = 0;
   for (int cycle = 0; cycle < cycles; ++cycle) {
@@ -145,7 +145,6 @@ TEST(Crash, EveryAcknowledgedBatchSurvivesKillNine) {
     }
   }
   EXPECT_GT(acked_max, 0u);
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

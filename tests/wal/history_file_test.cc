@@ -10,6 +10,7 @@
 #include <random>
 
 #include "tally/commands.h"
+#include "tests/temp_dir.h"
 
 namespace tally::wal {
 namespace {
@@ -228,9 +229,8 @@ TEST(HistoryFile, BatchesBiggerThanAWriteKeepTheirTextsAcrossWrites) {
 // the page cache a few MiB behind the end (HistoryFile::RecycleCache); what
 // was dropped reads back from the disk the same, also after a reopen.
 TEST(HistoryFile, OnARealFileDroppedPagesReadBackTheSame) {
-  char dir_template[] = "/tmp/tally_history_test_XXXXXX";
-  ASSERT_NE(::mkdtemp(dir_template), nullptr);
-  const std::string dir = std::string(dir_template) + "/h";
+  const tally::testing::TempDir temp("tally-history-test");
+  const std::string dir = temp.path() + "/h";
   {
     PosixFileSystem fs;
     World w(&fs, dir);
@@ -252,7 +252,6 @@ TEST(HistoryFile, OnARealFileDroppedPagesReadBackTheSame) {
     EXPECT_EQ(report.entries_respilled, 0u);
     ExpectSame(FromFile(**reopened, w.small_, q, &t1), twin);
   }
-  std::filesystem::remove_all(dir_template);
 }
 
 TEST(HistoryFile, OrgHistoryWithFiltersMatchesTheTwin) {

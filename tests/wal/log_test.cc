@@ -24,6 +24,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "tests/temp_dir.h"
 #include "wal/file.h"
 #include "wal/format.h"
 #include "wal/log_reader.h"
@@ -852,9 +853,8 @@ TEST(LogWriterDirect, ATailBlockRewrittenManyTimesKeepsEveryAcknowledgedRecord) 
 // through it) read back as written.  On a file system without O_DIRECT
 // (tmpfs) everything goes through the page cache; the result is the same.
 TEST(PosixFile, DirectWritesOfAnyShapeReadBackAsWritten) {
-  char dir_template[] = "/tmp/tally_wal_test_XXXXXX";
-  ASSERT_NE(::mkdtemp(dir_template), nullptr);
-  const std::string path = std::string(dir_template) + "/f";
+  const tally::testing::TempDir temp("tally-wal-test");
+  const std::string path = temp.path() + "/f";
   PosixFileSystem fs;
   auto file = fs.Open(path, OpenMode::kCreate, WritePath::kDirect);
   ASSERT_TRUE(file.ok()) << file.status();
@@ -879,13 +879,11 @@ TEST(PosixFile, DirectWritesOfAnyShapeReadBackAsWritten) {
   ASSERT_EQ(*(*file)->PRead(0, back), kFileBytes);
   EXPECT_TRUE(back == model);
   ASSERT_TRUE((*file)->DataSync().ok());
-  std::filesystem::remove_all(dir_template);
 }
 
 TEST(LogWriter, RealFilesWriteSyncReopenAndRead) {
-  char dir_template[] = "/tmp/tally_wal_test_XXXXXX";
-  ASSERT_NE(::mkdtemp(dir_template), nullptr);
-  const std::string dir = dir_template;
+  const tally::testing::TempDir temp("tally-wal-test");
+  const std::string& dir = temp.path();
   PosixFileSystem fs;
   Written w = WriteLog(&fs, dir, 500, 64 * 1024);
   EXPECT_GT(SegmentPaths(&fs, dir).size(), 3u);
@@ -917,7 +915,6 @@ TEST(LogWriter, RealFilesWriteSyncReopenAndRead) {
       EXPECT_FALSE(*unwritten) << segments[i];
     }
   }
-  std::filesystem::remove_all(dir);
 }
 
 // FlipByte inverts one byte of a real file in place (the file keeps its
@@ -936,9 +933,8 @@ void FlipByte(const std::string& path, uint64_t offset) {
 // into a buffer (docs/DURABILITY.md, "Recovery"): the same verdicts as from
 // a buffer, segment after segment, on damage and on a torn tail.
 TEST(LogReader, RealFilesAreReadThroughAMappingWithTheSameVerdicts) {
-  char dir_template[] = "/tmp/tally_wal_test_XXXXXX";
-  ASSERT_NE(::mkdtemp(dir_template), nullptr);
-  const std::string dir = dir_template;
+  const tally::testing::TempDir temp("tally-wal-test");
+  const std::string& dir = temp.path();
   PosixFileSystem fs;
   const Written w = WriteLog(&fs, dir, 300, 64 * 1024);
   const std::vector<std::string> segments = SegmentPaths(&fs, dir);
@@ -973,7 +969,6 @@ TEST(LogReader, RealFilesAreReadThroughAMappingWithTheSameVerdicts) {
   EXPECT_EQ(read.end.segment_path, w.paths[299]);
   EXPECT_EQ(read.end.offset, last);
   EXPECT_GT(read.end.dropped_bytes, 0u);
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

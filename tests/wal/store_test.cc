@@ -238,9 +238,8 @@ TEST(Store, AFailedSyncStopsTheStoreForGood) {
 }
 
 TEST(Store, RealFilesSurviveReopening) {
-  char tmpl[] = "/tmp/tally-store-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
+  const TempDir temp;
+  const std::string& dir = temp.path();
   PosixFileSystem fs;
   Workload work(26);
   uint64_t digest = 0;
@@ -258,7 +257,6 @@ TEST(Store, RealFilesSurviveReopening) {
     EXPECT_EQ((*again)->recovery().snapshot_lsn, 25u);
     EXPECT_EQ((*again)->ledger().Digest(), digest);
   }
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -12,29 +12,12 @@
 
 #include "gtest/gtest.h"
 #include "tests/engine/workload.h"
+#include "tests/temp_dir.h"
 #include "wal/store.h"
 
 namespace tally::wal {
 
-// TempDir is a fresh directory under /tmp, removed with everything in it
-// when it goes (also when a test returns early on a failed assertion).
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/tally-store-XXXXXX";
-    if (mkdtemp(tmpl) != nullptr) path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }  // empty: mkdtemp failed
-
- private:
-  std::string path_;
-};
+using tally::testing::TempDir;
 
 // SmallStoreOptions keeps a Store small enough for tests: a short history
 // window, few remembered op ids, and segments of `segment_bytes` so logs

@@ -10,6 +10,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/engine/workload.h"
+#include "tests/temp_dir.h"
 #include "wal/file.h"
 #include "wal/format.h"
 #include "wal/store.h"
@@ -45,11 +46,6 @@ std::string Hex(uint64_t v) {
 
 class TallyWal : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/tally-wal-tool-XXXXXX";
-    root_ = mkdtemp(tmpl);
-  }
-  void TearDown() override { std::filesystem::remove_all(root_); }
 
   StoreOptions Options() {
     StoreOptions options;
@@ -87,7 +83,8 @@ class TallyWal : public ::testing::Test {
     final_digest_ = (*store)->ledger().Digest();
   }
 
-  std::string root_;
+  const tally::testing::TempDir temp_{"tally-wal-tool"};
+  const std::string& root_ = temp_.path();
   int64_t mark_time_us_ = 0;
   uint64_t mark_digest_ = 0;
   uint64_t final_digest_ = 0;
