@@ -97,6 +97,9 @@ void CopyRef(const HistoryEntryRef& ref, HistoryEntryView* v) {
   }
 }
 
+// ViewOf is entry `index` as a page shows it.  It goes through FillRef, the
+// one place packed fields become values, though a view has no org id or
+// prev_seq: two loads of lines already in cache, per entry of a page.
 HistoryEntryView ViewOf(const State& s, uint64_t index) {
   const HistoryEntry& e = s.history.at(index);
   HistoryEntryRef ref;

@@ -1,6 +1,7 @@
 #include "tally/codec.h"
 
 #include <cstring>
+#include <type_traits>
 
 #include "tally/bytes.h"
 
@@ -68,35 +69,42 @@ void EncodeCommand(const Command& c, std::string* out_bytes) {
 
 // DecodeCommand reads one command; targets are appended to *targets and the
 // command's span is fixed up by the caller once the vector stops growing.
+// ReadCore reads a command's core (its first command_core_bytes) and
+// returns the sections-present byte.  kWhole: the caller checked that the
+// whole core is there, so its nine fields are read unchecked (one bounds
+// check a command); else each read is checked, so a short core fails at the
+// byte where it ends.
+template <bool kWhole>
+uint8_t ReadCore(ByteReader& r, size_t at, Command& c) {
+  auto read = [&r](auto* field) {
+    using T = std::remove_pointer_t<decltype(field)>;
+    if constexpr (kWhole) {
+      *field = r.Take<T>();
+    } else {
+      *field = r.Get<T>();
+    }
+  };
+  uint8_t kind = 0;
+  uint8_t present = 0;
+  read(&kind);
+  read(&c.flags);
+  read(&c.settings_mask);
+  read(&present);
+  c.kind = static_cast<CommandKind>(kind);
+  if (r.ok() && (present & ~present_known) != 0) r.Fail(at + 3, "unknown section bits");
+  read(&c.priority);
+  read(&c.op_id);
+  read(&c.org_id);
+  read(&c.wallet_id);
+  read(&c.amount);
+  return present;
+}
+
 void DecodeCommand(ByteReader& r, Command& c, std::vector<WalletAmount>* targets,
                    size_t* targets_begin, size_t* targets_count) {
-  size_t at = r.pos();
-  uint8_t present = 0;
-  if (r.ok() && r.left() >= command_core_bytes) {
-    // The whole core is there: one bounds check for its nine fields.
-    c.kind = static_cast<CommandKind>(r.Take<uint8_t>());
-    c.flags = r.Take<uint8_t>();
-    c.settings_mask = r.Take<uint8_t>();
-    present = r.Take<uint8_t>();
-    if ((present & ~present_known) != 0) r.Fail(at + 3, "unknown section bits");
-    c.priority = r.Take<int32_t>();
-    c.op_id = r.Take<uint64_t>();
-    c.org_id = r.Take<uint64_t>();
-    c.wallet_id = r.Take<uint64_t>();
-    c.amount = r.Take<int64_t>();
-  } else {
-    // Short: field by field, so the error names the byte where it ends.
-    c.kind = static_cast<CommandKind>(r.Get<uint8_t>());
-    c.flags = r.Get<uint8_t>();
-    c.settings_mask = r.Get<uint8_t>();
-    present = r.Get<uint8_t>();
-    if (r.ok() && (present & ~present_known) != 0) r.Fail(at + 3, "unknown section bits");
-    c.priority = r.Get<int32_t>();
-    c.op_id = r.Get<uint64_t>();
-    c.org_id = r.Get<uint64_t>();
-    c.wallet_id = r.Get<uint64_t>();
-    c.amount = r.Get<int64_t>();
-  }
+  const size_t at = r.pos();
+  const uint8_t present = r.ok() && r.left() >= command_core_bytes ? ReadCore<true>(r, at, c)
+                                                                   : ReadCore<false>(r, at, c);
   if (present & present_target) c.target_id = r.Get<uint64_t>();
   if (present & present_asset) {
     uint64_t lo = r.Get<uint64_t>();
