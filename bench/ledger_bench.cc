@@ -166,16 +166,29 @@ struct DeductWorld {
   }
 };
 
+// ScrambledOpId maps a counter to an op id that looks random (the murmur3
+// finalizer: a bijection, so ids stay unique, and 0 only for 0): callers
+// whose idempotency keys are random, not numbered in sequence.
+uint64_t ScrambledOpId(uint64_t n) {
+  n ^= n >> 33;
+  n *= 0xff51afd7ed558ccdULL;
+  n ^= n >> 33;
+  n *= 0xc4ceb9fe1a85ec53ULL;
+  n ^= n >> 33;
+  return n;
+}
+
 // FillDeducts writes the next batch of deducts over `batch` (org and wallet
-// from a random sequence, fresh op ids).
-void FillDeducts(DeductWorld& w, std::vector<Command>& batch, bool hot) {
+// from a random sequence, fresh op ids: in sequence, or scrambled).
+void FillDeducts(DeductWorld& w, std::vector<Command>& batch, bool hot, bool random_ids) {
   const std::vector<uint64_t>& sequence = hot ? w.hot_sequence : w.sequence;
   for (Command& c : batch) {
     uint64_t id = sequence[w.position];
     w.position = (w.position + 1) & (sequence.size() - 1);
     c.org_id = 1 + (id - 1) / DeductWorld::wallets_per_org;
     c.wallet_id = 1 + (id - 1) % DeductWorld::wallets_per_org;
-    c.op_id = w.clock.next_op_id++;
+    const uint64_t n = w.clock.next_op_id++;
+    c.op_id = random_ids ? ScrambledOpId(n) : n;
   }
 }
 
@@ -193,7 +206,7 @@ void SetRollup(DeductWorld& w, int64_t interval_us) {
   MustApply(w.ledger, w.clock, settings);
 }
 
-void RunDeducts(benchmark::State& state, bool rollup, bool hot) {
+void RunDeducts(benchmark::State& state, bool rollup, bool hot, bool random_ids = false) {
   DeductWorld& w = DeductWorld::Get();
   if (rollup) SetRollup(w, 60 * kSecondUs);
   std::vector<Command> batch(kDeductBatch, Deduct(1, 1, 1));
@@ -202,7 +215,7 @@ void RunDeducts(benchmark::State& state, bool rollup, bool hot) {
   const int64_t faults_before = MinorFaults();
   bool checked = false;
   for (auto _ : state) {
-    FillDeducts(w, batch, hot);
+    FillDeducts(w, batch, hot, random_ids);
     w.clock.now_us += 1000;  // a batch a millisecond, as a server would stamp them
     w.ledger.Apply(w.clock.now_us, batch, &out);
     benchmark::DoNotOptimize(out.results.data());
@@ -275,6 +288,14 @@ BENCHMARK(BM_VisitHistory)->MinTime(1.0)->UseRealTime();
 // wallets among 1,000,000: the target (>= 10 M/s).
 void BM_Deduct(benchmark::State& state) { RunDeducts(state, /*rollup=*/false, /*hot=*/false); }
 BENCHMARK(BM_Deduct)->MinTime(3.0)->UseRealTime();
+
+// BM_DeductRandomOpIds: BM_Deduct with op ids that look random, as
+// callers' random idempotency keys do, where BM_Deduct's are numbered in
+// sequence, as a client's counter makes them.
+void BM_DeductRandomOpIds(benchmark::State& state) {
+  RunDeducts(state, /*rollup=*/false, /*hot=*/false, /*random_ids=*/true);
+}
+BENCHMARK(BM_DeductRandomOpIds)->MinTime(3.0)->UseRealTime();
 
 // BM_DeductRollup: the same with deducts rolled up per wallet per minute.
 void BM_DeductRollup(benchmark::State& state) { RunDeducts(state, /*rollup=*/true, /*hot=*/false); }
