@@ -30,6 +30,7 @@
 #include "benchmark/benchmark.h"
 #include "engine/huge_pages.h"
 #include "engine/ledger.h"
+#include "engine/mix.h"
 #include "tally/command.h"
 #include "tally/commands.h"
 #include "tally/limits.h"
@@ -166,18 +167,6 @@ struct DeductWorld {
   }
 };
 
-// ScrambledOpId maps a counter to an op id that looks random (the murmur3
-// finalizer: a bijection, so ids stay unique, and 0 only for 0): callers
-// whose idempotency keys are random, not numbered in sequence.
-uint64_t ScrambledOpId(uint64_t n) {
-  n ^= n >> 33;
-  n *= 0xff51afd7ed558ccdULL;
-  n ^= n >> 33;
-  n *= 0xc4ceb9fe1a85ec53ULL;
-  n ^= n >> 33;
-  return n;
-}
-
 // FillDeducts writes the next batch of deducts over `batch` (org and wallet
 // from a random sequence, fresh op ids: in sequence, or scrambled).
 void FillDeducts(DeductWorld& w, std::vector<Command>& batch, bool hot, bool random_ids) {
@@ -188,7 +177,9 @@ void FillDeducts(DeductWorld& w, std::vector<Command>& batch, bool hot, bool ran
     c.org_id = 1 + (id - 1) / DeductWorld::wallets_per_org;
     c.wallet_id = 1 + (id - 1) % DeductWorld::wallets_per_org;
     const uint64_t n = w.clock.next_op_id++;
-    c.op_id = random_ids ? ScrambledOpId(n) : n;
+    // Scrambled: ids that look random, as random idempotency keys do
+    // (Mix64 is a bijection, so they stay unique, and 0 only for 0).
+    c.op_id = random_ids ? engine::Mix64(n) : n;
   }
 }
 

@@ -44,6 +44,7 @@
 #endif
 
 #include "engine/huge_pages.h"
+#include "engine/mix.h"
 #include "tally/assert.h"
 #include "tally/command.h"
 
@@ -98,13 +99,7 @@ class OpMemory {
   // top 16 bits are the slot's fingerprint.  Public for tests that choose
   // keys sharing a bucket.
   static uint64_t Hash(const OpKey& key) {
-    uint64_t h = key.op_id ^ (key.org_id * 0x9e3779b97f4a7c15ULL);
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
+    return Mix64(key.op_id ^ (key.org_id * 0x9e3779b97f4a7c15ULL));
   }
 
   // Claim is what a batch learns of one command's op id before applying it.

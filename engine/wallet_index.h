@@ -21,6 +21,7 @@
 #include <limits>
 
 #include "engine/huge_pages.h"
+#include "engine/mix.h"
 #include "tally/assert.h"
 
 namespace tally::engine {
@@ -38,13 +39,7 @@ class WalletIndex {
   // table that grows moves it).  A batch computes it once for Prefetch and
   // Find; FindFrom and PrefetchHome take it.
   uint64_t Home(uint64_t id) const {
-    uint64_t h = id;  // the murmur3 finalizer: every bit of the id moves the bucket
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h & (capacity_ - 1);
+    return Mix64(id) & (capacity_ - 1);  // every bit of the id moves the bucket
   }
   uint32_t FindFrom(uint64_t wallet_id, uint64_t home) const {
     if (capacity_ == 0) return absent;
