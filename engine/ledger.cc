@@ -117,7 +117,7 @@ class Machine {
   // its lots, op-id slots); starting them for the commands a few places
   // ahead lets them overlap instead of queueing.  Prefetching only reads.
   //
-  // Commands is a std::span<const Command> or an Indirect (below): tallyd
+  // Commands is a std::span<const Command> or an Indirect (above): tallyd
   // applies each frame's commands where its I/O thread decoded them, out of
   // cache, and the first walk starts loading them a few ahead.
   template <typename Commands>

@@ -252,8 +252,9 @@ void Shard::ApplyBatch(std::vector<ApplyPart>& parts, bool sweep) {
   // The round's commands are applied where the I/O threads decoded them:
   // the engine reads them through pointers and fetches them a few ahead
   // itself (Ledger::Apply of pointers).  Gathering them into one array
-  // first, 152 bytes each from the other core, was ~10 % of the shard's
-  // CPU at frames of 8,000 (bench/RESULTS.md, 2026-12-03 evening).
+  // first, 152 bytes each from the other core, was ~10 % of the machine's
+  // CPU at frames of 8,000 (bench/RESULTS.md, "Applying the frames'
+  // commands in place").
   //
   // The log record is built at the same time.  A part of many commands is
   // logged as its frame carried them (they arrived in the log's encoding:
