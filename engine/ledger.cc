@@ -10,7 +10,6 @@
 #include <cstddef>
 #include <memory>
 #include <string>
-#include <type_traits>
 
 #include "engine/state.h"
 
@@ -88,7 +87,17 @@ void ApplySettings(const OrgSettings& from, uint8_t mask, OrgSettings* to) {
 
 }  // namespace
 
-// Indirect reads a batch of commands that are not side by side.
+// A batch's commands come side by side (Contiguous: a span, which the
+// hardware streams in) or where tallyd's I/O threads decoded them
+// (Indirect: pointers, out of cache, so the engine fetches them ahead).
+// Machine::ApplyBatch takes either; Contiguous's fetches are no-ops.
+struct Contiguous {
+  std::span<const Command> at;
+  size_t size() const { return at.size(); }
+  const Command& operator[](size_t i) const { return at[i]; }
+  void Prefetch(size_t) const {}
+  void PrefetchKey(size_t) const {}
+};
 struct Indirect {
   std::span<const Command* const> at;
   size_t size() const { return at.size(); }
@@ -117,9 +126,9 @@ class Machine {
   // its lots, op-id slots); starting them for the commands a few places
   // ahead lets them overlap instead of queueing.  Prefetching only reads.
   //
-  // Commands is a std::span<const Command> or an Indirect (above): tallyd
-  // applies each frame's commands where its I/O thread decoded them, out of
-  // cache, and the first walk starts loading them a few ahead.
+  // Commands is a Contiguous or an Indirect (above): tallyd applies each
+  // frame's commands where its I/O thread decoded them, out of cache, and
+  // the claim walk starts loading them a few ahead.
   template <typename Commands>
   void ApplyBatch(Commands commands) {
     const size_t n = commands.size();
@@ -127,9 +136,7 @@ class Machine {
     keys_.resize(n);
     hashes_.resize(n);
     for (size_t i = 0; i < n; ++i) {
-      if constexpr (std::is_same_v<Commands, Indirect>) {
-        if (i + command_key_prefetch_ahead < n) commands.PrefetchKey(i + command_key_prefetch_ahead);
-      }
+      if (i + command_key_prefetch_ahead < n) commands.PrefetchKey(i + command_key_prefetch_ahead);
       const Command& c = commands[i];
       // op id 0: nothing to claim (a sweep, or a command refused for it).
       uint64_t op_id = c.kind == CommandKind::expire_sweep ? 0 : c.op_id;
@@ -161,9 +168,7 @@ class Machine {
     // Commands out of line were fetched by the claim walk, but a batch is
     // larger than the caches: each window's commands are fetched again
     // while the window before it applies (and the first one's now).
-    if constexpr (std::is_same_v<Commands, Indirect>) {
-      for (size_t i = 0; i < std::min(n, window); ++i) commands.Prefetch(i);
-    }
+    for (size_t i = 0; i < std::min(n, window); ++i) commands.Prefetch(i);
     for (size_t begin = 0; begin < n; begin += window) {
       const size_t end = std::min(n, begin + window);
       for (size_t i = begin; i < end; ++i) PrefetchBucket(commands[i], i - begin);
@@ -176,9 +181,7 @@ class Machine {
         // ~25 % less CPU a deduct (bench/RESULTS.md, "Deduct, fourth
         // round").  Only reads; a wallet changed since is just not helped.
         if (i + 8 < end) PrefetchLots(i + 8 - begin);
-        if constexpr (std::is_same_v<Commands, Indirect>) {
-          if (i + window < n) commands.Prefetch(i + window);
-        }
+        if (i + window < n) commands.Prefetch(i + window);
         const bool fresh = ApplyInto(commands[i], claims_[i], slots_[i], results + i);
         if (settle_each_ && fresh) s_.ops.Settle(claims_[i], results[i]);
         fresh_[i - begin] = fresh;
@@ -1308,7 +1311,7 @@ void ApplyTo(engine::State& state, int64_t time_us, Commands commands, BatchOutp
 }  // namespace
 
 void Ledger::Apply(int64_t time_us, std::span<const Command> commands, BatchOutput* out) {
-  ApplyTo(*state_, time_us, commands, out);
+  ApplyTo(*state_, time_us, engine::Contiguous{commands}, out);
 }
 
 void Ledger::Apply(int64_t time_us, std::span<const Command* const> commands, BatchOutput* out) {
