@@ -6,7 +6,7 @@
 //   loopback_ceiling [--connections 50] [--depth 1] [--ops-per-frame 1]
 //                    [--server-threads 2] [--client-threads 2]
 //                    [--duration-s 5] [--warmup-s 1]
-//                    [--sync none|round] [--sync-dir /var/tmp]
+//                    [--sync none|round|pipelined] [--sync-dir /var/tmp]
 //
 // One process, two halves talking over 127.0.0.1:
 //   - server: --server-threads epoll loops (like tallyd's I/O threads), the
@@ -16,7 +16,13 @@
 //     --sync round it first writes the round's request bytes to its own log
 //     file (one write) and fdatasyncs it once (group commit: one sync covers every frame
 //     of the round, and requests that arrive during the sync make the next
-//     round), so no reply goes out before a sync that covers it.  The log
+//     round), so no reply goes out before a sync that covers it.  With
+//     --sync pipelined the loop only writes the round to the log and hands
+//     its replies to a sync thread of its own, and goes on reading: the sync
+//     thread fdatasyncs everything handed to it before that sync started,
+//     then sends those replies (one sync in flight at a time, the next one
+//     covering every round written meanwhile), the best a group commit that
+//     overlaps the sync with the next rounds (tallyd's) can do.  The log
 //     file is zero-filled once at the start and overwritten in a ring, so a
 //     sync flushes data and the device cache, never extent conversions.
 //   - client: --client-threads threads (tally-bench's default: the core
@@ -43,12 +49,14 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -60,6 +68,22 @@
 
 namespace {
 
+// When a reply may go out: at once, after the round's own fdatasync in the
+// reading loop, or after a fdatasync on the loop's sync thread.
+enum class Sync { none, round, pipelined };
+
+const char* SyncName(Sync sync) {
+  switch (sync) {
+    case Sync::none:
+      return "none";
+    case Sync::round:
+      return "round";
+    case Sync::pipelined:
+      return "pipelined";
+  }
+  return "?";
+}
+
 struct Options {
   uint32_t connections = 50;
   uint32_t depth = 1;
@@ -68,7 +92,7 @@ struct Options {
   uint32_t client_threads = 2;
   uint32_t duration_s = 5;
   uint32_t warmup_s = 1;
-  bool sync_round = false;
+  Sync sync = Sync::none;
   std::string sync_dir = "/var/tmp";
   bool json = false;
 };
@@ -91,7 +115,7 @@ constexpr uint32_t threads_max = 64;
                "loopback_ceiling: bad argument '%s'\n"
                "usage: loopback_ceiling [--connections N] [--depth N] [--ops-per-frame N]\n"
                "  [--server-threads N] [--client-threads N] [--duration-s N] [--warmup-s N]\n"
-               "  [--sync none|round] [--sync-dir DIR] [--json]\n",
+               "  [--sync none|round|pipelined] [--sync-dir DIR] [--json]\n",
                bad.c_str());
   std::exit(2);
 }
@@ -128,8 +152,15 @@ Options ParseOptions(int argc, char** argv) {
     } else if (flag == "--warmup-s") {
       o.warmup_s = std::strcmp(value, "0") == 0 ? 0 : ParseCount(flag, value, 3600);
     } else if (flag == "--sync") {
-      if (std::strcmp(value, "none") != 0 && std::strcmp(value, "round") != 0) Usage(value);
-      o.sync_round = std::strcmp(value, "round") == 0;
+      if (std::strcmp(value, "none") == 0) {
+        o.sync = Sync::none;
+      } else if (std::strcmp(value, "round") == 0) {
+        o.sync = Sync::round;
+      } else if (std::strcmp(value, "pipelined") == 0) {
+        o.sync = Sync::pipelined;
+      } else {
+        Usage(value);
+      }
     } else if (flag == "--sync-dir") {
       o.sync_dir = value;
     } else {
@@ -210,7 +241,7 @@ class ServerLoop {
       : o_(o), frames_(frames), index_(index) {
     epoll_ = epoll_create1(0);
     if (epoll_ < 0) Die("epoll_create1");
-    if (o_.sync_round) OpenLog();
+    if (o_.sync != Sync::none) OpenLog();
   }
   ~ServerLoop() {
     for (ServerConnection& c : conns_) close(c.fd);
@@ -221,6 +252,24 @@ class ServerLoop {
   void Add(int fd) { conns_.push_back(ServerConnection{.fd = fd}); }
 
   void Run(const std::atomic<bool>& stop) {
+    std::thread syncer;
+    if (o_.sync == Sync::pipelined) {
+      owed_by_conn_.assign(conns_.size(), 0);
+      syncer = std::thread([this] { SyncLoop(); });
+    }
+    Serve(stop);
+    if (syncer.joinable()) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        stopping_ = true;
+      }
+      wake_.notify_one();
+      syncer.join();
+    }
+  }
+
+ private:
+  void Serve(const std::atomic<bool>& stop) {
     for (size_t i = 0; i < conns_.size(); ++i) {
       epoll_event ev{.events = EPOLLIN, .data = {.u64 = i}};
       if (epoll_ctl(epoll_, EPOLL_CTL_ADD, conns_[i].fd, &ev) != 0) Die("epoll_ctl");
@@ -245,11 +294,17 @@ class ServerLoop {
         size_t bytes = c.partial_bytes + static_cast<size_t>(got);
         c.owed_frames += bytes / frames_.request.size();
         c.partial_bytes = bytes % frames_.request.size();
-        if (o_.sync_round) round_.append(rbuf.data(), static_cast<size_t>(got));
+        if (o_.sync != Sync::none) round_.append(rbuf.data(), static_cast<size_t>(got));
         if (c.owed_frames > 0) ready.push_back(i);
       }
       if (ready.empty()) continue;
-      if (o_.sync_round) {
+      if (o_.sync == Sync::pipelined) {
+        AppendToLog(round_.data(), round_.size());
+        round_.clear();
+        HandToSync(ready);
+        continue;
+      }
+      if (o_.sync == Sync::round) {
         // One write and one fdatasync for the whole round, as a log writer
         // with group commit does.
         AppendToLog(round_.data(), round_.size());
@@ -266,7 +321,48 @@ class ServerLoop {
     }
   }
 
- private:
+  // HandToSync queues the round's owed replies (written to the log just
+  // before) for the sync thread, whose next fdatasync starts after this.
+  void HandToSync(const std::vector<uint32_t>& ready) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (uint32_t i : ready) {
+        queued_.push_back(Owed{.conn = i, .frames = conns_[i].owed_frames});
+        conns_[i].owed_frames = 0;
+      }
+    }
+    wake_.notify_one();
+  }
+
+  // SyncLoop: take everything queued, fdatasync (covering every round
+  // written before the take), send those replies, again.
+  void SyncLoop() {
+    std::vector<Owed> batch;
+    std::vector<uint32_t> touched;
+    std::string replies;
+    for (;;) {
+      batch.clear();
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        wake_.wait(lock, [this] { return !queued_.empty() || stopping_; });
+        if (queued_.empty()) return;
+        batch.swap(queued_);
+      }
+      if (fdatasync(log_) != 0) Die("fdatasync");
+      touched.clear();
+      for (const Owed& owed : batch) {
+        if (owed_by_conn_[owed.conn] == 0) touched.push_back(owed.conn);
+        owed_by_conn_[owed.conn] += owed.frames;
+      }
+      for (uint32_t i : touched) {
+        replies.clear();
+        for (uint64_t f = 0; f < owed_by_conn_[i]; ++f) replies.append(frames_.reply);
+        owed_by_conn_[i] = 0;
+        SendAll(conns_[i].fd, replies);
+      }
+    }
+  }
+
   void OpenLog() {
     std::string path = o_.sync_dir + "/loopback-ceiling-" + std::to_string(getpid()) + "-" +
                        std::to_string(index_) + ".log";
@@ -303,6 +399,17 @@ class ServerLoop {
   size_t log_at_ = 0;
   std::string round_;  // the request bytes read this round, for the log
   std::vector<ServerConnection> conns_;
+
+  // --sync pipelined: replies written to the log and waiting for a sync.
+  struct Owed {
+    uint32_t conn = 0;
+    uint64_t frames = 0;
+  };
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::vector<Owed> queued_;  // guarded by mu_
+  bool stopping_ = false;     // guarded by mu_
+  std::vector<uint64_t> owed_by_conn_;  // the sync thread's own
 };
 
 // ---------------------------------------------------------------- client
@@ -474,7 +581,7 @@ int main(int argc, char** argv) {
         "{\"connections\":%u,\"depth\":%u,\"ops_per_frame\":%u,\"sync\":\"%s\","
         "\"request_bytes\":%zu,\"reply_bytes\":%zu,\"ops_per_s\":%.0f,"
         "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f}\n",
-        o.connections, o.depth, o.ops_per_frame, o.sync_round ? "round" : "none",
+        o.connections, o.depth, o.ops_per_frame, SyncName(o.sync),
         frames.request.size(), frames.reply.size(), ops_per_s, Percentile(latencies, 0.50),
         Percentile(latencies, 0.99), Percentile(latencies, 0.999));
   } else {
@@ -483,7 +590,7 @@ int main(int argc, char** argv) {
         "%u server + %u client threads:\n  %.0f ops/s, frame latency p50 %.3f ms, p99 %.3f ms, "
         "p99.9 %.3f ms\n",
         o.connections, o.depth, o.ops_per_frame, frames.request.size(), frames.reply.size(),
-        o.sync_round ? "one fdatasync a round" : "none", o.server_threads, o.client_threads,
+        SyncName(o.sync), o.server_threads, o.client_threads,
         ops_per_s, Percentile(latencies, 0.50), Percentile(latencies, 0.99),
         Percentile(latencies, 0.999));
   }
