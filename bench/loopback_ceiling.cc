@@ -407,8 +407,8 @@ class ServerLoop {
   };
   std::mutex mu_;
   std::condition_variable wake_;
-  std::vector<Owed> queued_;  // guarded by mu_
-  bool stopping_ = false;     // guarded by mu_
+  std::vector<Owed> queued_;            // guarded by mu_
+  bool stopping_ = false;               // guarded by mu_
   std::vector<uint64_t> owed_by_conn_;  // the sync thread's own
 };
 
@@ -581,18 +581,17 @@ int main(int argc, char** argv) {
         "{\"connections\":%u,\"depth\":%u,\"ops_per_frame\":%u,\"sync\":\"%s\","
         "\"request_bytes\":%zu,\"reply_bytes\":%zu,\"ops_per_s\":%.0f,"
         "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f}\n",
-        o.connections, o.depth, o.ops_per_frame, SyncName(o.sync),
-        frames.request.size(), frames.reply.size(), ops_per_s, Percentile(latencies, 0.50),
-        Percentile(latencies, 0.99), Percentile(latencies, 0.999));
+        o.connections, o.depth, o.ops_per_frame, SyncName(o.sync), frames.request.size(),
+        frames.reply.size(), ops_per_s, Percentile(latencies, 0.50), Percentile(latencies, 0.99),
+        Percentile(latencies, 0.999));
   } else {
     std::printf(
         "%u connections x %u in flight x %u ops a frame (request %zu B, reply %zu B), sync %s, "
         "%u server + %u client threads:\n  %.0f ops/s, frame latency p50 %.3f ms, p99 %.3f ms, "
         "p99.9 %.3f ms\n",
         o.connections, o.depth, o.ops_per_frame, frames.request.size(), frames.reply.size(),
-        SyncName(o.sync), o.server_threads, o.client_threads,
-        ops_per_s, Percentile(latencies, 0.50), Percentile(latencies, 0.99),
-        Percentile(latencies, 0.999));
+        SyncName(o.sync), o.server_threads, o.client_threads, ops_per_s,
+        Percentile(latencies, 0.50), Percentile(latencies, 0.99), Percentile(latencies, 0.999));
   }
   return 0;
 }
