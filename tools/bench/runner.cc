@@ -116,45 +116,78 @@ bool ExpectedRefusal(OpKind kind, ResultCode code) {
   }
 }
 
-// OrgSums adds up one reply's effects on its orgs' counters, so that a
-// frame of 8,000 deducts adds to each org's shared counters once instead of
-// 8,000 times: those counters are few and every worker thread adds to them,
-// so each add was a locked instruction on a line the other threads write
-// too.  The sums reach the Model before Fold returns: the model is exactly
-// as up to date as before, only with fewer adds.
-class OrgSums {
+// ModelChanges holds a worker thread's folded results until there are
+// enough of them to add to the Model together, so that the adds' misses
+// overlap. The Model's counters are shared: every worker adds to the same
+// wallets' and orgs' lines, so one add on a random wallet was a miss on a
+// line the other thread had last written, and a frame of one deduct (50
+// connections x 32 in flight) paid it alone, with nothing to overlap it:
+// Fold, 84 % of it on that one locked add, was 6.6 % of the machine
+// (bench/RESULTS.md, 2026-12-04). Now a thread adds its changes in runs of
+// kFlushAt wallets, fetching each wallet's line kAhead adds ahead; an org's
+// counters get one add a flush instead of one an op.
+//
+// The Model is read only to verify, after every worker has flushed (the end
+// of Worker) and the resends have (each Fold of a resend flushes), so
+// holding changes back changes no answer.
+class ModelChanges {
  public:
   enum Counter { pool = 0, spent = 1, in = 2 };
-  void Add(uint32_t org, Counter counter, int64_t delta) {
-    if (org >= sums_.size()) {
-      sums_.resize(org + 1, Sums{});
-      touched_flag_.resize(org + 1, false);
+  static constexpr size_t kFlushAt = 512;
+  static constexpr size_t kAhead = 16;
+
+  void AddAvailable(uint64_t index, int64_t delta) { wallets_.push_back({index, delta, 0}); }
+  void AddHeld(uint64_t index, int64_t delta) { wallets_.push_back({index, 0, delta}); }
+  void AddOrg(uint32_t org, Counter counter, int64_t delta) {
+    if (org >= org_sums_.size()) {
+      org_sums_.resize(org + 1, Sums{});
+      org_touched_flag_.resize(org + 1, false);
     }
-    if (!touched_flag_[org]) {
-      touched_flag_[org] = true;
-      touched_.push_back(org);
+    if (!org_touched_flag_[org]) {
+      org_touched_flag_[org] = true;
+      org_touched_.push_back(org);
     }
-    sums_[org][counter] += delta;
+    org_sums_[org][counter] += delta;
   }
-  // Flush adds every sum to the model and starts again from zero.
+  bool Full() const { return wallets_.size() >= kFlushAt; }
+
+  // Flush adds everything held to the model and starts again from zero.
   void Flush(Model& model) {
-    for (uint32_t org : touched_) {
-      Sums& s = sums_[org];
+    const size_t n = wallets_.size();
+    for (size_t i = 0; i < std::min(kAhead, n); ++i) model.PrefetchWallet(wallets_[i].index);
+    for (size_t i = 0; i < n; ++i) {
+      if (i + kAhead < n) model.PrefetchWallet(wallets_[i + kAhead].index);
+      const WalletChange& w = wallets_[i];
+      if (w.available != 0) model.AddAvailable(w.index, w.available);
+      if (w.held != 0) model.AddHeld(w.index, w.held);
+    }
+    wallets_.clear();
+    for (uint32_t org : org_touched_) {
+      Sums& s = org_sums_[org];
       if (s[pool] != 0) model.AddPool(org, s[pool]);
       if (s[spent] != 0) model.AddSpent(org, s[spent]);
       if (s[in] != 0) model.AddIn(org, s[in]);
       s = Sums{};
-      touched_flag_[org] = false;
+      org_touched_flag_[org] = false;
     }
-    touched_.clear();
+    org_touched_.clear();
   }
 
  private:
+  struct WalletChange {
+    uint64_t index;
+    int64_t available;
+    int64_t held;
+  };
   using Sums = std::array<int64_t, 3>;
-  std::vector<Sums> sums_;  // by org index
-  std::vector<bool> touched_flag_;
-  std::vector<uint32_t> touched_;
+  std::vector<WalletChange> wallets_;
+  std::vector<Sums> org_sums_;  // by org index
+  std::vector<bool> org_touched_flag_;
+  std::vector<uint32_t> org_touched_;
 };
+
+// Per thread: the workers' and, after them, the resending thread's.
+thread_local ModelChanges model_changes;
 
 class Run_ {
  public:
@@ -528,12 +561,8 @@ void Run_::Break(Connection& c, const absl::Status& why, WorkerStats* stats) {
 void Run_::Fold(Connection* c, const Pending& p, const std::vector<Result>& results,
                 WorkerStats* stats, bool resend) {
   size_t next_target = 0;
-  // Per thread: Fold runs on the workers and, after them, on the resending thread.
-  thread_local OrgSums org_sums;
-  constexpr size_t ahead = 8;  // ops whose wallet is fetched before its turn
-  for (size_t i = 0; i < std::min(ahead, p.ops.size()); ++i) model_.PrefetchWallet(p.ops[i].index);
+  ModelChanges& changes = model_changes;
   for (size_t i = 0; i < p.ops.size(); ++i) {
-    if (i + ahead < p.ops.size()) model_.PrefetchWallet(p.ops[i + ahead].index);
     const PendingOp& op = p.ops[i];
     const Result& r = results[i];
     uint32_t org = model_.OrgIndex(op.index);
@@ -562,8 +591,8 @@ void Run_::Fold(Connection* c, const Pending& p, const std::vector<Result>& resu
     switch (op.kind) {
       case OpKind::deduct:
       case OpKind::invoice:
-        model_.AddAvailable(op.index, -r.applied());
-        org_sums.Add(org, OrgSums::spent, r.applied());
+        changes.AddAvailable(op.index, -r.applied());
+        changes.AddOrg(org, ModelChanges::spent, r.applied());
         if (op.kind == OpKind::invoice && stats != nullptr) {
           if (r.remainder() == 0)
             ++stats->invoices_full;
@@ -574,41 +603,41 @@ void Run_::Fold(Connection* c, const Pending& p, const std::vector<Result>& resu
         }
         break;
       case OpKind::hold:
-        model_.AddAvailable(op.index, -r.applied());
-        model_.AddHeld(op.index, r.applied());
+        changes.AddAvailable(op.index, -r.applied());
+        changes.AddHeld(op.index, r.applied());
         if (c != nullptr) c->holds.push_back({op.index, r.id, r.applied()});
         break;
       case OpKind::capture:
-        model_.AddHeld(op.index, -op.ref_amount);
-        model_.AddAvailable(op.index, op.ref_amount - r.applied());
-        org_sums.Add(org, OrgSums::spent, r.applied());
+        changes.AddHeld(op.index, -op.ref_amount);
+        changes.AddAvailable(op.index, op.ref_amount - r.applied());
+        changes.AddOrg(org, ModelChanges::spent, r.applied());
         if (c != nullptr) --c->holds_outstanding;
         break;
       case OpKind::release:
-        model_.AddHeld(op.index, -op.ref_amount);
-        model_.AddAvailable(op.index, op.ref_amount);
+        changes.AddHeld(op.index, -op.ref_amount);
+        changes.AddAvailable(op.index, op.ref_amount);
         if (c != nullptr) --c->holds_outstanding;
         break;
       case OpKind::grant:
-        model_.AddAvailable(op.index, op.amount);
-        org_sums.Add(org, OrgSums::in, op.amount);
+        changes.AddAvailable(op.index, op.amount);
+        changes.AddOrg(org, ModelChanges::in, op.amount);
         break;
       case OpKind::allocate:
         if (r.allocated() != o_.amount * o_.allocate_targets) {
           CountError("allocate: allocated differs from the targets' sum", stats);
         }
         for (uint32_t k = 0; k < o_.allocate_targets; ++k) {
-          model_.AddAvailable(p.target_indexes[next_target + k], o_.amount);
+          changes.AddAvailable(p.target_indexes[next_target + k], o_.amount);
         }
-        org_sums.Add(org, OrgSums::pool, -o_.amount * o_.allocate_targets);
+        changes.AddOrg(org, ModelChanges::pool, -o_.amount * o_.allocate_targets);
         next_target += o_.allocate_targets;
         break;
       case OpKind::request:
         if (c != nullptr) c->requests.push_back({op.index, r.id, op.amount});
         break;
       case OpKind::approve:
-        model_.AddAvailable(op.index, r.allocated());
-        org_sums.Add(org, OrgSums::pool, -r.allocated());
+        changes.AddAvailable(op.index, r.allocated());
+        changes.AddOrg(org, ModelChanges::pool, -r.allocated());
         if (c != nullptr) --c->requests_outstanding;
         break;
       case OpKind::balance:
@@ -616,7 +645,7 @@ void Run_::Fold(Connection* c, const Pending& p, const std::vector<Result>& resu
         break;
     }
   }
-  org_sums.Flush(model_);
+  if (resend || changes.Full()) changes.Flush(model_);
 }
 
 void Run_::ReceiveReady(Connection& c, WorkerStats* stats) {
@@ -765,6 +794,7 @@ void Run_::Worker(uint32_t t, WorkerStats* stats) {
     if (!c.in_flight.empty())
       Break(c, absl::DeadlineExceededError("no reply while draining"), stats);
   }
+  model_changes.Flush(model_);  // before anything reads the Model
 }
 
 // Resend sends every orphaned frame again, with the same op ids, on a new
