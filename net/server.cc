@@ -1041,6 +1041,16 @@ void EventHub::Publish(std::span<const Event> events) {
   }
 }
 
+// DefaultShards: half the cores, at least one. A shard's thread wants a core
+// to itself while it applies, and the I/O threads (one per core), the log's
+// sync threads and, on a small machine, the clients share the rest; on 2
+// cores one shard did 1.38× the deducts of two at 50 connections × 32 one-op
+// frames, for 0.59× the CPU each, and 0.91× at frames of 8,000, where two
+// engines apply side by side (bench/RESULTS.md, 2026-12-04; docs/SERVER.md).
+namespace {
+uint32_t DefaultShards() { return std::max(1u, std::thread::hardware_concurrency() / 2); }
+}  // namespace
+
 absl::Status ServerImpl::PrepareDataDir() {
   const std::string& data = options_.data_dir;
   std::error_code ec;
@@ -1059,8 +1069,7 @@ absl::Status ServerImpl::PrepareDataDir() {
     }
     shards = *stored;
   } else {
-    shards =
-        options_.shards != 0 ? options_.shards : std::max(1u, std::thread::hardware_concurrency());
+    shards = options_.shards != 0 ? options_.shards : DefaultShards();
     if (shards > shards_max) {
       if (options_.shards != 0) {
         return absl::InvalidArgumentError(

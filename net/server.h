@@ -29,7 +29,7 @@ namespace tally::net {
 struct ServerOptions {
   std::string data_dir = "./tally-data";
   std::string listen = "127.0.0.1:7411";  // port 0: any free port
-  uint32_t shards = 0;                    // 0: as stored in <data>/shards, else the core count
+  uint32_t shards = 0;                    // 0: as stored in <data>/shards, else half the cores
   uint32_t io_threads = 0;                // 0: the core count
   std::string tokens_path;                // empty: <data>/tokens
   // Snapshot policy of every shard's store (Store::MaybeSnapshot): a

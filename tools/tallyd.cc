@@ -2,7 +2,7 @@
 //
 //   --data DIR                   data directory (default ./tally-data)
 //   --listen HOST:PORT           default 127.0.0.1:7411; port 0 picks a free one
-//   --shards N                   default: the stored count, else the core count
+//   --shards N                   default: the stored count, else half the cores (at least 1)
 //   --io-threads N               default: the core count
 //   --tokens FILE                default <data>/tokens (created on first start)
 //   --snapshot-every-records N   a snapshot every N log records per shard

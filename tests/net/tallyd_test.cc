@@ -785,6 +785,21 @@ TEST_F(TallydTest, ShardCountIsFixedPerDataDirectory) {
   EXPECT_EQ(c->shards(), 3u);
 }
 
+// A new data directory with no --shards gets half the cores, at least one
+// (the shard threads leave the other half to the I/O threads and clients),
+// and keeps that count.
+TEST_F(TallydTest, NewDataDirectoryWithoutShardsFlagGetsHalfTheCores) {
+  StartServer({"--io-threads", "1"});
+  const uint32_t want = std::max(1u, std::thread::hardware_concurrency() / 2);
+  auto c = Connect();
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->shards(), want);
+  std::ifstream stored(data() + "/shards");
+  uint32_t count = 0;
+  ASSERT_TRUE(stored >> count);
+  EXPECT_EQ(count, want);
+}
+
 // ---- tokens ------------------------------------------------------------------
 
 class TallydTokensTest : public TallydTest {
