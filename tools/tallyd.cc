@@ -112,7 +112,8 @@ int main(int argc, char** argv) {
   }
   std::printf("tallyd listening on %s\n", (*server)->listen_address().c_str());
   std::fflush(stdout);
-  std::fprintf(stderr, "tallyd: %u shards, data in %s\n", (*server)->shards(),
+  const uint32_t shards = (*server)->shards();
+  std::fprintf(stderr, "tallyd: %u shard%s, data in %s\n", shards, shards == 1 ? "" : "s",
                options.data_dir.c_str());
   (*server)->Run();
   return 0;
