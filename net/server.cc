@@ -1041,13 +1041,13 @@ void EventHub::Publish(std::span<const Event> events) {
   }
 }
 
+namespace {
 // DefaultShards: half the cores, at least one. A shard's thread wants a core
 // to itself while it applies, and the I/O threads (one per core), the log's
 // sync threads and, on a small machine, the clients share the rest; on 2
 // cores one shard did 1.38× the deducts of two at 50 connections × 32 one-op
 // frames, for 0.59× the CPU each, and 0.91× at frames of 8,000, where two
 // engines apply side by side (bench/RESULTS.md, 2026-12-04; docs/SERVER.md).
-namespace {
 uint32_t DefaultShards() { return std::max(1u, std::thread::hardware_concurrency() / 2); }
 }  // namespace
 
